@@ -1,0 +1,151 @@
+"""The `bench` command line. Bad usage: one line on stderr and exit 2, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from bench.errors import UsageError
+from bench.spec import Envelope, parse_cpus, parse_size_mib, positive_int
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse prints usage over several lines; we print one
+        raise UsageError(message)
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(base) / "isobench"
+
+
+def build_parser() -> Parser:
+    from bench import __version__
+
+    p = Parser(prog="bench", description="isobench: what does isolation cost?")
+    p.add_argument("--version", action="version", version=f"isobench {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    r = sub.add_parser("run", help="measure suites in runners, store results, write a report")
+    r.add_argument("--suite", required=True, help="startup, ... or all (comma-separated)")
+    r.add_argument("--runners", help="comma-separated (default: every available runner)")
+    r.add_argument("--workloads", help="comma-separated (default: every workload of the suite)")
+    r.add_argument("--repeat", help="measured rounds per runner and workload (default: per suite)")
+    r.add_argument("--warmup", help="rounds run first and not stored (default: per suite)")
+    r.add_argument("--cpus", help="CPUs per environment, e.g. 1 or 0.5")
+    r.add_argument("--memory", help="memory per environment, e.g. 512M")
+    r.add_argument("--results-dir", default="results", type=Path)
+    r.add_argument("--reports-dir", default="reports", type=Path)
+    r.add_argument("--no-report", action="store_true")
+
+    ls = sub.add_parser("list", help="suites, runners or workloads")
+    ls.add_argument("what", nargs="?", default="all", choices=["suites", "runners", "workloads", "all"])
+    ls.add_argument("--json", action="store_true")
+
+    sub.add_parser("doctor", help="what this host can and cannot run, and why")
+
+    rep = sub.add_parser("report", help="(re)build the HTML report of a stored run")
+    rep.add_argument("runs", nargs="+", metavar="RUN")
+    rep.add_argument("--results-dir", default="results", type=Path)
+    rep.add_argument("--out", type=Path, help="folder for the report (default: reports/<run_id>)")
+
+    c = sub.add_parser("clean", help="remove every leftover of ours from this host")
+    c.add_argument("--dry-run", action="store_true")
+    c.add_argument("--results-dir", default="results", type=Path)
+    c.add_argument("--reports-dir", default="reports", type=Path)
+    return p
+
+
+def envelope_from(args) -> Envelope:
+    return Envelope(cpus=parse_cpus(args.cpus) if args.cpus is not None else None,
+                    memory_mib=parse_size_mib(args.memory) if args.memory is not None else None)
+
+
+def cmd_run(args, console) -> int:
+    from bench.run import RunOptions, run
+
+    opts = RunOptions(
+        suite=args.suite, runners=args.runners, workloads=args.workloads,
+        repeat=positive_int(args.repeat, "--repeat") if args.repeat is not None else None,
+        warmup=positive_int(args.warmup, "--warmup", minimum=0) if args.warmup is not None else None,
+        envelope=envelope_from(args), results_dir=args.results_dir, reports_dir=args.reports_dir,
+        report=not args.no_report, cache_dir=cache_dir())
+    code, run_dir = run(opts, console)
+    from bench.views import print_summary
+
+    print_summary(run_dir, console)
+    console.print(f"results: {run_dir}")
+    if opts.report:
+        from bench.report import render_report
+
+        console.print(f"report:  {render_report(run_dir, args.reports_dir / run_dir.name)}")
+    return code
+
+
+def cmd_list(args, console) -> int:
+    from bench.views import listing
+
+    data = listing(args.what)
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        from bench.views import print_listing
+
+        print_listing(data, console)
+    return 0
+
+
+def cmd_doctor(args, console) -> int:
+    from bench.doctor import checks
+    from bench.views import print_checks
+
+    print_checks(checks(), console)
+    return 0
+
+
+def cmd_report(args, console) -> int:
+    from bench.report import render_report
+    from bench.store import resolve_run
+
+    for arg in args.runs:
+        run_dir = resolve_run(arg, args.results_dir)
+        out = args.out or Path("reports") / run_dir.name
+        console.print(f"report: {render_report(run_dir, out)}")
+    return 0
+
+
+def cmd_clean(args, console) -> int:
+    from bench.clean import residues
+
+    found = residues(args.results_dir, args.reports_dir, cache_dir())
+    for residue in found:
+        console.print(f"{'would remove' if args.dry_run else 'removing'} {residue.kind} {residue.name}")
+        if not args.dry_run:
+            residue.remove()
+    console.print(f"{len(found)} leftovers {'found' if args.dry_run else 'removed'}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "list": cmd_list, "doctor": cmd_doctor, "report": cmd_report, "clean": cmd_clean}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rich.console import Console
+
+    console = Console(stderr=False, highlight=False)
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args, console)
+    except UsageError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

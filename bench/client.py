@@ -1,0 +1,41 @@
+"""The harness side of the worker protocol: one JSON line per request, one per reply."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import asdict
+
+from bench.spec import Envelope
+
+
+class WorkerClient:
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "bench.worker"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, bufsize=1)
+
+    def request(self, **msg) -> dict:
+        self.proc.stdin.write(json.dumps(msg) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the measuring worker died (exit code {self.proc.wait()})")
+        reply = json.loads(line)
+        if reply["op"] == "error":
+            raise RuntimeError(f"worker: {reply['message']}")
+        return reply
+
+    def init(self, runners: dict[str, str], rootfs: str, host_paths: dict, envelope: Envelope) -> dict:
+        """runners: name -> "module:Class". Returns per runner: available, reason, config."""
+        return self.request(op="init", runners=runners, rootfs=rootfs, host_paths=host_paths,
+                            envelope=asdict(envelope))["runners"]
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

@@ -1,0 +1,97 @@
+"""The host fingerprint and tool versions recorded with every run: many tiny collect_* functions."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import bench
+
+
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return None
+
+
+def _bracketed(text: str | None) -> str | None:
+    """'always [madvise] never' -> 'madvise'."""
+    m = re.search(r"\[(\w+)\]", text or "")
+    return m.group(1) if m else text
+
+
+def collect_cpu_model() -> str:
+    for line in (_read("/proc/cpuinfo") or "").splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def collect_cgroup_version() -> str:
+    if Path("/sys/fs/cgroup/cgroup.controllers").exists():
+        return "v2"
+    return "v1 (hybrid)" if Path("/sys/fs/cgroup/unified").is_dir() else "v1"
+
+
+def collect_virtualized() -> bool:
+    return " hypervisor" in (_read("/proc/cpuinfo") or "")
+
+
+def fingerprint() -> dict:
+    import psutil
+
+    return {
+        "hostname": socket.gethostname(),
+        "kernel": platform.release(),
+        "arch": platform.machine(),
+        "cpu_model": collect_cpu_model(),
+        "cores": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "cgroup_version": collect_cgroup_version(),
+        "cpu_governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor") or "n/a",
+        "smt": _read("/sys/devices/system/cpu/smt/control") or "n/a",
+        "thp": _bracketed(_read("/sys/kernel/mm/transparent_hugepage/enabled")) or "n/a",
+        "virtualized": collect_virtualized(),
+        "kvm_device": os.path.exists("/dev/kvm"),
+    }
+
+
+# tool -> (argv, regex for the version in its output)
+_VERSION_PROBES = {
+    "busybox": (["busybox"], r"BusyBox v([\w.\-]+)"),
+    "stress-ng": (["stress-ng", "--version"], r"version ([\w.\-]+)"),
+    "fio": (["fio", "--version"], r"fio-([\w.\-]+)"),
+    "iperf3": (["iperf3", "--version"], r"iperf ([\w.\-]+)"),
+    "qemu": (["qemu-system-x86_64", "--version"], r"version ([\w.\-]+)"),
+    "libvirt": (["libvirtd", "--version"], r"([\d.]+)\s*$"),
+    "runc": (["runc", "--version"], r"runc version ([\w.\-]+)"),
+    "crun": (["crun", "--version"], r"crun version ([\w.\-]+)"),
+    "bwrap": (["bwrap", "--version"], r"bubblewrap ([\w.\-]+)"),
+    "docker": (["docker", "--version"], r"version ([\w.\-]+)"),
+}
+
+
+def tool_version(argv: list[str], pattern: str) -> str | None:
+    if shutil.which(argv[0]) is None:
+        return None
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.search(pattern, out.stdout + out.stderr, re.MULTILINE)
+    return m.group(1) if m else None
+
+
+def versions() -> dict:
+    found = {"isobench": bench.__version__, "python": platform.python_version()}
+    for tool, (argv, pattern) in _VERSION_PROBES.items():
+        version = tool_version(argv, pattern)
+        if version:
+            found[tool] = version
+    return found

@@ -1,0 +1,150 @@
+"""The guest image: one rootfs tree (busybox-static, the probe, the workload tools and their
+shared libraries), cached by a content hash of everything that goes into it.
+
+Shared libraries are resolved with ldd and copied to the paths the loader asks for, as
+initramfs-tools' copy_exec does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.errors import UsageError
+from bench.workloads import PROBE_GUEST_PATH
+
+BUILDER_VERSION = "1"  # bump when the layout of the tree changes
+BUSYBOX = "/bin/busybox"
+TOOLS = ("stress-ng", "fio", "iperf3")
+PROBE_SOURCE = Path(__file__).parent / "guest" / "probe.c"
+GUEST_DIRS = ("proc", "sys", "dev", "tmp", "run", "root", "etc", "var/tmp", "mnt")
+GUEST_ETC = {
+    "etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+    "etc/group": "root:x:0:\nnogroup:x:65534:\n",
+    "etc/hostname": "bench\n",
+    "etc/hosts": "127.0.0.1 localhost\n",
+}
+
+_LDD_LINE = re.compile(r"^\s*(?:(\S+)\s+=>\s+)?(/\S+)\s+\(0x[0-9a-f]+\)\s*$")
+
+
+@dataclass(frozen=True)
+class Image:
+    rootfs: Path
+    digest: str
+    host_paths: dict[str, str]  # guest path -> the host file it is a copy of
+
+
+def run_tool(argv: list[str]) -> subprocess.CompletedProcess:
+    """The one place this module runs host commands (unit tests replace it)."""
+    return subprocess.run(argv, capture_output=True, text=True, check=False)
+
+
+def parse_ldd(text: str) -> list[str]:
+    """Pure: the library paths in ldd's output (the interpreter included, the vDSO and misses not)."""
+    paths = []
+    for line in text.splitlines():
+        m = _LDD_LINE.match(line)
+        if m:
+            paths.append(m.group(2))
+    return paths
+
+
+def shared_libraries(binary: str) -> list[str]:
+    result = run_tool(["ldd", binary])
+    if "not found" in result.stdout:
+        missing = [ln.split()[0] for ln in result.stdout.splitlines() if "not found" in ln]
+        raise UsageError(f"{binary} needs libraries this host lacks: {', '.join(missing)}")
+    return parse_ldd(result.stdout)  # a static binary: ldd exits 1 and lists nothing
+
+
+def find_tool(name: str) -> str:
+    path = shutil.which(name, path="/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+    if path is None:
+        raise UsageError(f"{name} is not installed: run `make setup` (or apt-get install {name})")
+    return path
+
+
+def image_inputs(probe_binary: str) -> dict[str, str]:
+    """guest path -> host path for every file copied into the tree."""
+    busybox = BUSYBOX if os.path.exists(BUSYBOX) else find_tool("busybox")
+    inputs = {"/bin/busybox": busybox, PROBE_GUEST_PATH: probe_binary}
+    for tool in TOOLS:
+        host = find_tool(tool)
+        inputs[f"/usr/bin/{tool}"] = host
+        for lib in shared_libraries(host):
+            inputs[lib] = lib
+    return inputs
+
+
+def file_digest(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def content_digest(inputs: dict[str, str]) -> str:
+    h = hashlib.sha256(f"isobench-image {BUILDER_VERSION}\n".encode())
+    for guest in sorted(inputs):
+        h.update(f"{guest} {file_digest(inputs[guest])}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def build_probe(cache_dir: Path) -> str:
+    """Compile the static probe once per source text and compiler."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        raise UsageError("a C compiler is needed to build the probe: run `make setup` (or apt-get install gcc libc6-dev)")
+    key = hashlib.sha256(PROBE_SOURCE.read_bytes() + run_tool([cc, "--version"]).stdout.encode()).hexdigest()[:16]
+    binary = cache_dir / "probe" / key / "bench-probe"
+    if not binary.exists():
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        tmp = binary.with_suffix(f".tmp{os.getpid()}")
+        result = run_tool([cc, "-static", "-Os", "-o", str(tmp), str(PROBE_SOURCE)])
+        if result.returncode != 0:
+            raise UsageError(f"cannot build the probe: {result.stderr.strip().splitlines()[-1:]} (is libc6-dev installed?)")
+        os.replace(tmp, binary)
+    return str(binary)
+
+
+def build_image(cache_dir: Path) -> Image:
+    """The guest image for this host, built unless the cache already holds the same content."""
+    inputs = image_inputs(build_probe(cache_dir))
+    digest = content_digest(inputs)
+    final = cache_dir / "images" / digest
+    if not (final / "rootfs").is_dir():
+        staging = cache_dir / "images" / f".bench-tmp-{digest}-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        populate_tree(staging / "rootfs", inputs)
+        try:
+            os.rename(staging, final)
+        except OSError:  # another build finished first: theirs is the same content
+            shutil.rmtree(staging, ignore_errors=True)
+    return Image(final / "rootfs", digest, inputs)
+
+
+def populate_tree(root: Path, inputs: dict[str, str]) -> None:
+    for d in GUEST_DIRS:
+        (root / d).mkdir(parents=True, exist_ok=True)
+    (root / "tmp").chmod(0o1777)
+    for rel, text in GUEST_ETC.items():
+        (root / rel).write_text(text)
+    for guest, host in inputs.items():
+        target = root / guest.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(os.path.realpath(host), target)
+    install_busybox_links(root)
+
+
+def install_busybox_links(root: Path) -> None:
+    """A symlink per busybox applet (bin/sh, usr/bin/awk...), never over a real tool."""
+    applets = run_tool([str(root / "bin" / "busybox"), "--list-full"]).stdout.split()
+    for rel in applets:
+        link = root / rel
+        if not link.exists() and not link.is_symlink():
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to("/bin/busybox")

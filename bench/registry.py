@@ -1,0 +1,46 @@
+"""Runner registry: the `bench.runners` entry-point group, built-ins included (parent side only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+
+from runners.base import Runner
+
+GROUP = "bench.runners"
+
+
+@dataclass(frozen=True)
+class RunnerInfo:
+    name: str
+    target: str  # "module:Class", what the worker imports
+    cls: type[Runner] | None
+    load_error: str = ""
+
+
+def registered() -> dict[str, RunnerInfo]:
+    """Every registered runner by name; one that fails to import is listed with the reason."""
+    found = {}
+    for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
+        try:
+            found[ep.name] = RunnerInfo(ep.name, ep.value, ep.load())
+        except Exception as exc:  # a broken plugin must not break `bench list`
+            found[ep.name] = RunnerInfo(ep.name, ep.value, None, f"cannot load {ep.value}: {exc}")
+    return found
+
+
+def availability(info: RunnerInfo) -> tuple[bool, str]:
+    if info.cls is None:
+        return False, info.load_error
+    try:
+        return info.cls().available()
+    except Exception as exc:
+        return False, f"availability check failed: {exc}"
+
+
+def load_target(target: str) -> type[Runner]:
+    """Import "module:Class" without importlib.metadata (which would make the worker fat)."""
+    import importlib
+
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)

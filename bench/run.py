@@ -1,0 +1,116 @@
+"""`bench run`: build the image, drive the lean worker round by round, store, report."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from bench import hostinfo, store
+from bench.errors import UsageError
+from bench.image import build_image
+from bench.spec import Envelope
+from bench.workloads import SUITE_DEFAULTS, Workload, select
+from bench.client import WorkerClient
+from bench.registry import registered
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    suite: str
+    runners: str | None
+    workloads: str | None
+    repeat: int | None
+    warmup: int | None
+    envelope: Envelope
+    results_dir: Path
+    reports_dir: Path
+    report: bool
+    cache_dir: Path
+    timeout_s: float = 60.0
+
+
+def choose_runners(arg: str | None) -> list[str] | None:
+    """The runners named by --runners (None: every available one); UsageError for unknown names."""
+    known = sorted(registered())
+    if arg is None:
+        return None
+    wanted = [r.strip() for r in arg.split(",") if r.strip()]
+    unknown = [r for r in wanted if r not in known]
+    if unknown or not wanted:
+        raise UsageError(f"unknown runner {','.join(unknown) or arg!r}; choose from: {', '.join(known)}")
+    return list(dict.fromkeys(wanted))
+
+
+def rounds(workload: Workload, opts: RunOptions) -> tuple[int, int]:
+    defaults = SUITE_DEFAULTS.get(workload.suite, {"repeat": 5, "warmup": 1})
+    repeat = opts.repeat if opts.repeat is not None else defaults["repeat"]
+    warmup = opts.warmup if opts.warmup is not None else defaults["warmup"]
+    return repeat, warmup
+
+
+def active_runners(status: dict, wanted: list[str] | None) -> list[str]:
+    if wanted is None:
+        return [name for name, s in status.items() if s["available"]]
+    missing = [f"{n} ({status[n]['reason']})" for n in wanted if not status[n]["available"]]
+    if missing:
+        raise UsageError(f"runner not available here: {'; '.join(missing)}")
+    return wanted
+
+
+def run(opts: RunOptions, console: Console) -> tuple[int, Path]:
+    workloads = select(opts.suite, opts.workloads)
+    wanted = choose_runners(opts.runners)
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    run_id = store.new_run_id()
+    with console.status("building the guest image"):
+        image = build_image(opts.cache_dir)
+    client = WorkerClient()
+    try:
+        targets = {n: registered()[n].target for n in (wanted or registered())}
+        status = client.init(targets, str(image.rootfs), image.host_paths, opts.envelope)
+        names = active_runners(status, wanted)
+        samples = measure_all(client, workloads, names, opts, run_id, console)
+    finally:
+        client.close()
+    meta = {
+        "schema_version": store.SCHEMA_VERSION, "run_id": run_id, "started": started,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": " ".join(["bench", *sys.argv[1:]]), "suites": sorted({w.suite for w in workloads}),
+        "workloads": [w.name for w in workloads], "envelope": asdict(opts.envelope),
+        "rounds": {w.name: dict(zip(("repeat", "warmup"), rounds(w, opts))) for w in workloads},
+        "image": {"digest": image.digest, "rootfs": str(image.rootfs)},
+        "host": hostinfo.fingerprint(), "versions": hostinfo.versions(),
+        "runners": {n: {"kind": registered()[n].cls.kind, **status[n]["config"]} for n in names},
+        "skipped_runners": {n: s["reason"] for n, s in status.items() if n not in names},
+    }
+    run_dir = store.write_run(opts.results_dir, run_id, samples, meta)
+    failed = sum(not s["ok"] for s in samples)
+    return (1 if failed else 0), run_dir
+
+
+def measure_all(client, workloads, names, opts, run_id, console) -> list[dict]:
+    """Round-robin over runners inside each round, so that drift on the host hits them alike."""
+    plan = [(w, *rounds(w, opts)) for w in workloads]
+    total = sum((repeat + warmup) * len(names) for _, repeat, warmup in plan)
+    samples, n = [], 0
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("measuring", total=total)
+        for workload, repeat, warmup in plan:
+            for rnd in range(warmup + repeat):
+                for name in names:
+                    n += 1
+                    progress.update(task, description=f"{workload.suite}/{workload.name} {name}"
+                                    + (" (warm-up)" if rnd < warmup else ""))
+                    reply = client.request(op="measure", suite=workload.suite, workload=workload.name,
+                                           runner=name, iteration=rnd - warmup, name=f"bench-{run_id}-{n}",
+                                           timeout_s=opts.timeout_s)
+                    if rnd >= warmup:
+                        samples.extend(reply["samples"])
+                    progress.advance(task)
+    return samples

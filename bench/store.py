@@ -1,0 +1,94 @@
+"""The results store: results/<run_id>/samples.parquet + meta.json, written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import time
+from pathlib import Path
+
+from bench.errors import UsageError
+
+SCHEMA_VERSION = 1
+COLUMNS = ["run_id", "suite", "workload", "runner", "iteration", "metric", "value", "unit", "ok", "error"]
+STAGING_PREFIX = ".bench-tmp-"
+
+
+def new_run_id() -> str:
+    """Sortable by time, unique across concurrent runs."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+def samples_frame(run_id: str, samples: list[dict]):
+    import pandas as pd
+
+    df = pd.DataFrame(samples, columns=COLUMNS[1:])
+    df.insert(0, "run_id", run_id)
+    return df.astype({"iteration": "int64", "value": "float64", "ok": "bool"})
+
+
+def write_run(results_dir: Path, run_id: str, samples: list[dict], meta: dict) -> Path:
+    """Write into a staging folder, then rename: a crash leaves no half run under its real name."""
+    staging = results_dir / f"{STAGING_PREFIX}{run_id}"
+    final = results_dir / run_id
+    try:
+        staging.mkdir(parents=True)
+        samples_frame(run_id, samples).to_parquet(staging / "samples.parquet", index=False)
+        _write_synced(staging / "meta.json", json.dumps(meta, indent=2, default=str).encode())
+        _fsync_path(staging / "samples.parquet")
+        os.rename(staging, final)
+        _fsync_path(results_dir)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise UsageError(f"cannot write results to {results_dir}: {exc.strerror or exc}") from None
+    point_latest(results_dir, run_id)
+    return final
+
+
+def point_latest(results_dir: Path, run_id: str) -> None:
+    tmp = results_dir / f"{STAGING_PREFIX}latest-{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(run_id)
+    os.replace(tmp, results_dir / "latest")
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def resolve_run(arg: str, results_dir: Path) -> Path:
+    """A run folder, or a run id (or 'latest') under results_dir."""
+    for candidate in (Path(arg), results_dir / arg):
+        if (candidate / "meta.json").is_file() or (candidate / "samples.parquet").is_file():
+            return candidate.resolve()
+    raise UsageError(f"no run {arg!r}: give a run folder or a run id under {results_dir}")
+
+
+def load_run(path: Path):
+    """(samples DataFrame, meta dict) of a stored run; UsageError when it is missing or corrupt."""
+    import pandas as pd
+
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+        df = pd.read_parquet(path / "samples.parquet")
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read run {path}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing or not isinstance(meta, dict) or "schema_version" not in meta:
+        raise UsageError(f"run {path} is not an isobench run (missing {', '.join(missing) or 'schema_version'})")
+    if meta["schema_version"] > SCHEMA_VERSION:
+        raise UsageError(f"run {path} has schema {meta['schema_version']}; this isobench reads up to {SCHEMA_VERSION}")
+    return df, meta

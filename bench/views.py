@@ -1,0 +1,95 @@
+"""Terminal views (rich tables) of listings, checks and run summaries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from bench.workloads import SUITE_DEFAULTS, WORKLOADS, suites
+from bench.registry import availability, registered
+
+
+def listing(what: str) -> dict:
+    data = {}
+    if what in ("suites", "all"):
+        data["suites"] = [{"name": s, **SUITE_DEFAULTS.get(s, {}),
+                           "workloads": [w.name for w in WORKLOADS if w.suite == s]} for s in suites()]
+    if what in ("workloads", "all"):
+        data["workloads"] = [{"suite": w.suite, "name": w.name, "description": w.description,
+                              "metrics": [m for m, _ in w.metrics]} for w in WORKLOADS]
+    if what in ("runners", "all"):
+        data["runners"] = []
+        for name, info in registered().items():
+            ok, reason = availability(info)
+            data["runners"].append({"name": name, "kind": info.cls.kind if info.cls else "?",
+                                    "available": ok, "reason": reason,
+                                    "description": info.cls.description if info.cls else ""})
+    return data
+
+
+def print_listing(data: dict, console: Console) -> None:
+    for section, rows in data.items():
+        table = Table(title=section, title_justify="left")
+        for column in rows[0] if rows else ():
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*(_cell(v) for v in row.values()))
+        console.print(table)
+
+
+def _cell(value) -> str:
+    if isinstance(value, bool):
+        return "[green]yes[/]" if value else "[red]no[/]"
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
+def print_checks(checks, console: Console) -> None:
+    table = Table(title="bench doctor", title_justify="left")
+    for column in ("check", "ok", "detail"):
+        table.add_column(column)
+    for c in checks:
+        table.add_row(c.name, _cell(c.ok), c.detail)
+    console.print(table)
+
+
+def print_summary(run_dir: Path, console: Console) -> None:
+    """One table per suite/workload: medians, spread and the ratio to process, per metric and runner."""
+    from bench.stats import summarize
+    from bench.store import load_run
+
+    df, _ = load_run(run_dir)
+    summary = summarize(df)
+    for (suite, workload), part in ordered(summary).groupby(["suite", "workload"], sort=False):
+        table = Table(title=f"{suite}/{workload}  (run {run_dir.name})", title_justify="left",
+                      box=box.SIMPLE_HEAD)
+        failures = bool(part["failed"].any())
+        columns = ("metric", "runner", "median", "p5", "p95", "CV", "n") + (("failed",) if failures else ()) + ("×process",)
+        for column in columns:
+            table.add_column(column, justify="left" if column in ("metric", "runner") else "right", no_wrap=True)
+        for r in part.itertuples():
+            cells = [r.metric, r.runner, _num(r.median), _num(r.p5), _num(r.p95),
+                     "" if r.cv != r.cv else f"{r.cv:.1%}", str(r.n)]
+            cells += [f"[red]{r.failed}[/]" if r.failed else "0"] if failures else []
+            table.add_row(*cells, "" if r.ratio != r.ratio else f"{r.ratio:.2f}x")
+        console.print(table)
+
+
+def ordered(summary):
+    """Metrics in the order the workload defines them, the baseline runner first within each."""
+    from bench.stats import runner_order
+
+    runners = {r: i for i, r in enumerate(runner_order(summary["runner"]))}
+    metrics = {m: i for i, m in enumerate(dict.fromkeys(summary["metric"]))}
+    keys = summary.assign(_m=summary["metric"].map(metrics), _r=summary["runner"].map(runners))
+    return keys.sort_values(["_m", "_r"], kind="stable").drop(columns=["_m", "_r"])
+
+
+def _num(value: float) -> str:
+    if value != value:
+        return "-"
+    return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"

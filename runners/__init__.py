@@ -1,0 +1,1 @@
+"""One module per runner. Kept import-free: the measuring worker imports only what it runs."""

@@ -1,0 +1,154 @@
+"""A workload running as a host child process: the instance behind process, chroot and container.
+
+The marker and the output are read from a pipe as bytes arrive; the exit is observed through a
+pidfd, so every wait has a timeout and nothing is polled on a clock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import time
+from collections.abc import Callable, Iterator
+
+from bench.errors import MeasurementError
+from runners.base import Instance
+
+MAX_OUTPUT = 16 << 20
+
+
+class ChildInstance(Instance):
+    """A child pid whose stdout+stderr arrive on out_fd."""
+
+    def __init__(self, pid: int, out_fd: int, marker: bytes | None,
+                 on_teardown: Callable[[], None] | None = None) -> None:
+        self.pid = pid
+        self.pidfd = os.pidfd_open(pid)
+        self.out_fd = out_fd
+        self.marker = marker
+        self.on_teardown = on_teardown
+        self._chunks: list[tuple[int, bytes]] = []  # (arrival ns, bytes)
+        self._eof = False
+        self._status: int | None = None
+        self._torn_down = False
+
+    @property
+    def output(self) -> bytes:
+        return b"".join(c for _, c in self._chunks)
+
+    def _read_once(self, timeout_s: float) -> bool:
+        """Wait for output or exit; returns False on timeout."""
+        fds = [self.pidfd] + ([] if self._eof else [self.out_fd])
+        ready, _, _ = select.select(fds, [], [], max(0.0, timeout_s))
+        if not ready:
+            return False
+        if self.out_fd in ready:
+            data = os.read(self.out_fd, 65536)
+            now = time.monotonic_ns()
+            if not data:
+                self._eof = True
+            elif sum(len(c) for _, c in self._chunks) < MAX_OUTPUT:
+                self._chunks.append((now, data))
+        if self.pidfd in ready and self.t_exit is None:
+            self._reap()
+        return True
+
+    def _reap(self) -> None:
+        self.t_exit = time.monotonic_ns()
+        _, self._status = os.waitpid(self.pid, 0)
+        self.exit_code = os.waitstatus_to_exitcode(self._status)
+
+    def _marker_time(self) -> int | None:
+        pos = self.output.find(self.marker)
+        return None if pos < 0 else self._chunk_time_at(pos)
+
+    def _chunk_time_at(self, pos: int) -> int:
+        end = 0
+        for arrived, chunk in self._chunks:
+            end += len(chunk)
+            if pos < end:
+                return arrived
+        raise ValueError(f"position {pos} is beyond the output read so far")
+
+    def wait_ready(self, timeout_s: float) -> int:
+        deadline = time.monotonic() + timeout_s
+        while (t := self._marker_time()) is None:
+            if self.t_exit is not None and self._eof:
+                raise MeasurementError(f"exited with code {self.exit_code} before {self.marker.decode()}")
+            if not self._read_once(deadline - time.monotonic()):
+                raise MeasurementError(f"no {self.marker.decode()} within {timeout_s:g} s")
+        self.t_ready = t
+        return t
+
+    def wait_exit(self, timeout_s: float) -> int:
+        deadline = time.monotonic() + timeout_s
+        while self.t_exit is None:
+            if not self._read_once(deadline - time.monotonic()):
+                raise MeasurementError(f"still running after {timeout_s:g} s")
+        # Drain what is left in the pipe; a leftover grandchild may hold it open, so don't wait long.
+        while not self._eof and self._read_once(0.2):
+            pass
+        return self.exit_code
+
+    def teardown(self) -> None:
+        if self._torn_down:
+            return
+        self._torn_down = True
+        try:
+            if self.t_exit is None:
+                with contextlib.suppress(ProcessLookupError):
+                    signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+                self._reap()
+        finally:
+            os.close(self.pidfd)
+            os.close(self.out_fd)
+            if self.on_teardown:
+                self.on_teardown()
+
+
+@contextlib.contextmanager
+def pinned(cpus: list[int] | None) -> Iterator[None]:
+    """Run the body with this process pinned to cpus, so that children spawned inside inherit it."""
+    if cpus is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def output_pipe() -> tuple[int, int]:
+    """(read end for the host, write end for the child): CLOEXEC so no other child inherits it."""
+    return os.pipe2(os.O_CLOEXEC)
+
+
+def fork_exec(argv: list[str], env: dict[str, str], out_fd: int,
+              prepare: Callable[[], None]) -> int:
+    """fork, run prepare() in the child (chroot, namespaces...), exec argv; errors come back as text."""
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.dup2(null, 0)
+            os.dup2(out_fd, 1)
+            os.dup2(out_fd, 2)
+            prepare()
+            os.execve(argv[0], argv, env)
+        except BaseException as exc:
+            os.write(err_w, f"{type(exc).__name__}: {exc}".encode())
+        finally:
+            os._exit(127)
+    os.close(err_w)
+    os.close(null)
+    with os.fdopen(err_r, "rb") as err:
+        message = err.read()  # empty once exec succeeded: CLOEXEC closed the write end
+    if message:
+        os.waitpid(pid, 0)
+        raise MeasurementError(f"cannot start {argv[0]}: {message.decode(errors='replace')}")
+    return pid

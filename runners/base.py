@@ -1,0 +1,63 @@
+"""The Runner interface: every environment (ours and peers) is started and measured through it."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+from bench.spec import LaunchSpec
+
+# The same environment for a workload in every runner, so that none gets a different PATH or locale.
+GUEST_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": "/", "LC_ALL": "C"}
+
+
+class Instance(ABC):
+    """One running environment. Timestamps are host time.monotonic_ns() values."""
+
+    t_ready: int | None = None
+    t_exit: int | None = None
+    exit_code: int | None = None
+
+    @abstractmethod
+    def wait_ready(self, timeout_s: float) -> int:
+        """Block until the first byte of the READY marker arrives; return its arrival time."""
+
+    @abstractmethod
+    def wait_exit(self, timeout_s: float) -> int:
+        """Block until the workload has exited; return its exit code."""
+
+    @abstractmethod
+    def teardown(self) -> None:
+        """Undo everything launch() created. Idempotent: safe twice, after a crash or a timeout."""
+
+    @property
+    @abstractmethod
+    def output(self) -> bytes:
+        """What the workload wrote to stdout and stderr (as far as it has been read)."""
+
+    def mem_peak_mib(self) -> float | None:
+        """Host-side peak memory of the instance, once it has exited (None if unknown)."""
+        return None
+
+
+class Runner(ABC):
+    """An isolation technology. Built-ins and plugins register in the `bench.runners` entry points."""
+
+    name: ClassVar[str]
+    kind: ClassVar[str] = "ours"  # "ours" or "peer"
+    description: ClassVar[str] = ""
+
+    @abstractmethod
+    def available(self) -> tuple[bool, str]:
+        """Whether this host can run it, and why (not)."""
+
+    def config(self) -> dict:
+        """The resolved configuration recorded in meta.json."""
+        return {}
+
+    @abstractmethod
+    def launch(self, spec: LaunchSpec) -> Instance:
+        """Create the environment and start the workload in it."""
+
+    def close(self) -> None:
+        """Release what the runner holds across instances."""

@@ -1,0 +1,80 @@
+"""The baseline: the workload as a plain child process of the host. Every ratio is taken against it."""
+
+from __future__ import annotations
+
+import os
+
+from bench.spec import LaunchSpec
+from runners._child import ChildInstance, output_pipe, pinned
+from runners._taskstats import TaskstatsListener
+from runners.base import GUEST_ENV, Runner
+
+
+class ProcessRunner(Runner):
+    name = "process"
+    description = "plain child process (posix_spawn); the baseline"
+
+    def __init__(self) -> None:
+        self._taskstats: TaskstatsListener | None = None
+
+    def available(self) -> tuple[bool, str]:
+        return True, "always"
+
+    def config(self) -> dict:
+        return {"spawn": "posix_spawn", "mem_peak": _mem_method()}
+
+    def command(self, spec: LaunchSpec) -> list[str]:
+        """The host command line: the workload's own binary, found by its guest path."""
+        return [spec.host_paths.get(spec.argv[0], spec.argv[0]), *spec.argv[1:]]
+
+    def launch(self, spec: LaunchSpec) -> ChildInstance:
+        return self.spawn(self.command(spec), spec)
+
+    def spawn(self, argv: list[str], spec: LaunchSpec) -> "TaskInstance":
+        taskstats = self._listener()
+        read_fd, write_fd = output_pipe()
+        actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                   (os.POSIX_SPAWN_DUP2, write_fd, 1), (os.POSIX_SPAWN_DUP2, write_fd, 2)]
+        try:
+            if taskstats:
+                taskstats.reset()
+            with pinned(spec.envelope.cpu_list(sorted(os.sched_getaffinity(0)))):
+                pid = os.posix_spawn(argv[0], argv, GUEST_ENV, file_actions=actions)
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        return TaskInstance(pid, read_fd, spec.marker, taskstats)
+
+    def _listener(self) -> TaskstatsListener | None:
+        if self._taskstats is None and _mem_method() == "taskstats":
+            self._taskstats = TaskstatsListener()
+        return self._taskstats
+
+    def close(self) -> None:
+        if self._taskstats:
+            self._taskstats.close()
+            self._taskstats = None
+
+
+class TaskInstance(ChildInstance):
+    """A child whose peak memory is the process tree's peak RSS, from taskstats."""
+
+    def __init__(self, pid, out_fd, marker, taskstats: TaskstatsListener | None, on_teardown=None):
+        super().__init__(pid, out_fd, marker, on_teardown)
+        self.taskstats = taskstats
+
+    def mem_peak_mib(self) -> float | None:
+        if self.taskstats is None or self.t_exit is None:
+            return None
+        kib = self.taskstats.tree_peak_kib(self.pid)
+        return None if kib is None else kib / 1024
+
+
+def _mem_method() -> str:
+    try:
+        TaskstatsListener().close()
+        return "taskstats"
+    except OSError:
+        return "unavailable (taskstats needs root and CONFIG_TASKSTATS)"
