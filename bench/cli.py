@@ -77,11 +77,11 @@ def cmd_run(args, console) -> int:
     from bench.views import print_summary
 
     print_summary(run_dir, console)
-    console.print(f"results: {run_dir}")
+    console.print(f"results: {run_dir}", soft_wrap=True)
     if opts.report:
         from bench.report import render_report
 
-        console.print(f"report:  {render_report(run_dir, args.reports_dir / run_dir.name)}")
+        console.print(f"report:  {render_report(run_dir, args.reports_dir / run_dir.name)}", soft_wrap=True)
     return code
 
 
@@ -113,7 +113,7 @@ def cmd_report(args, console) -> int:
     for arg in args.runs:
         run_dir = resolve_run(arg, args.results_dir)
         out = args.out or Path("reports") / run_dir.name
-        console.print(f"report: {render_report(run_dir, out)}")
+        console.print(f"report: {render_report(run_dir, out)}", soft_wrap=True)
     return 0
 
 

@@ -15,6 +15,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape  # noqa: E40
 
 from bench.stats import runner_order, summarize  # noqa: E402
 from bench.store import STAGING_PREFIX  # noqa: E402
+from bench.views import ordered  # noqa: E402
 
 HIGH_CV = 0.10
 LABELS = {"ready_ms": "time to READY", "exit_ms": "time to exit", "teardown_ms": "teardown",
@@ -33,6 +34,8 @@ def distribution_png(df: pd.DataFrame, metric: str, unit: str, path: Path) -> No
     medians = [pd.Series(v).median() for v in data if len(v)]
     if medians and min(medians) > 0 and max(medians) / min(medians) > 10:
         ax.set_xscale("log")
+    else:
+        ax.set_xlim(left=0)  # a zero-based axis doesn't turn a 1% difference into a visual gulf
     ax.set_xlabel(f"{LABELS.get(metric, metric)} ({unit})")
     ax.set_title(f"{metric}: distribution per runner (n per runner: {max(map(len, data))})", fontsize=10)
     ax.invert_yaxis()
@@ -48,8 +51,9 @@ def warnings(df: pd.DataFrame, summary: pd.DataFrame, meta: dict) -> list[str]:
     if len(failed):
         first = failed.iloc[0]
         found.append(f"{len(failed)} failed samples, e.g. {first['runner']}/{first['metric']}: {first['error']}")
-    for row in summary[summary["cv"] > HIGH_CV].itertuples():
-        found.append(f"{row.runner} {row.metric}: coefficient of variation {row.cv:.0%} (noisy)")
+    noisy = [f"{r.runner} {r.metric} {r.cv:.0%}" for r in summary[summary["cv"] > HIGH_CV].itertuples()]
+    if noisy:
+        found.append(f"noisy (coefficient of variation over {HIGH_CV:.0%}): {', '.join(noisy)}")
     host = meta.get("host", {})
     if host.get("virtualized"):
         found.append("this host is itself a virtual machine: absolute numbers include its hypervisor")
@@ -88,12 +92,10 @@ def render_report(run_dir: Path, out_dir: Path) -> Path:
 
 
 def _table_rows(rows: pd.DataFrame) -> list[dict]:
-    order = {r: i for i, r in enumerate(runner_order(rows["runner"]))}
-    rows = rows.assign(_o=rows["runner"].map(order)).sort_values(["metric", "_o"], kind="stable")
     return [{**r, "fmt": {k: _fmt(r[k]) for k in ("median", "p5", "p95")},
              "cv_fmt": "" if pd.isna(r["cv"]) else f"{r['cv']:.1%}",
              "ratio_fmt": "" if pd.isna(r["ratio"]) else f"{r['ratio']:.2f}x"}
-            for r in rows.drop(columns="_o").to_dict("records")]
+            for r in ordered(rows).to_dict("records")]
 
 
 def _fmt(value: float) -> str:

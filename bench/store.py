@@ -40,9 +40,11 @@ def write_run(results_dir: Path, run_id: str, samples: list[dict], meta: dict) -
         _fsync_path(staging / "samples.parquet")
         os.rename(staging, final)
         _fsync_path(results_dir)
-    except OSError as exc:
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        raise UsageError(f"cannot write results to {results_dir}: {exc.strerror or exc}") from None
+        if isinstance(exc, OSError):
+            raise UsageError(f"cannot write results to {results_dir}: {exc.strerror or exc}") from None
+        raise
     point_latest(results_dir, run_id)
     return final
 

@@ -1,0 +1,91 @@
+"""A real `bench run` as root, and the chroot's view of the filesystem."""
+
+import subprocess
+
+import pandas as pd
+import pytest
+
+from bench.spec import LaunchSpec
+from bench.store import COLUMNS, load_run
+from runners.chroot import ChrootRunner
+from runners.process import ProcessRunner
+from tests.conftest import BENCH, ROOT
+
+pytestmark = pytest.mark.integration
+
+
+def test_bench_run_startup_process_chroot(tmp_path):
+    out = subprocess.run([*BENCH, "run", "--suite", "startup", "--runners", "process,chroot", "--repeat", "3",
+                          "--results-dir", str(tmp_path / "results"), "--reports-dir", str(tmp_path / "reports")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    run_dir = (tmp_path / "results" / "latest").resolve()
+    df, meta = load_run(run_dir)
+    assert list(df.columns) == COLUMNS and df["ok"].all()
+    counts = df.groupby(["runner", "metric"])["iteration"].nunique()
+    assert len(counts) == 8 and (counts == 3).all()
+    medians = df.groupby(["runner", "metric"])["value"].median()
+    assert 0 < medians["process", "ready_ms"] <= medians["process", "exit_ms"] < 1000
+    assert 0.05 < medians["process", "mem_peak_mib"] < 5  # the probe's own pages, not the launcher's
+    assert meta["runners"]["process"]["mem_peak"] == "taskstats"
+    assert meta["host"]["cores"] >= 1 and meta["versions"]["stress-ng"]
+    report = tmp_path / "reports" / run_dir.name
+    assert str(report / "index.html") in out.stdout
+    images = sorted(p.name for p in report.glob("*.png"))
+    assert len(images) == 4
+    html = (report / "index.html").read_text()
+    assert all(name in html for name in images)
+
+
+def run_in(runner, image, argv, timeout=30):
+    instance = runner.launch(LaunchSpec("bench-test", tuple(argv), str(image.rootfs), image.host_paths))
+    try:
+        code = instance.wait_exit(timeout)
+        return code, instance.output.decode()
+    finally:
+        instance.teardown()
+        runner.close()
+
+
+def test_chroot_cannot_see_host_files(image, tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("token-4f9c2a")
+    code, out = run_in(ChrootRunner(), image, ["/bin/sh", "-c",
+                       f"ls /; cat {secret} /etc/os-release; cd ../../..; ls; echo END"])
+    assert out.strip().endswith("END")
+    listing = sorted(p.name for p in image.rootfs.iterdir())
+    shown = out.split()
+    assert all(name in shown for name in listing)
+    assert "home" not in shown and "boot" not in shown
+    assert f"can't open '{secret}'" in out and "token-4f9c2a" not in out
+    assert "PRETTY_NAME" not in out  # the host's /etc/os-release is not the jail's
+
+
+def test_process_tree_peak_memory_includes_grandchildren(image):
+    runner = ProcessRunner()
+    instance = runner.launch(LaunchSpec("bench-test", ("/usr/bin/stress-ng", "--vm", "1", "--vm-bytes", "64M",
+                                        "--vm-keep", "--timeout", "1s", "--quiet"),
+                                        str(image.rootfs), image.host_paths))
+    try:
+        assert instance.wait_exit(60) == 0, instance.output
+        peak = instance.mem_peak_mib()
+    finally:
+        instance.teardown()
+        runner.close()
+    assert 60 < peak < 200  # the vm stressor is a grandchild of the spawned stress-ng
+
+
+def test_affinity_envelope_applies_to_process_and_chroot(image):
+    from bench.spec import Envelope
+
+    for runner in (ProcessRunner(), ChrootRunner()):
+        spec = LaunchSpec("bench-test", ("/bin/sh", "-c", "grep Cpus_allowed_list /proc/self/status || taskset -p $$"),
+                          str(image.rootfs), {"/bin/sh": "/bin/sh"}, Envelope(cpus=1))
+        instance = runner.launch(spec)
+        try:
+            instance.wait_exit(10)
+        finally:
+            instance.teardown()
+            runner.close()
+        text = instance.output.decode()
+        assert "Cpus_allowed_list:\t0\n" in text or "mask: 1" in text, (runner.name, text)

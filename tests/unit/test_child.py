@@ -1,0 +1,47 @@
+"""The instance machinery with real child processes (no root needed)."""
+
+import os
+import time
+
+import pytest
+
+from bench.errors import MeasurementError
+from runners._child import ChildInstance, output_pipe
+
+
+def spawn(script: str, marker=b"READY") -> ChildInstance:
+    read_fd, write_fd = output_pipe()
+    pid = os.posix_spawn("/bin/sh", ["/bin/sh", "-c", script], {"PATH": "/usr/bin:/bin"},
+                         file_actions=[(os.POSIX_SPAWN_DUP2, write_fd, 1)])
+    os.close(write_fd)
+    return ChildInstance(pid, read_fd, marker)
+
+
+def test_marker_split_across_writes_is_timed_at_its_first_byte():
+    inst = spawn("printf 'boot\\nREA'; sleep 0.3; printf 'DY\\n'; exit 3")
+    t0 = time.monotonic_ns()
+    t_ready = inst.wait_ready(5)
+    assert (t_ready - t0) / 1e6 < 250  # the first byte came before the sleep
+    assert inst.wait_exit(5) == 3
+    assert inst.output == b"boot\nREADY\n"
+    inst.teardown()
+    inst.teardown()  # idempotent
+
+
+def test_exit_before_marker_is_reported():
+    inst = spawn("echo nope; exit 1")
+    with pytest.raises(MeasurementError, match="exited with code 1 before READY"):
+        inst.wait_ready(5)
+    inst.teardown()
+
+
+def test_hang_times_out_and_teardown_kills():
+    inst = spawn("sleep 30")
+    with pytest.raises(MeasurementError, match="no READY within 0.2 s"):
+        inst.wait_ready(0.2)
+    with pytest.raises(MeasurementError, match="still running"):
+        inst.wait_exit(0.1)
+    inst.teardown()
+    assert inst.exit_code == -9
+    with pytest.raises(ProcessLookupError):
+        os.kill(inst.pid, 0)

@@ -1,0 +1,66 @@
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from bench import store
+from bench.errors import UsageError
+from bench.spec import Sample
+
+
+def samples(n=3):
+    out = []
+    for runner, base in (("process", 1.0), ("chroot", 2.0)):
+        for i in range(n):
+            out.append(Sample("startup", "probe", runner, i, "ready_ms", base + i / 10, "ms").to_dict())
+    out.append(Sample("startup", "probe", "chroot", n, "ready_ms", math.nan, "ms", False, "boom").to_dict())
+    return out
+
+
+def test_round_trip(tmp_path):
+    run_dir = store.write_run(tmp_path, "r1", samples(), {"schema_version": 1, "run_id": "r1"})
+    df, meta = store.load_run(run_dir)
+    assert list(df.columns) == store.COLUMNS
+    assert len(df) == 7 and set(df["run_id"]) == {"r1"}
+    assert df["ok"].dtype == bool and df["iteration"].dtype == "int64"
+    assert df.loc[~df["ok"], "error"].tolist() == ["boom"]
+    assert meta["run_id"] == "r1"
+    assert (tmp_path / "latest").resolve() == run_dir
+    assert store.resolve_run("latest", tmp_path) == run_dir
+    assert store.resolve_run(str(run_dir), tmp_path / "elsewhere") == run_dir
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    with pytest.raises((TypeError, ValueError)):  # an iteration that is not a number fails mid-write
+        store.write_run(tmp_path, "r2", [{"iteration": None}], {"schema_version": 1})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_results_dir_is_a_usage_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(UsageError, match="cannot write results"):
+        store.write_run(blocker, "r3", samples(), {"schema_version": 1})
+
+
+def test_corrupt_runs_are_usage_errors(tmp_path):
+    run_dir = store.write_run(tmp_path, "r4", samples(), {"schema_version": 1})
+    (run_dir / "samples.parquet").write_bytes(b"not parquet")
+    with pytest.raises(UsageError, match="cannot read run"):
+        store.load_run(run_dir)
+    other = store.write_run(tmp_path, "r5", samples(), {"schema_version": 1})
+    (other / "meta.json").write_text("{")
+    with pytest.raises(UsageError):
+        store.load_run(other)
+    pd.DataFrame({"x": [1]}).to_parquet(other / "samples.parquet")
+    (other / "meta.json").write_text(json.dumps({"schema_version": 1}))
+    with pytest.raises(UsageError, match="not an isobench run"):
+        store.load_run(other)
+    with pytest.raises(UsageError, match="no run"):
+        store.resolve_run("nope", tmp_path)
+
+
+def test_run_ids_sort_by_time_and_do_not_collide():
+    ids = {store.new_run_id() for _ in range(50)}
+    assert len(ids) == 50
