@@ -77,11 +77,11 @@ def cmd_run(args, console) -> int:
     from bench.views import print_summary
 
     print_summary(run_dir, console)
-    console.print(f"results: {run_dir}", soft_wrap=True)
+    console.print(f"results: {run_dir.resolve()}", soft_wrap=True)
     if opts.report:
         from bench.report import render_report
 
-        console.print(f"report:  {render_report(run_dir, args.reports_dir / run_dir.name)}", soft_wrap=True)
+        console.print(f"report:  {render_report(run_dir, args.reports_dir.resolve() / run_dir.name)}", soft_wrap=True)
     return code
 
 
