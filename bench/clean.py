@@ -1,12 +1,21 @@
-"""`bench clean`: find and remove everything of ours left on the host (all named bench-...)."""
+"""`bench clean`: find and remove everything of ours left on the host (all named bench-...).
+
+It removes leftovers of any bench process, so don't run it beside a `bench run` you want to keep.
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.store import STAGING_PREFIX
+
+STATE_DIR = Path("/tmp")
 
 
 @dataclass(frozen=True)
@@ -15,8 +24,52 @@ class Residue:
     name: str
 
     def remove(self) -> None:
-        shutil.rmtree(self.name, ignore_errors=True)
-        Path(self.name).unlink(missing_ok=True)
+        REMOVERS[self.kind](self.name)
+
+
+def _remove_path(name: str) -> None:
+    shutil.rmtree(name, ignore_errors=True)
+    Path(name).unlink(missing_ok=True)
+
+
+def _remove_cgroup(name: str) -> None:
+    """Kill what still runs in it, then rmdir (waiting briefly for the dying to leave)."""
+    path = Path(name)
+    deadline = time.monotonic() + 5
+    while path.exists():
+        for line in (path / "cgroup.procs").read_text().split():
+            try:
+                os.kill(int(line), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            path.rmdir()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def _remove_netns(name: str) -> None:
+    from runners.network import ip
+
+    ip("netns", "delete", name)
+
+
+def _remove_link(name: str) -> None:
+    from runners.network import ip
+
+    ip("link", "delete", name)
+
+
+def _unmount(name: str) -> None:
+    from runners._linux import MNT_DETACH, umount
+
+    umount(name, MNT_DETACH)
+
+
+REMOVERS = {"staging dir": _remove_path, "state dir": _remove_path, "cgroup": _remove_cgroup,
+            "netns": _remove_netns, "link": _remove_link, "mount": _unmount}
 
 
 def staging_dirs(results_dir: Path, reports_dir: Path, cache_dir: Path) -> list[Residue]:
@@ -28,5 +81,35 @@ def staging_dirs(results_dir: Path, reports_dir: Path, cache_dir: Path) -> list[
     return found
 
 
+def cgroups() -> list[Residue]:
+    from runners.cgroups import detect
+
+    try:
+        return [Residue("cgroup", str(p)) for p in detect().leftovers()]
+    except OSError:
+        return []
+
+
+def network() -> list[Residue]:
+    from runners.network import NETNS, NETNS_DIR
+
+    found = [Residue("link", name) for _, name in socket.if_nameindex() if name.startswith("bench-")]
+    if (NETNS_DIR / NETNS).exists():
+        found.append(Residue("netns", NETNS))
+    return found
+
+
+def mounts(mountinfo: str = "/proc/self/mountinfo") -> list[Residue]:
+    """Our mounts left in the host's namespace (deepest first). The netns file goes with its netns."""
+    points = [line.split()[4] for line in Path(mountinfo).read_text().splitlines()]
+    ours = [p for p in points if "/bench-" in p and not p.startswith("/run/netns/")]
+    return [Residue("mount", p) for p in sorted(ours, key=len, reverse=True)]
+
+
+def state_dirs() -> list[Residue]:
+    return [Residue("state dir", str(p)) for p in sorted(STATE_DIR.glob("bench-*")) if p.is_dir()]
+
+
 def residues(results_dir: Path, reports_dir: Path, cache_dir: Path) -> list[Residue]:
-    return staging_dirs(results_dir, reports_dir, cache_dir)
+    """In removal order: processes and cgroups first, then network, mounts, and files last."""
+    return [*cgroups(), *network(), *mounts(), *state_dirs(), *staging_dirs(results_dir, reports_dir, cache_dir)]

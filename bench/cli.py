@@ -40,6 +40,17 @@ def build_parser() -> Parser:
     r.add_argument("--results-dir", default="results", type=Path)
     r.add_argument("--reports-dir", default="reports", type=Path)
     r.add_argument("--no-report", action="store_true")
+    r.add_argument("--option", action="append", default=[], metavar="RUNNER.KEY=VALUE",
+                   help="a runner option, e.g. container.network=none (repeatable)")
+
+    x = sub.add_parser("exec", help="run one command in one fresh instance; its exit code is passed on")
+    x.add_argument("--runner", required=True)
+    x.add_argument("--cpus")
+    x.add_argument("--memory")
+    x.add_argument("--pids")
+    x.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a runner option, e.g. network=none (repeatable)")
+    x.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARG...]")
 
     ls = sub.add_parser("list", help="suites, runners or workloads")
     ls.add_argument("what", nargs="?", default="all", choices=["suites", "runners", "workloads", "all"])
@@ -60,8 +71,22 @@ def build_parser() -> Parser:
 
 
 def envelope_from(args) -> Envelope:
+    pids = getattr(args, "pids", None)
     return Envelope(cpus=parse_cpus(args.cpus) if args.cpus is not None else None,
-                    memory_mib=parse_size_mib(args.memory) if args.memory is not None else None)
+                    memory_mib=parse_size_mib(args.memory) if args.memory is not None else None,
+                    pids=positive_int(pids, "--pids") if pids is not None else None)
+
+
+def parse_options(items: list[str], scoped: bool) -> dict:
+    """['container.network=none'] -> {'container': {'network': 'none'}} (scoped), or flat."""
+    options: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        runner, dot, name = key.partition(".") if scoped else ("", ".", key)
+        if not sep or not dot or not name:
+            raise UsageError(f"bad --option {item!r}: use {'RUNNER.KEY' if scoped else 'KEY'}=VALUE")
+        (options.setdefault(runner, {}) if scoped else options)[name] = value
+    return options
 
 
 def cmd_run(args, console) -> int:
@@ -72,7 +97,7 @@ def cmd_run(args, console) -> int:
         repeat=positive_int(args.repeat, "--repeat") if args.repeat is not None else None,
         warmup=positive_int(args.warmup, "--warmup", minimum=0) if args.warmup is not None else None,
         envelope=envelope_from(args), results_dir=args.results_dir, reports_dir=args.reports_dir,
-        report=not args.no_report, cache_dir=cache_dir())
+        report=not args.no_report, cache_dir=cache_dir(), options=parse_options(args.option, scoped=True))
     code, run_dir = run(opts, console)
     from bench.views import print_summary
 
@@ -83,6 +108,14 @@ def cmd_run(args, console) -> int:
 
         console.print(f"report:  {render_report(run_dir, args.reports_dir.resolve() / run_dir.name)}", soft_wrap=True)
     return code
+
+
+def cmd_exec(args, console) -> int:
+    from bench.execute import execute
+
+    command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    return execute(args.runner, command, envelope_from(args), parse_options(args.option, scoped=False),
+                   cache_dir())
 
 
 def cmd_list(args, console) -> int:
@@ -129,7 +162,7 @@ def cmd_clean(args, console) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "doctor": cmd_doctor, "report": cmd_report, "clean": cmd_clean}
+COMMANDS = {"run": cmd_run, "exec": cmd_exec, "list": cmd_list, "doctor": cmd_doctor, "report": cmd_report, "clean": cmd_clean}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,8 @@ def measure_startup(runner: Runner, spec: LaunchSpec, workload: Workload, iterat
         code = instance.wait_exit(spec.timeout_s)
         if code != 0:
             raise MeasurementError(f"exit code {code}: {_tail(instance.output)}")
-        values = {"ready_ms": (t_ready - t_launch) / 1e6, "exit_ms": (instance.t_exit - t_launch) / 1e6}
+        values = {"ready_ms": (t_ready - t_launch) / 1e6, "exit_ms": (instance.t_exit - t_launch) / 1e6,
+                  "mem_peak_mib": instance.mem_peak_mib()}  # before teardown removes what holds it
     except MeasurementError as exc:
         error = str(exc)
     except OSError as exc:
@@ -31,7 +32,6 @@ def measure_startup(runner: Runner, spec: LaunchSpec, workload: Workload, iterat
     t_clean = time.monotonic_ns()
     if not error:
         values["teardown_ms"] = (t_clean - instance.t_exit) / 1e6
-        values["mem_peak_mib"] = instance.mem_peak_mib()
     return [_sample(runner, workload, iteration, metric, unit, values.get(metric), error)
             for metric, unit in workload.metrics]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rich.console import Console
@@ -31,6 +31,7 @@ class RunOptions:
     reports_dir: Path
     report: bool
     cache_dir: Path
+    options: dict = field(default_factory=dict)  # runner -> {option: value}
     timeout_s: float = 60.0
 
 
@@ -72,7 +73,10 @@ def run(opts: RunOptions, console: Console) -> tuple[int, Path]:
     client = WorkerClient()
     try:
         targets = {n: registered()[n].target for n in (wanted or registered())}
-        status = client.init(targets, str(image.rootfs), image.host_paths, opts.envelope)
+        unknown = sorted(set(opts.options) - set(targets))
+        if unknown:
+            raise UsageError(f"--option for a runner not in this run: {', '.join(unknown)}")
+        status = client.init(targets, str(image.rootfs), image.host_paths, opts.envelope, opts.options)
         names = active_runners(status, wanted)
         samples = measure_all(client, workloads, names, opts, run_id, console)
     finally:

@@ -37,7 +37,7 @@ class Worker:
 
         report = {}
         for name, target in msg["runners"].items():
-            runner = load_target(target)()
+            runner = load_target(target)(**msg.get("options", {}).get(name, {}))
             ok, reason = runner.available()
             report[name] = {"available": ok, "reason": reason, "config": runner.config() if ok else {}}
             if ok:
@@ -50,6 +50,7 @@ class Worker:
         workload = next(w for w in WORKLOADS if w.name == msg["workload"] and w.suite == msg["suite"])
         spec = LaunchSpec(name=msg["name"], argv=workload.argv, timeout_s=msg["timeout_s"], **self.base)
         samples = measure_startup(self.runners[msg["runner"]], spec, workload, msg["iteration"])
+        reap_orphans()
         return {"op": "samples", "samples": [s.to_dict() for s in samples]}
 
     def close(self) -> None:
@@ -80,6 +81,17 @@ def main() -> None:
         pass
     finally:
         worker.close()
+
+
+def reap_orphans() -> None:
+    """Reap what reparented to us (we are a subreaper) once every instance has been torn down."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
 
 
 def _interrupt(signum, frame) -> None:

@@ -33,15 +33,16 @@ class ChildInstance(Instance):
         self._eof = False
         self._status: int | None = None
         self._torn_down = False
+        self.echo: Callable[[bytes], None] | None = None  # bench exec streams output through this
 
     @property
     def output(self) -> bytes:
         return b"".join(c for _, c in self._chunks)
 
-    def _read_once(self, timeout_s: float) -> bool:
-        """Wait for output or exit; returns False on timeout."""
+    def _read_once(self, timeout_s: float | None) -> bool:
+        """Wait for output or exit (timeout None: for as long as it takes); False on timeout."""
         fds = [self.pidfd] + ([] if self._eof else [self.out_fd])
-        ready, _, _ = select.select(fds, [], [], max(0.0, timeout_s))
+        ready, _, _ = select.select(fds, [], [], None if timeout_s is None else max(0.0, timeout_s))
         if not ready:
             return False
         if self.out_fd in ready:
@@ -49,6 +50,8 @@ class ChildInstance(Instance):
             now = time.monotonic_ns()
             if not data:
                 self._eof = True
+            elif self.echo:
+                self.echo(data)
             elif sum(len(c) for _, c in self._chunks) < MAX_OUTPUT:
                 self._chunks.append((now, data))
         if self.pidfd in ready and self.t_exit is None:
@@ -82,10 +85,10 @@ class ChildInstance(Instance):
         self.t_ready = t
         return t
 
-    def wait_exit(self, timeout_s: float) -> int:
-        deadline = time.monotonic() + timeout_s
+    def wait_exit(self, timeout_s: float | None) -> int:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while self.t_exit is None:
-            if not self._read_once(deadline - time.monotonic()):
+            if not self._read_once(None if deadline is None else deadline - time.monotonic()):
                 raise MeasurementError(f"still running after {timeout_s:g} s")
         # Drain what is left in the pipe; a leftover grandchild may hold it open, so don't wait long.
         while not self._eof and self._read_once(0.2):

@@ -14,6 +14,8 @@ import socket
 import struct
 from dataclasses import dataclass
 
+from runners._netlink import attr, messages, parse_attrs
+
 NETLINK_GENERIC = 16
 GENL_ID_CTRL = 0x10
 CTRL_CMD_GETFAMILY = 3
@@ -37,40 +39,14 @@ class TaskExit:
     hiwater_rss_kib: int
 
 
-def _attr(kind: int, payload: bytes) -> bytes:
-    raw = struct.pack("HH", 4 + len(payload), kind) + payload
-    return raw + b"\0" * (-len(raw) % 4)
-
-
-def _attrs(data: bytes) -> dict[int, bytes]:
-    found, off = {}, 0
-    while off + 4 <= len(data):
-        length, kind = struct.unpack_from("HH", data, off)
-        if length < 4:
-            break
-        found[kind & 0x3FFF] = data[off + 4 : off + length]
-        off += (length + 3) & ~3
-    return found
-
-
-def _messages(data: bytes):
-    off = 0
-    while off + 16 <= len(data):
-        length, kind, _flags, _seq, _pid = struct.unpack_from("IHHII", data, off)
-        if length < 16:
-            return
-        yield kind, data[off + 16 : off + length]
-        off += (length + 3) & ~3
-
-
 def parse_task_exits(datagram: bytes, family: int) -> list[TaskExit]:
     """Pure parser: the per-thread exit records in one netlink datagram."""
     exits = []
-    for kind, body in _messages(datagram):
+    for kind, body in messages(datagram):
         if kind != family:
             continue
-        aggr = _attrs(body[4:]).get(TASKSTATS_TYPE_AGGR_PID)
-        stats = _attrs(aggr).get(TASKSTATS_TYPE_STATS) if aggr else None
+        aggr = parse_attrs(body[4:]).get(TASKSTATS_TYPE_AGGR_PID)
+        stats = parse_attrs(aggr).get(TASKSTATS_TYPE_STATS) if aggr else None
         if stats and len(stats) >= _OFF_HIWATER_RSS_KB + 8:
             pid, ppid = struct.unpack_from("II", stats, _OFF_PID)
             (rss,) = struct.unpack_from("Q", stats, _OFF_HIWATER_RSS_KB)
@@ -88,7 +64,7 @@ class TaskstatsListener:
         self.family = self._resolve_family()
         cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0) | _online_cpus()))
         self._request(self.family, TASKSTATS_CMD_GET,
-                      _attr(TASKSTATS_CMD_ATTR_REGISTER_CPUMASK, cpus.encode() + b"\0"))
+                      attr(TASKSTATS_CMD_ATTR_REGISTER_CPUMASK, cpus.encode() + b"\0"))
         self.exits: dict[int, TaskExit] = {}
 
     def _request(self, family: int, cmd: int, attrs: bytes) -> None:
@@ -96,11 +72,11 @@ class TaskstatsListener:
         self.sock.send(struct.pack("IHHII", 16 + len(body), family, NLM_F_REQUEST, 1, 0) + body)
 
     def _resolve_family(self) -> int:
-        self._request(GENL_ID_CTRL, CTRL_CMD_GETFAMILY, _attr(CTRL_ATTR_FAMILY_NAME, b"TASKSTATS\0"))
-        for kind, body in _messages(self.sock.recv(65536)):
+        self._request(GENL_ID_CTRL, CTRL_CMD_GETFAMILY, attr(CTRL_ATTR_FAMILY_NAME, b"TASKSTATS\0"))
+        for kind, body in messages(self.sock.recv(65536)):
             if kind == NLMSG_ERROR:
                 raise OSError("taskstats: the kernel has no TASKSTATS family")
-            return struct.unpack("H", _attrs(body[4:])[CTRL_ATTR_FAMILY_ID][:2])[0]
+            return struct.unpack("H", parse_attrs(body[4:])[CTRL_ATTR_FAMILY_ID][:2])[0]
         raise OSError("taskstats: no answer from the generic netlink controller")
 
     def drain(self, timeout_s: float = 0.0) -> None:

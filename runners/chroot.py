@@ -34,8 +34,6 @@ class ChrootRunner(ProcessRunner):
     def config(self) -> dict:
         return {**super().config(), "spawn": f"posix_spawn {host_busybox()} chroot"}
 
-    def command(self, spec: LaunchSpec) -> list[str]:
-        return [host_busybox(), "chroot", spec.rootfs, *spec.argv]
-
     def launch(self, spec: LaunchSpec) -> TaskInstance:
-        return self.spawn(self.command(spec), spec)
+        busybox = host_busybox()
+        return self.spawn(busybox, [busybox, "chroot", spec.rootfs, *spec.argv], spec)

@@ -23,14 +23,10 @@ class ProcessRunner(Runner):
     def config(self) -> dict:
         return {"spawn": "posix_spawn", "mem_peak": _mem_method()}
 
-    def command(self, spec: LaunchSpec) -> list[str]:
-        """The host command line: the workload's own binary, found by its guest path."""
-        return [spec.host_paths.get(spec.argv[0], spec.argv[0]), *spec.argv[1:]]
-
     def launch(self, spec: LaunchSpec) -> ChildInstance:
-        return self.spawn(self.command(spec), spec)
+        return self.spawn(host_path(spec, spec.argv[0]), list(spec.argv), spec)
 
-    def spawn(self, argv: list[str], spec: LaunchSpec) -> "TaskInstance":
+    def spawn(self, path: str, argv: list[str], spec: LaunchSpec) -> "TaskInstance":
         taskstats = self._listener()
         read_fd, write_fd = output_pipe()
         actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
@@ -39,7 +35,7 @@ class ProcessRunner(Runner):
             if taskstats:
                 taskstats.reset()
             with pinned(spec.envelope.cpu_list(sorted(os.sched_getaffinity(0)))):
-                pid = os.posix_spawn(argv[0], argv, GUEST_ENV, file_actions=actions)
+                pid = os.posix_spawn(path, argv, GUEST_ENV, file_actions=actions)
         except BaseException:
             os.close(read_fd)
             raise
@@ -70,6 +66,22 @@ class TaskInstance(ChildInstance):
             return None
         kib = self.taskstats.tree_peak_kib(self.pid)
         return None if kib is None else kib / 1024
+
+
+def host_path(spec: LaunchSpec, guest: str) -> str:
+    """The host file behind a guest path, following the image's symlinks (/bin/sh -> busybox).
+
+    argv[0] keeps the guest name, so that busybox still knows which applet it is."""
+    path = guest
+    for _ in range(16):
+        if path in spec.host_paths:
+            return spec.host_paths[path]
+        inside = os.path.join(spec.rootfs, path.lstrip("/"))
+        if not os.path.islink(inside):
+            break
+        target = os.readlink(inside)
+        path = target if target.startswith("/") else os.path.normpath(os.path.join(os.path.dirname(path), target))
+    return guest
 
 
 def _mem_method() -> str:

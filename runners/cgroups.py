@@ -1,0 +1,206 @@
+"""One cgroup per instance under a `bench` parent, behind one small interface for v1 and v2.
+
+v1 (this machine): a directory per controller (memory, cpu, cpuacct, pids).
+v2 (unified): one directory; memory.max, memory.peak, cpu.max, pids.max.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+PARENT = "bench"
+CFS_PERIOD_US = 100_000
+V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids")
+
+
+class Cgroup(ABC):
+    """An instance's cgroup: created with its limits, joined by the workload, read back, removed."""
+
+    def __init__(self, dirs: list[Path]) -> None:
+        self.dirs = dirs
+
+    @property
+    def procs_files(self) -> list[str]:
+        """Where the workload writes "0" to join (itself, before exec)."""
+        return [str(d / "cgroup.procs") for d in self.dirs]
+
+    @property
+    def shim_procs_file(self) -> str | None:
+        """Where the namespace shim may go without changing what limits or accounts the workload.
+
+        Any migration takes cgroup_threadgroup_rwsem, whose first writer after a quiet spell waits
+        an RCU grace period (~6 ms here); moving the shim starts that wait while pid 1 is still
+        building its root, so that pid 1's own join right before exec is quick."""
+        return None
+
+    @abstractmethod
+    def set_limits(self, memory_mib: int | None, cpus: float | None, pids: int | None) -> None: ...
+
+    @abstractmethod
+    def memory_peak_bytes(self) -> int | None: ...
+
+    @abstractmethod
+    def cpu_usage_ns(self) -> int | None: ...
+
+    @abstractmethod
+    def oom_kills(self) -> int: ...
+
+    def create(self) -> None:
+        for d in self.dirs:
+            d.mkdir(exist_ok=True)
+
+    def remove(self, timeout_s: float = 5.0) -> None:
+        """rmdir every directory, waiting while exiting tasks still hold it. Idempotent."""
+        deadline = time.monotonic() + timeout_s
+        for d in self.dirs:
+            while True:
+                try:
+                    d.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError as exc:
+                    if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.001)
+
+
+def _write(path: Path, value: str) -> None:
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _keyed(path: Path) -> dict[str, int]:
+    try:
+        return {k: int(v) for k, v in (line.split() for line in path.read_text().splitlines() if line.strip())}
+    except (OSError, ValueError):
+        return {}
+
+
+class CgroupV1(Cgroup):
+    def __init__(self, mounts: dict[str, Path], name: str) -> None:
+        self.by_controller = {c: mounts[c] / PARENT / name for c in V1_CONTROLLERS}
+        super().__init__(list(dict.fromkeys(self.by_controller.values())))
+
+    @property
+    def shim_procs_file(self) -> str | None:
+        return str(self.by_controller["cpuacct"] / "cgroup.procs")  # accounting only, no limits
+
+    def set_limits(self, memory_mib, cpus, pids) -> None:
+        mem = self.by_controller["memory"]
+        if memory_mib is not None:
+            _write(mem / "memory.limit_in_bytes", str(memory_mib << 20))
+            if (mem / "memory.memsw.limit_in_bytes").exists():  # no escape into swap
+                _write(mem / "memory.memsw.limit_in_bytes", str(memory_mib << 20))
+        if cpus is not None:
+            _write(self.by_controller["cpu"] / "cpu.cfs_period_us", str(CFS_PERIOD_US))
+            _write(self.by_controller["cpu"] / "cpu.cfs_quota_us", str(round(cpus * CFS_PERIOD_US)))
+        if pids is not None:
+            _write(self.by_controller["pids"] / "pids.max", str(pids))
+
+    def memory_peak_bytes(self) -> int | None:
+        return _read_int(self.by_controller["memory"] / "memory.max_usage_in_bytes")
+
+    def cpu_usage_ns(self) -> int | None:
+        return _read_int(self.by_controller["cpuacct"] / "cpuacct.usage")
+
+    def oom_kills(self) -> int:
+        return _keyed(self.by_controller["memory"] / "memory.oom_control").get("oom_kill", 0)
+
+
+class CgroupV2(Cgroup):
+    def __init__(self, root: Path, name: str) -> None:
+        super().__init__([root / PARENT / name])
+        self.dir = self.dirs[0]
+
+    def set_limits(self, memory_mib, cpus, pids) -> None:
+        if memory_mib is not None:
+            _write(self.dir / "memory.max", str(memory_mib << 20))
+            if (self.dir / "memory.swap.max").exists():
+                _write(self.dir / "memory.swap.max", "0")
+        if cpus is not None:
+            _write(self.dir / "cpu.max", f"{round(cpus * CFS_PERIOD_US)} {CFS_PERIOD_US}")
+        if pids is not None:
+            _write(self.dir / "pids.max", str(pids))
+
+    def memory_peak_bytes(self) -> int | None:
+        return _read_int(self.dir / "memory.peak")
+
+    def cpu_usage_ns(self) -> int | None:
+        usec = _keyed(self.dir / "cpu.stat").get("usage_usec")
+        return None if usec is None else usec * 1000
+
+    def oom_kills(self) -> int:
+        return _keyed(self.dir / "memory.events").get("oom_kill", 0)
+
+
+class CgroupFS:
+    """The host's cgroup layout: which version, where, and how to make an instance cgroup."""
+
+    def __init__(self, version: int, root: Path, mounts: dict[str, Path]) -> None:
+        self.version, self.root, self.mounts = version, root, mounts
+
+    def ensure_parent(self) -> None:
+        if self.version == 2:
+            (self.root / PARENT).mkdir(exist_ok=True)
+            for d in (self.root, self.root / PARENT):
+                _write(d / "cgroup.subtree_control", "+memory +cpu +pids")
+        else:
+            for c in V1_CONTROLLERS:
+                (self.mounts[c] / PARENT).mkdir(exist_ok=True)
+
+    def instance(self, name: str) -> Cgroup:
+        return CgroupV2(self.root, name) if self.version == 2 else CgroupV1(self.mounts, name)
+
+    def leftovers(self) -> list[Path]:
+        """Instance cgroups left under the bench parent (deepest first), then the parents."""
+        parents = [self.root / PARENT] if self.version == 2 else [self.mounts[c] / PARENT for c in V1_CONTROLLERS]
+        found = [child for p in dict.fromkeys(parents) if p.is_dir() for child in p.iterdir() if child.is_dir()]
+        return found + [p for p in dict.fromkeys(parents) if p.is_dir()]
+
+
+def detect(root: str = "/sys/fs/cgroup", mountinfo: str = "/proc/self/mountinfo") -> CgroupFS:
+    """v2 when the unified hierarchy has the memory controller, else v1 from the mount table."""
+    base = Path(root)
+    controllers = (base / "cgroup.controllers")
+    if controllers.exists() and "memory" in controllers.read_text().split():
+        return CgroupFS(2, base, {})
+    mounts = v1_mounts(Path(mountinfo).read_text())
+    missing = [c for c in V1_CONTROLLERS if c not in mounts]
+    if missing:
+        raise OSError(f"cgroup v1 controllers not mounted: {', '.join(missing)}")
+    return CgroupFS(1, base, mounts)
+
+
+def v1_mounts(mountinfo: str) -> dict[str, Path]:
+    """Pure: controller -> mount point, from /proc/self/mountinfo text."""
+    found = {}
+    for line in mountinfo.splitlines():
+        pre, _, post = line.partition(" - ")
+        fields, tail = pre.split(), post.split()
+        if len(tail) >= 3 and tail[0] == "cgroup":
+            for option in tail[2].split(","):
+                if option in V1_CONTROLLERS:
+                    found[option] = Path(fields[4])
+    return found
+
+
+def join(procs_files: list[str]) -> None:
+    """Move the calling process into the cgroup (used by the child before it execs)."""
+    for path in procs_files:
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)

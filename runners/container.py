@@ -1,0 +1,299 @@
+"""Our own container, from kernel primitives: new namespaces, a cgroup, an overlay root, pivot_root.
+
+launch() reads top to bottom:
+  1. a cgroup with the envelope's limits;           4. a shim forks pid 1 of the new pid namespace;
+  2. the instance's overlay dirs (upper, work);      5. the harness plugs a veth into the netns;
+  3. fork; the child unshares the namespaces;        6. pid 1 builds its root, joins the cgroup, execs.
+Teardown undoes it in reverse; the mounts live only in the container's mount namespace, so they
+vanish with it even when the harness is killed.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.errors import MeasurementError
+from bench.spec import LaunchSpec
+from runners import _linux as linux
+from runners._child import ChildInstance, output_pipe
+from runners.base import GUEST_ENV, Runner
+from runners.cgroups import Cgroup, detect
+from runners.network import BridgeNetwork, configure_inside
+
+NAMESPACES = (linux.CLONE_NEWNS | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC | linux.CLONE_NEWNET
+              | linux.CLONE_NEWPID)
+# Docker's default capability set (moby/oci/caps/defaults.go); every other one leaves the bounding set.
+DOCKER_CAPS = {0: "CHOWN", 1: "DAC_OVERRIDE", 3: "FOWNER", 4: "FSETID", 5: "KILL", 6: "SETGID", 7: "SETUID",
+               8: "SETPCAP", 10: "NET_BIND_SERVICE", 13: "NET_RAW", 18: "SYS_CHROOT", 27: "MKNOD",
+               29: "AUDIT_WRITE", 31: "SETFCAP"}
+DEVICES = {"null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8), "urandom": (1, 9), "tty": (5, 0)}
+READONLY_PROC = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus")
+MASKED_PROC = ("/proc/kcore", "/proc/keys", "/proc/timer_list")
+SETUP_TIMEOUT_S = 10.0
+
+
+@dataclass
+class ContainerConfig:
+    network: str = "bridge"  # or "none": loopback only
+    subnet: str = "10.213.0.0/16"
+    volume: str | None = None  # host dir bind-mounted at /mnt/volume
+    state_dir: str = "/tmp"  # per-instance upper/work dirs: /tmp/bench-<instance>/
+
+
+class ContainerRunner(Runner):
+    name = "container"
+    description = "namespaces (pid, mnt, uts, ipc, net, cgroup) + cgroup limits + overlay root + veth"
+
+    def __init__(self, **options) -> None:
+        self.cfg = ContainerConfig(**options)
+        self.net = BridgeNetwork(self.cfg.subnet) if self.cfg.network == "bridge" else None
+        self.cgroups = None
+        self.launched = 0
+
+    def available(self) -> tuple[bool, str]:
+        if os.geteuid() != 0:
+            return False, "needs root (namespaces, mounts, cgroups)"
+        try:
+            fs = detect()
+        except OSError as exc:
+            return False, str(exc)
+        if "overlay" not in Path("/proc/filesystems").read_text():
+            return False, "the kernel has no overlayfs"
+        return True, f"root, cgroup v{fs.version}, overlayfs"
+
+    def config(self) -> dict:
+        fs = detect()
+        return {"cgroup_version": fs.version, "network": self.cfg.network, "subnet": self.cfg.subnet,
+                "namespaces": "pid,mnt,uts,ipc,net,cgroup", "rootfs": "overlay (image lower, per-instance upper)",
+                "capabilities": "docker default", "no_new_privs": True}
+
+    def launch(self, spec: LaunchSpec) -> "ContainerInstance":
+        if self.cgroups is None:
+            self.cgroups = detect()
+            self.cgroups.ensure_parent()
+        if self.net:
+            self.net.ensure()
+        self.launched += 1
+        host_end = f"bench-{os.getpid() % 1000:03d}{self.launched % 1000000:06d}"  # IFNAMSIZ: 15 chars
+        inst = ContainerInstance(spec.name, spec.marker, host_end)
+        try:
+            inst.cgroup = self.cgroups.instance(spec.name)
+            inst.cgroup.create()
+            inst.cgroup.set_limits(spec.envelope.memory_mib, spec.envelope.cpus, spec.envelope.pids)
+            inst.dirs = overlay_dirs(Path(self.cfg.state_dir) / spec.name)
+            address = self.net.address(self.launched) if self.net else None
+            inst.start(spec, self.cfg, address, self.net)
+        except BaseException:
+            inst.teardown()
+            raise
+        return inst
+
+    def close(self) -> None:
+        if self.net:
+            self.net.close()
+
+
+def overlay_dirs(base: Path) -> dict[str, Path]:
+    dirs = {name: base / name for name in ("upper", "work", "merged")}
+    for d in dirs.values():
+        d.mkdir(parents=True, exist_ok=True)
+    return dirs
+
+
+class ContainerInstance(ChildInstance):
+    """Holds everything launch created, so that teardown can undo exactly that, in reverse."""
+
+    def __init__(self, name: str, marker: bytes | None, host_end: str) -> None:
+        self.name, self.marker, self.host_end = name, marker, host_end
+        self.cgroup: Cgroup | None = None
+        self.dirs: dict[str, Path] = {}
+        self.net: BridgeNetwork | None = None
+        self._torn_down = False
+        self.pid = None
+
+    def start(self, spec: LaunchSpec, cfg: ContainerConfig, address: str | None, net: BridgeNetwork | None):
+        read_fd, write_fd = output_pipe()
+        unshared_r, unshared_w = os.pipe2(os.O_CLOEXEC)  # child -> harness: namespaces and pid 1 exist
+        go_r, go_w = os.pipe2(os.O_CLOEXEC)  # harness -> child: the network is plugged in
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)  # child -> harness: why setup failed (EOF: exec'd)
+        procs = self.cgroup.procs_files
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            _child(spec, cfg, address, procs, write_fd, unshared_w, go_r, err_w)
+        for fd in (write_fd, unshared_w, go_r, err_w):
+            os.close(fd)
+        super().__init__(pid, read_fd, spec.marker)
+        try:
+            _expect(unshared_r, "the namespaces")
+            if net:
+                self.net = net
+                net.attach(pid, self.host_end)
+            os.write(go_w, b"g")
+            if self.cgroup.shim_procs_file:
+                with open(self.cgroup.shim_procs_file, "w") as f:
+                    f.write(str(pid))
+            error = _read_all(err_r)
+            if error:
+                raise MeasurementError(f"container setup failed: {error}")
+        finally:
+            for fd in (unshared_r, go_w, err_r):
+                os.close(fd)
+
+    def mem_peak_mib(self) -> float | None:
+        peak = self.cgroup.memory_peak_bytes() if self.cgroup else None
+        return None if peak is None else peak / 2**20
+
+    def cpu_time_ms(self) -> float | None:
+        usage = self.cgroup.cpu_usage_ns() if self.cgroup else None
+        return None if usage is None else usage / 1e6
+
+    def oom_killed(self) -> bool:
+        return bool(self.cgroup and self.cgroup.oom_kills())
+
+    def teardown(self) -> None:
+        if self._torn_down:
+            return
+        if self.pid is not None:
+            self._kill_cgroup()
+            super().teardown()  # the shim: killed if needed, reaped; the output pipe closed
+        self._torn_down = True
+        if self.net:
+            self.net.detach(self.host_end)
+        if self.cgroup:
+            self.cgroup.remove()
+        if self.dirs:
+            shutil.rmtree(self.dirs["upper"].parent, ignore_errors=True)
+
+    def _kill_cgroup(self) -> None:
+        """SIGKILL whatever still runs in the cgroup (pid 1 going takes the namespace down)."""
+        for pid in self._cgroup_pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def _cgroup_pids(self) -> list[int]:
+        if self.cgroup is None:
+            return []
+        try:
+            with open(self.cgroup.procs_files[0]) as f:
+                return [int(line) for line in f if line.strip()]
+        except OSError:
+            return []
+
+
+def _expect(fd: int, what: str) -> None:
+    if not select.select([fd], [], [], SETUP_TIMEOUT_S)[0] or not os.read(fd, 1):
+        raise MeasurementError(f"container setup: no word from the child about {what}")
+
+
+def _read_all(fd: int) -> str:
+    chunks = []
+    while chunk := os.read(fd, 4096):
+        chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def _child(spec, cfg, address, procs, out_fd, unshared_w, go_r, err_w) -> None:  # pragma: no cover
+    """Runs in the forked child: never returns."""
+    try:
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(out_fd, 1)
+        os.dup2(out_fd, 2)
+        linux.unshare(NAMESPACES)
+        pid1 = os.fork()
+        if pid1:
+            os.write(unshared_w, b"u")
+            _shim(pid1, err_w)
+        _container_init(spec, cfg, address, procs, go_r)
+    except BaseException as exc:
+        os.write(err_w, f"{type(exc).__name__}: {exc}".encode())
+    os._exit(127)
+
+
+def _shim(pid1: int, err_w: int) -> None:  # pragma: no cover
+    """The namespace's parent: waits for pid 1 and exits as it did (a signal N becomes 128+N)."""
+    os.close(err_w)
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    os.dup2(1, 2)
+    _, status = os.waitpid(pid1, 0)
+    code = os.waitstatus_to_exitcode(status)
+    os._exit(128 - code if code < 0 else code)
+
+
+def _container_init(spec: LaunchSpec, cfg: ContainerConfig, address, procs, go_r) -> None:  # pragma: no cover
+    """pid 1: hostname, root filesystem, network, cgroup, privileges, then exec the workload."""
+    cgroup_fds = [os.open(p, os.O_WRONLY) for p in procs]  # opened while the host's cgroupfs is visible
+    linux.sethostname(spec.name[:63])
+    build_root(spec.rootfs, Path(cfg.state_dir) / spec.name, cfg.volume)
+    _expect(go_r, "the network")
+    configure_inside(address if cfg.network == "bridge" else None)
+    drop_privileges()
+    for fd in cgroup_fds:  # last, so the harness's own Python pages are not charged to the container
+        os.write(fd, b"0")
+        os.close(fd)
+    linux.unshare(linux.CLONE_NEWCGROUP)  # rooted at the instance cgroup
+    os.execve(spec.argv[0], list(spec.argv), GUEST_ENV)
+
+
+def build_root(image: str, base: Path, volume: str | None) -> None:  # pragma: no cover
+    """Overlay root, /proc, a minimal /dev, read-only /sys, then pivot_root and drop the old root."""
+    linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)  # nothing propagates to the host
+    root = str(base / "merged")
+    linux.mount("overlay", root, "overlay", 0,
+                f"lowerdir={image},upperdir={base / 'upper'},workdir={base / 'work'}")
+    if volume:
+        os.makedirs(f"{root}/mnt/volume", exist_ok=True)
+        linux.mount(volume, f"{root}/mnt/volume", None, linux.MS_BIND | linux.MS_REC)
+    os.chdir(root)
+    linux.pivot_root(".", ".")  # as runc does: the old root ends up stacked on "/", then detached
+    linux.umount(".", linux.MNT_DETACH)
+    os.chdir("/")
+    mount_dev()
+    mount_proc()  # after /dev: masked paths are covered with /dev/null
+    linux.mount("sysfs", "/sys", "sysfs", linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
+
+
+def mount_proc() -> None:  # pragma: no cover
+    nosuid = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
+    linux.mount("proc", "/proc", "proc", nosuid)
+    for path in READONLY_PROC:
+        if os.path.exists(path):
+            linux.mount(path, path, None, linux.MS_BIND)
+            linux.mount(None, path, None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY | nosuid)
+    for path in MASKED_PROC:
+        if os.path.exists(path):
+            linux.mount("/dev/null", path, None, linux.MS_BIND)
+
+
+def mount_dev() -> None:  # pragma: no cover
+    linux.mount("tmpfs", "/dev", "tmpfs", linux.MS_NOSUID | linux.MS_NOEXEC, "mode=755,size=64k")
+    for name, (major, minor) in DEVICES.items():
+        os.mknod(f"/dev/{name}", 0o666 | 0o020000, os.makedev(major, minor))
+        os.chmod(f"/dev/{name}", 0o666)
+    os.mkdir("/dev/pts")
+    linux.mount("devpts", "/dev/pts", "devpts", linux.MS_NOSUID | linux.MS_NOEXEC,
+                "newinstance,ptmxmode=0666,mode=620")
+    os.symlink("pts/ptmx", "/dev/ptmx")
+    os.mkdir("/dev/shm")
+    linux.mount("shm", "/dev/shm", "tmpfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC, "mode=1777,size=64m")
+    for fd, name in enumerate(("stdin", "stdout", "stderr")):
+        os.symlink(f"/proc/self/fd/{fd}", f"/dev/{name}")
+    os.symlink("/proc/self/fd", "/dev/fd")
+
+
+def drop_privileges() -> None:  # pragma: no cover
+    """Bounding set down to Docker's defaults (root's exec then gets no more), no_new_privs on."""
+    last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+    for cap in range(last + 1):
+        if cap not in DOCKER_CAPS:
+            linux.prctl(linux.PR_CAPBSET_DROP, cap)
+    linux.prctl(linux.PR_CAP_AMBIENT, linux.PR_CAP_AMBIENT_CLEAR_ALL)
+    linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)

@@ -1,0 +1,141 @@
+"""Container networking: a bridge inside a network namespace the harness owns (bench-net), and a
+veth pair per instance, its host end on the bridge and its peer `eth0` in the container.
+
+bench-net has no uplink and the container gets no default route, so traffic can only reach the
+bridge and the other instances: it never leaves namespaces isobench created. The bridge is set up
+once with iproute2; per-instance links go straight through rtnetlink (an `ip` exec costs ms).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import struct
+from pathlib import Path
+
+from runners._linux import CLONE_NEWNET, setns
+from runners._netlink import NLM_F_CREATE, NLM_F_EXCL, NetlinkSocket, attr, attr_str, attr_u32, nested
+
+NETNS = "bench-net"
+BRIDGE = "bench-br0"
+DEFAULT_SUBNET = "10.213.0.0/16"
+NETNS_DIR = Path("/run/netns")
+
+RTM_NEWLINK, RTM_DELLINK, RTM_NEWADDR = 16, 17, 20
+IFLA_IFNAME, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_PID = 3, 10, 18, 19
+IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
+IFA_ADDRESS, IFA_LOCAL = 1, 2
+IFF_UP = 0x1
+
+
+def ifinfomsg(index: int = 0, up: bool = False) -> bytes:
+    flags = IFF_UP if up else 0
+    return struct.pack("BxHiII", socket.AF_UNSPEC, 0, index, flags, IFF_UP if up else 0)
+
+
+def ifaddrmsg(prefixlen: int, index: int) -> bytes:
+    return struct.pack("BBBBI", socket.AF_INET, prefixlen, 0, 0, index)
+
+
+def ip(*args: str) -> None:
+    """iproute2, for the one-time bridge setup only (imported here: subprocess makes forks dearer)."""
+    import subprocess
+
+    result = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+    if result.returncode:
+        raise OSError(f"ip {' '.join(args)}: {result.stderr.strip()}")
+
+
+class BridgeNetwork:
+    """The harness side: owns bench-net and its bridge; attaches and detaches instances."""
+
+    def __init__(self, subnet: str = DEFAULT_SUBNET) -> None:
+        self.subnet = ipaddress.ip_network(subnet)
+        if not self.subnet.is_private:
+            raise ValueError(f"subnet {subnet} is not a private range")
+        self.gateway = self.subnet.network_address + 1
+        self.rtnl: NetlinkSocket | None = None
+        self.bridge_index = 0
+
+    def ensure(self) -> None:
+        """Create bench-net and its bridge unless they exist; open a netlink socket inside it."""
+        if not (NETNS_DIR / NETNS).exists():
+            ip("netns", "add", NETNS)
+        if self.rtnl is None:
+            self.rtnl, self.bridge_index = self._inside(NETNS, self._bridge)
+
+    def _bridge(self) -> tuple[NetlinkSocket, int]:
+        ip_in = ("-n", NETNS)
+        try:
+            index = socket.if_nametoindex(BRIDGE)
+        except OSError:
+            ip(*ip_in, "link", "add", BRIDGE, "type", "bridge")
+            ip(*ip_in, "addr", "add", f"{self.gateway}/{self.subnet.prefixlen}", "dev", BRIDGE)
+            ip(*ip_in, "link", "set", BRIDGE, "up")
+            ip(*ip_in, "link", "set", "lo", "up")
+            index = socket.if_nametoindex(BRIDGE)
+        return NetlinkSocket(socket.NETLINK_ROUTE), index
+
+    @staticmethod
+    def _inside(netns: str, fn):
+        """Run fn with this process in netns (sockets it opens stay there), then come back."""
+        home = os.open("/proc/self/ns/net", os.O_RDONLY)
+        target = os.open(NETNS_DIR / netns, os.O_RDONLY)
+        try:
+            setns(target, CLONE_NEWNET)
+            return fn()
+        finally:
+            setns(home, CLONE_NEWNET)
+            os.close(home)
+            os.close(target)
+
+    def address(self, n: int) -> str:
+        """The n-th instance address: .2 upwards, wrapping inside the subnet."""
+        hosts = self.subnet.num_addresses - 3
+        return f"{self.subnet.network_address + 2 + n % hosts}/{self.subnet.prefixlen}"
+
+    def attach(self, pid: int, host_end: str) -> None:
+        """A veth pair: host_end (up, on the bridge) in bench-net, its peer eth0 in pid's netns.
+
+        The peer cannot be brought up here (veth says ENOTCONN until both ends exist): the
+        container does that itself."""
+        peer = ifinfomsg() + attr_str(IFLA_IFNAME, "eth0") + attr_u32(IFLA_NET_NS_PID, pid)
+        linkinfo = nested(IFLA_LINKINFO, attr_str(IFLA_INFO_KIND, "veth"),
+                          nested(IFLA_INFO_DATA, attr(VETH_INFO_PEER, peer)))
+        body = (ifinfomsg(up=True) + attr_str(IFLA_IFNAME, host_end)
+                + attr_u32(IFLA_MASTER, self.bridge_index) + linkinfo)
+        self.rtnl.request(RTM_NEWLINK, body, NLM_F_CREATE | NLM_F_EXCL)
+
+    def detach(self, host_end: str) -> None:
+        """Delete the pair (usually already gone with the container's netns). Idempotent."""
+        try:
+            self.rtnl.request(RTM_DELLINK, ifinfomsg() + attr_str(IFLA_IFNAME, host_end))
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        if self.rtnl:
+            self.rtnl.close()
+            self.rtnl = None
+
+
+def configure_inside(address: str | None) -> None:
+    """In the container: lo up; eth0 up with its address. No default route."""
+    rtnl = NetlinkSocket(socket.NETLINK_ROUTE)
+    try:
+        rtnl.request(RTM_NEWLINK, ifinfomsg(socket.if_nametoindex("lo"), up=True))
+        if address:
+            iface = ipaddress.ip_interface(address)
+            eth0 = socket.if_nametoindex("eth0")
+            rtnl.request(RTM_NEWADDR, ifaddrmsg(iface.network.prefixlen, eth0) + attr(IFA_LOCAL, iface.ip.packed)
+                         + attr(IFA_ADDRESS, iface.ip.packed), NLM_F_CREATE | NLM_F_EXCL)
+            rtnl.request(RTM_NEWLINK, ifinfomsg(eth0, up=True))
+    finally:
+        rtnl.close()
+
+
+def remove_netns() -> None:
+    """bench clean: the harness netns (and with it the bridge and every host end)."""
+    if (NETNS_DIR / NETNS).exists():
+        ip("netns", "delete", NETNS)
