@@ -91,12 +91,10 @@ def cgroups() -> list[Residue]:
 
 
 def network() -> list[Residue]:
-    from runners.network import NETNS, NETNS_DIR
+    from runners.network import leftover_netns
 
     found = [Residue("link", name) for _, name in socket.if_nameindex() if name.startswith("bench-")]
-    if (NETNS_DIR / NETNS).exists():
-        found.append(Residue("netns", NETNS))
-    return found
+    return found + [Residue("netns", name) for name in leftover_netns()]
 
 
 def mounts(mountinfo: str = "/proc/self/mountinfo") -> list[Residue]:

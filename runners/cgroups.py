@@ -160,6 +160,15 @@ class CgroupFS:
             for c in V1_CONTROLLERS:
                 (self.mounts[c] / PARENT).mkdir(exist_ok=True)
 
+    def remove_parent(self) -> None:
+        """rmdir the bench parent(s) unless another run still has instances there."""
+        for parent in self.leftovers():
+            if parent.name == PARENT:
+                try:
+                    parent.rmdir()
+                except OSError:
+                    pass
+
     def instance(self, name: str) -> Cgroup:
         return CgroupV2(self.root, name) if self.version == 2 else CgroupV1(self.mounts, name)
 

@@ -96,6 +96,8 @@ class ContainerRunner(Runner):
     def close(self) -> None:
         if self.net:
             self.net.close()
+        if self.cgroups:
+            self.cgroups.remove_parent()
 
 
 def overlay_dirs(base: Path) -> dict[str, Path]:

@@ -1,4 +1,4 @@
-"""Container networking: a bridge inside a network namespace the harness owns (bench-net), and a
+"""Container networking: a bridge inside a network namespace the harness owns (bench-net-<pid>), and a
 veth pair per instance, its host end on the bridge and its peer `eth0` in the container.
 
 bench-net has no uplink and the container gets no default route, so traffic can only reach the
@@ -17,7 +17,7 @@ from pathlib import Path
 from runners._linux import CLONE_NEWNET, setns
 from runners._netlink import NLM_F_CREATE, NLM_F_EXCL, NetlinkSocket, attr, attr_str, attr_u32, nested
 
-NETNS = "bench-net"
+NETNS_PREFIX = "bench-net"
 BRIDGE = "bench-br0"
 DEFAULT_SUBNET = "10.213.0.0/16"
 NETNS_DIR = Path("/run/netns")
@@ -51,6 +51,8 @@ class BridgeNetwork:
     """The harness side: owns bench-net and its bridge; attaches and detaches instances."""
 
     def __init__(self, subnet: str = DEFAULT_SUBNET) -> None:
+        # One per measuring process: concurrent runs never share (or delete) each other's bridge.
+        self.netns = f"{NETNS_PREFIX}-{os.getpid()}"
         self.subnet = ipaddress.ip_network(subnet)
         if not self.subnet.is_private:
             raise ValueError(f"subnet {subnet} is not a private range")
@@ -60,13 +62,13 @@ class BridgeNetwork:
 
     def ensure(self) -> None:
         """Create bench-net and its bridge unless they exist; open a netlink socket inside it."""
-        if not (NETNS_DIR / NETNS).exists():
-            ip("netns", "add", NETNS)
+        if not (NETNS_DIR / self.netns).exists():
+            ip("netns", "add", self.netns)
         if self.rtnl is None:
-            self.rtnl, self.bridge_index = self._inside(NETNS, self._bridge)
+            self.rtnl, self.bridge_index = self._inside(self.netns, self._bridge)
 
     def _bridge(self) -> tuple[NetlinkSocket, int]:
-        ip_in = ("-n", NETNS)
+        ip_in = ("-n", self.netns)
         try:
             index = socket.if_nametoindex(BRIDGE)
         except OSError:
@@ -115,9 +117,12 @@ class BridgeNetwork:
             pass
 
     def close(self) -> None:
+        """Remove the netns (the bridge and any host end go with it)."""
         if self.rtnl:
             self.rtnl.close()
             self.rtnl = None
+        if (NETNS_DIR / self.netns).exists():
+            ip("netns", "delete", self.netns)
 
 
 def configure_inside(address: str | None) -> None:
@@ -135,7 +140,5 @@ def configure_inside(address: str | None) -> None:
         rtnl.close()
 
 
-def remove_netns() -> None:
-    """bench clean: the harness netns (and with it the bridge and every host end)."""
-    if (NETNS_DIR / NETNS).exists():
-        ip("netns", "delete", NETNS)
+def leftover_netns() -> list[str]:
+    return sorted(p.name for p in NETNS_DIR.glob(f"{NETNS_PREFIX}*")) if NETNS_DIR.is_dir() else []

@@ -33,3 +33,15 @@ def image(tmp_path_factory):
     from bench.image import build_image
 
     return build_image(tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def host_left_clean():
+    """After the whole suite, nothing of ours may remain on the host: cgroups, netns, links, mounts, dirs."""
+    yield
+    if os.geteuid() != 0:
+        return
+    from bench.clean import cgroups, mounts, network, state_dirs
+
+    left = [*cgroups(), *network(), *mounts(), *state_dirs()]
+    assert not left, f"the test suite left residue on the host: {left}"

@@ -1,0 +1,199 @@
+"""The container runner for real: namespaces, overlay, cgroup limits, network. Each attack is tried."""
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+from bench.parsers import parse_stress_ng
+from bench.spec import Envelope, LaunchSpec
+from runners.container import ContainerRunner
+from tests.conftest import BENCH, DATA, ROOT
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def runner():
+    r = ContainerRunner()
+    yield r
+    r.close()
+
+
+def start(runner, image, argv, envelope=Envelope(), name="bench-test-c"):
+    return runner.launch(LaunchSpec(name, tuple(argv), str(image.rootfs), image.host_paths, envelope, marker=None))
+
+
+def run(runner, image, script, envelope=Envelope(), timeout=60):
+    inst = start(runner, image, ["/bin/sh", "-c", script], envelope)
+    try:
+        code = inst.wait_exit(timeout)
+        return code, inst.output.decode(), inst
+    finally:
+        inst.teardown()
+
+
+def test_pid_1_sees_only_its_own_processes(runner, image):
+    code, out, _ = run(runner, image, "echo pid=$$; ps -o pid,comm")
+    assert code == 0 and "pid=1\n" in out
+    pids = [line.split()[0] for line in out.splitlines()[2:]]
+    assert pids and all(int(p) < 10 for p in pids), out
+
+
+def test_own_hostname_and_only_lo_and_eth0(runner, image):
+    code, out, _ = run(runner, image, "hostname; ls /sys/class/net")
+    lines = out.split()
+    assert lines[0] == "bench-test-c" != socket.gethostname()
+    assert lines[1:] == ["eth0", "lo"]
+
+
+def test_host_files_are_unreachable(runner, image, tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("token-77a1")
+    code, out, _ = run(runner, image, f"cat {secret}; cat /../../..{secret}; ls /proc/1/root{tmp_path}; "
+                                      f"cat /proc/1/root{secret}; cd /../../..; ls; echo END")
+    assert "token-77a1" not in out and out.strip().endswith("END")
+    assert "PRETTY_NAME" not in out and "home" not in out.split()
+
+
+def test_chroot_escape_attempt_stays_inside(runner, image, tmp_path):
+    volume = tmp_path / "vol"
+    volume.mkdir()
+    subprocess.run(["cc", "-static", "-O2", "-o", str(volume / "escape"), str(DATA / "chroot_escape.c")], check=True)
+    (tmp_path / "secret").write_text("token-91c3")
+    r = ContainerRunner(volume=str(volume))
+    try:
+        inst = start(r, image, ["/mnt/volume/escape", "sh", "-c", f"cat {tmp_path}/secret; ls /; echo END"])
+        try:
+            inst.wait_exit(30)
+        finally:
+            inst.teardown()
+    finally:
+        r.close()
+    out = inst.output.decode()
+    assert out.strip().endswith("END"), out
+    assert "token-91c3" not in out
+    listing = out.split("\n")[1:-2]  # after cat's complaint, before END
+    assert sorted(listing) == sorted(os.listdir(image.rootfs)), out
+
+
+def test_writes_land_in_the_upper_dir_and_vanish(runner, image):
+    inst = start(runner, image, ["/bin/sh", "-c", "echo data > /newfile; echo changed > /etc/hostname"])
+    try:
+        assert inst.wait_exit(30) == 0
+        upper = inst.dirs["upper"]
+        assert (upper / "newfile").read_text() == "data\n"
+        assert (upper / "etc/hostname").read_text() == "changed\n"
+    finally:
+        inst.teardown()
+    assert not (image.rootfs / "newfile").exists()
+    assert (image.rootfs / "etc/hostname").read_text() == "bench\n"  # the image layer is untouched
+    assert not upper.exists()
+
+
+def test_memory_limit_oom_kills_a_200_mib_allocation(runner, image):
+    inst = start(runner, image, ["/bin/dd", "if=/dev/zero", "of=/dev/null", "bs=200M", "count=1"],
+                 Envelope(memory_mib=64))
+    try:
+        assert inst.wait_exit(60) == 137
+        assert inst.oom_killed()
+    finally:
+        inst.teardown()
+
+
+def test_bench_exec_reports_oom(tmp_path):
+    out = subprocess.run([*BENCH, "exec", "--runner", "container", "--memory", "64M", "--",
+                          "dd", "if=/dev/zero", "of=/dev/null", "bs=200M", "count=1"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 137
+    assert out.stderr.strip().endswith("killed: out of memory, limit 64 MiB")
+
+
+def test_bench_exec_passes_exit_code_and_output():
+    out = subprocess.run([*BENCH, "exec", "--runner", "container", "--", "sh", "-c", "echo hello; exit 5"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 5 and out.stdout == "hello\n"
+
+
+def test_pids_limit_contains_a_fork_bomb(runner, image):
+    inst = start(runner, image, ["/bin/sh", "-c", "bomb() { bomb | bomb & }; bomb; sleep 30"], Envelope(pids=32))
+    try:
+        time.sleep(2)
+        pids_dir = inst.cgroup.by_controller["pids"] if hasattr(inst.cgroup, "by_controller") else inst.cgroup.dir
+        current = int((pids_dir / "pids.current").read_text())
+        events = (pids_dir / "pids.events").read_text().split()
+        assert current <= 32
+        assert int(events[events.index("max") + 1]) > 0  # forks were refused at the limit
+    finally:
+        inst.teardown()
+    assert not pids_dir.exists()
+
+
+def stress_cpu_rate(runner, image, envelope) -> float:
+    code, out, _ = run(runner, image, "stress-ng --cpu 1 --timeout 4s --metrics-brief", envelope, timeout=60)
+    assert code == 0, out
+    return parse_stress_ng(out)[0].bogo_ops_per_s
+
+
+def test_half_a_cpu_halves_cpu_throughput(runner, image):
+    full = stress_cpu_rate(runner, image, Envelope())
+    half = stress_cpu_rate(runner, image, Envelope(cpus=0.5))
+    assert 0.5 * 0.85 <= half / full <= 0.5 * 1.15, (half, full)
+
+
+def test_container_reaches_the_bridge(runner, image):
+    code, out, _ = run(runner, image, f"ping -c 1 -W 3 {runner.net.gateway}")
+    assert code == 0, out
+
+
+def test_network_none_has_only_loopback(image):
+    r = ContainerRunner(network="none")
+    try:
+        code, out, _ = run(r, image, "ls /sys/class/net")
+    finally:
+        r.close()
+    assert out.split() == ["lo"]
+
+
+def test_capabilities_are_dockers_default_and_no_new_privs(runner, image):
+    code, out, _ = run(runner, image, "grep -E '^(CapBnd|CapEff|NoNewPrivs)' /proc/self/status")
+    fields = dict(line.split(":\t") for line in out.strip().splitlines())
+    assert int(fields["CapBnd"], 16) == int(fields["CapEff"], 16) == 0x00000000a80425fb
+    assert fields["NoNewPrivs"] == "1"
+
+
+def test_proc_sys_and_sys_are_read_only(runner, image):
+    code, out, _ = run(runner, image, "echo 1 > /proc/sys/kernel/panic_on_oops; echo x > /sys/kernel/uevent_helper; "
+                                      "mount -t tmpfs t /mnt; echo END")
+    assert out.count("Read-only file system") == 2, out
+    assert "permission denied" in out.lower() or "not permitted" in out  # no CAP_SYS_ADMIN: no mount
+
+
+def test_bench_run_container_startup(tmp_path):
+    out = subprocess.run([*BENCH, "run", "--suite", "startup", "--runners", "process,container", "--repeat", "3",
+                          "--results-dir", str(tmp_path), "--no-report"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    import pandas as pd
+
+    df = pd.read_parquet(tmp_path / "latest" / "samples.parquet")
+    assert df["ok"].all() and len(df[df["runner"] == "container"]) == 12
+    peak = df[(df["runner"] == "container") & (df["metric"] == "mem_peak_mib")]["value"]
+    assert (peak > 0).all() and (peak < 16).all()
+
+
+def test_killed_run_is_cleaned_by_bench_clean(tmp_path):
+    proc = subprocess.Popen([*BENCH, "run", "--suite", "startup", "--runners", "container", "--repeat", "500",
+                             "--results-dir", str(tmp_path), "--no-report"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    time.sleep(3)
+    os.killpg(proc.pid, 9)
+    proc.wait()
+    subprocess.run([*BENCH, "clean", "--results-dir", str(tmp_path)], cwd=ROOT, check=True, capture_output=True)
+    out = subprocess.run([*BENCH, "clean", "--dry-run", "--results-dir", str(tmp_path)], cwd=ROOT,
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "0 leftovers found"
+    assert not [p for p in tmp_path.iterdir() if not p.name.startswith(".")]  # no half run

@@ -1,0 +1,97 @@
+"""cgroup v1 and v2 behind one interface, against fake cgroupfs trees (v2 can't run for real here)."""
+
+from pathlib import Path
+
+import pytest
+
+from runners.cgroups import CgroupV1, CgroupV2, detect, v1_mounts
+
+
+def fake_v2(tmp_path: Path) -> Path:
+    root = tmp_path / "cgroup"
+    root.mkdir()
+    (root / "cgroup.controllers").write_text("cpuset cpu io memory hugetlb pids rdma misc\n")
+    (root / "cgroup.subtree_control").write_text("")
+    return root
+
+
+def test_v2_detected_and_parent_enables_controllers(tmp_path):
+    root = fake_v2(tmp_path)
+    fs = detect(str(root), mountinfo="/nonexistent")
+    assert fs.version == 2
+    fs.ensure_parent()
+    assert (root / "cgroup.subtree_control").read_text() == "+memory +cpu +pids"
+    assert (root / "bench" / "cgroup.subtree_control").read_text() == "+memory +cpu +pids"
+
+
+def test_v2_limits_and_accounting(tmp_path):
+    root = fake_v2(tmp_path)
+    fs = detect(str(root), mountinfo="/nonexistent")
+    fs.ensure_parent()
+    cg = fs.instance("bench-x")
+    assert isinstance(cg, CgroupV2)
+    cg.create()
+    (cg.dir / "memory.swap.max").write_text("max\n")
+    cg.set_limits(memory_mib=64, cpus=0.5, pids=32)
+    assert (cg.dir / "memory.max").read_text() == str(64 << 20)
+    assert (cg.dir / "memory.swap.max").read_text() == "0"
+    assert (cg.dir / "cpu.max").read_text() == "50000 100000"
+    assert (cg.dir / "pids.max").read_text() == "32"
+    assert cg.procs_files == [str(cg.dir / "cgroup.procs")]
+    assert cg.shim_procs_file is None
+    (cg.dir / "memory.peak").write_text("1048576\n")
+    (cg.dir / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
+    (cg.dir / "cpu.stat").write_text("usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n")
+    assert cg.memory_peak_bytes() == 1 << 20
+    assert cg.oom_kills() == 1
+    assert cg.cpu_usage_ns() == 1_500_000
+
+
+def test_v2_without_swap_accounting_skips_swap(tmp_path):
+    fs = detect(str(fake_v2(tmp_path)), mountinfo="/nonexistent")
+    fs.ensure_parent()
+    cg = fs.instance("bench-y")
+    cg.create()
+    cg.set_limits(memory_mib=8, cpus=None, pids=None)
+    assert not (cg.dir / "memory.swap.max").exists() and not (cg.dir / "cpu.max").exists()
+
+
+def test_remove_is_idempotent(tmp_path):
+    fs = detect(str(fake_v2(tmp_path)), mountinfo="/nonexistent")
+    fs.ensure_parent()
+    cg = fs.instance("bench-z")
+    cg.create()
+    cg.remove()
+    cg.remove()
+    assert not cg.dir.exists()
+    assert fs.leftovers() == [Path(fs.root / "bench")]
+
+
+def test_v1_mounts_from_real_mountinfo(data_dir):
+    mounts = v1_mounts((data_dir / "mountinfo_hybrid_v1.txt").read_text())
+    assert mounts["memory"] == Path("/sys/fs/cgroup/memory")
+    assert mounts["cpuacct"] == Path("/sys/fs/cgroup/cpuacct")
+    assert "systemd" not in mounts
+
+
+def test_v1_limits_go_to_each_controller(tmp_path):
+    mounts = {c: tmp_path / c for c in ("memory", "cpu", "cpuacct", "pids")}
+    for m in mounts.values():
+        (m / "bench").mkdir(parents=True)
+    cg = CgroupV1(mounts, "bench-x")
+    cg.create()
+    (cg.by_controller["memory"] / "memory.memsw.limit_in_bytes").write_text("")
+    cg.set_limits(memory_mib=64, cpus=1.5, pids=10)
+    assert (cg.by_controller["memory"] / "memory.limit_in_bytes").read_text() == str(64 << 20)
+    assert (cg.by_controller["memory"] / "memory.memsw.limit_in_bytes").read_text() == str(64 << 20)
+    assert (cg.by_controller["cpu"] / "cpu.cfs_quota_us").read_text() == "150000"
+    assert (cg.by_controller["pids"] / "pids.max").read_text() == "10"
+    assert len(cg.procs_files) == 4 and cg.shim_procs_file.endswith("cpuacct/bench/bench-x/cgroup.procs")
+    (cg.by_controller["memory"] / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")
+    assert cg.oom_kills() == 2
+
+
+def test_missing_v1_controller_is_reported(tmp_path):
+    (tmp_path / "mountinfo").write_text("")
+    with pytest.raises(OSError, match="not mounted"):
+        detect(str(tmp_path), mountinfo=str(tmp_path / "mountinfo"))
