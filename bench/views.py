@@ -68,9 +68,11 @@ def print_summary(run_dir: Path, console: Console) -> None:
         table = Table(title=f"{suite}/{workload}  (run {run_dir.name})", title_justify="left",
                       box=box.SIMPLE_HEAD)
         failures = bool(part["failed"].any())
-        columns = ("metric", "runner", "median", "p5", "p95", "CV", "n") + (("failed",) if failures else ()) + ("×process",)
+        columns = ("metric", "runner", "median", "p5", "p95", "CV", "n") + (("fail",) if failures else ()) + ("×proc",)
         for column in columns:
-            table.add_column(column, justify="left" if column in ("metric", "runner") else "right", no_wrap=True)
+            left = column in ("metric", "runner")
+            table.add_column(column, justify="left" if left else "right", no_wrap=True,
+                             min_width=None if left else len(column))
         for r in part.itertuples():
             cells = [r.metric, r.runner, _num(r.median), _num(r.p5), _num(r.p95),
                      "" if r.cv != r.cv else f"{r.cv:.1%}", str(r.n)]

@@ -29,12 +29,13 @@ class Cgroup(ABC):
         return [str(d / "cgroup.procs") for d in self.dirs]
 
     @property
-    def shim_procs_file(self) -> str | None:
-        """Where the namespace shim may go without changing what limits or accounts the workload.
+    def early_procs_file(self) -> str | None:
+        """Where the harness moves the container's first process right after fork (None: nowhere).
 
         Any migration takes cgroup_threadgroup_rwsem, whose first writer after a quiet spell waits
-        an RCU grace period (~6 ms here); moving the shim starts that wait while pid 1 is still
-        building its root, so that pid 1's own join right before exec is quick."""
+        an RCU grace period (6 to 16 ms here). Starting that wait at fork, in a hierarchy that
+        neither charges memory nor counts pids, lets it pass while the child builds the container;
+        pid 1's own join of every hierarchy right before exec is then quick."""
         return None
 
     @abstractmethod
@@ -94,8 +95,8 @@ class CgroupV1(Cgroup):
         super().__init__(list(dict.fromkeys(self.by_controller.values())))
 
     @property
-    def shim_procs_file(self) -> str | None:
-        return str(self.by_controller["cpuacct"] / "cgroup.procs")  # accounting only, no limits
+    def early_procs_file(self) -> str | None:
+        return str(self.by_controller["cpu"] / "cgroup.procs")  # setup runs under the CPU quota, as runc's does
 
     def set_limits(self, memory_mib, cpus, pids) -> None:
         mem = self.by_controller["memory"]

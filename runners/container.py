@@ -125,26 +125,41 @@ class ContainerInstance(ChildInstance):
         err_r, err_w = os.pipe2(os.O_CLOEXEC)  # child -> harness: why setup failed (EOF: exec'd)
         procs = self.cgroup.procs_files
         pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child
-            _child(spec, cfg, address, procs, write_fd, unshared_w, go_r, err_w)
+        if pid == 0:  # pragma: no cover - runs in the child, and must never return into the harness
+            try:
+                _child(spec, cfg, address, procs, write_fd, unshared_w, go_r, err_w)
+            finally:
+                os._exit(127)
         for fd in (write_fd, unshared_w, go_r, err_w):
             os.close(fd)
         super().__init__(pid, read_fd, spec.marker)
         try:
+            if self.cgroup.early_procs_file:
+                with open(self.cgroup.early_procs_file, "w") as f:
+                    f.write(str(pid))
             _expect(unshared_r, "the namespaces")
             if net:
                 self.net = net
                 net.attach(pid, self.host_end)
             os.write(go_w, b"g")
-            if self.cgroup.shim_procs_file:
-                with open(self.cgroup.shim_procs_file, "w") as f:
-                    f.write(str(pid))
-            error = _read_all(err_r)
-            if error:
-                raise MeasurementError(f"container setup failed: {error}")
+        except OSError as exc:  # the child's own reason, when it has one, says more
+            reason = _read_all(err_r, 1.0) or f"{exc} ({self._child_status()})"
+            raise MeasurementError(f"container setup failed: {reason}") from exc
         finally:
-            for fd in (unshared_r, go_w, err_r):
-                os.close(fd)
+            os.close(unshared_r)
+            os.close(go_w)
+        try:
+            error = _read_all(err_r)
+        finally:
+            os.close(err_r)
+        if error:
+            raise MeasurementError(f"container setup failed: {error}")
+
+    def _child_status(self) -> str:
+        if select.select([self.pidfd], [], [], 1.0)[0]:
+            self._reap()
+            return f"the child exited with {self.exit_code}"
+        return "the child is still running"
 
     def mem_peak_mib(self) -> float | None:
         peak = self.cgroup.memory_peak_bytes() if self.cgroup else None
@@ -194,18 +209,21 @@ def _expect(fd: int, what: str) -> None:
         raise MeasurementError(f"container setup: no word from the child about {what}")
 
 
-def _read_all(fd: int) -> str:
+def _read_all(fd: int, timeout_s: float | None = None) -> str:
+    """Everything the child reports until it execs or exits (or until timeout_s)."""
     chunks = []
-    while chunk := os.read(fd, 4096):
+    while select.select([fd], [], [], timeout_s)[0] and (chunk := os.read(fd, 4096)):
         chunks.append(chunk)
     return b"".join(chunks).decode(errors="replace")
 
 
 def _child(spec, cfg, address, procs, out_fd, unshared_w, go_r, err_w) -> None:  # pragma: no cover
-    """Runs in the forked child: never returns."""
+    """Runs in the forked child (its caller _exits): namespaces, then pid 1's setup."""
     try:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):  # not the harness's Python handlers
+            signal.signal(sig, signal.SIG_DFL)
         os.setsid()
-        null = os.open(os.devnull, os.O_RDONLY)
+        null = os.open(os.devnull, os.O_RDWR)
         os.dup2(null, 0)
         os.dup2(out_fd, 1)
         os.dup2(out_fd, 2)
@@ -213,18 +231,28 @@ def _child(spec, cfg, address, procs, out_fd, unshared_w, go_r, err_w) -> None: 
         pid1 = os.fork()
         if pid1:
             os.write(unshared_w, b"u")
-            _shim(pid1, err_w)
+            _shim(pid1, err_w, null)
         _container_init(spec, cfg, address, procs, go_r)
     except BaseException as exc:
+        _report(err_w, exc)
+
+
+def _report(err_w: int, exc: BaseException) -> None:  # pragma: no cover
+    """Tell the harness why setup failed, if it is still listening."""
+    try:
         os.write(err_w, f"{type(exc).__name__}: {exc}".encode())
-    os._exit(127)
+    except OSError:
+        pass
 
 
-def _shim(pid1: int, err_w: int) -> None:  # pragma: no cover
-    """The namespace's parent: waits for pid 1 and exits as it did (a signal N becomes 128+N)."""
+def _shim(pid1: int, err_w: int, null: int) -> None:  # pragma: no cover
+    """The namespace's parent: waits for pid 1 and exits as it did (a signal N becomes 128+N).
+
+    It shares pid 1's mount namespace, so pid 1's pivot_root moves its root too: it must not touch
+    a path from here on (it did, and lost races against pid 1 mounting /dev)."""
     os.close(err_w)
-    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
-    os.dup2(1, 2)
+    os.dup2(null, 1)  # let go of the output pipe: EOF when the container's last process is gone
+    os.dup2(null, 2)
     _, status = os.waitpid(pid1, 0)
     code = os.waitstatus_to_exitcode(status)
     os._exit(128 - code if code < 0 else code)

@@ -197,3 +197,15 @@ def test_killed_run_is_cleaned_by_bench_clean(tmp_path):
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "0 leftovers found"
     assert not [p for p in tmp_path.iterdir() if not p.name.startswith(".")]  # no half run
+
+
+def test_a_hundred_launches_in_a_row_all_succeed(runner, image):
+    """Guards the launch races (a shim touching paths while pid 1 pivots once killed 1 launch in 50)."""
+    for i in range(100):
+        inst = runner.launch(LaunchSpec(f"bench-many-{i}", ("/bin/bench-probe",), str(image.rootfs)))
+        try:
+            inst.wait_ready(10)
+            assert inst.wait_exit(10) == 0
+        finally:
+            inst.teardown()
+    assert os.path.exists(ROOT)  # and this process still sees its own filesystem
