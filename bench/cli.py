@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from bench.errors import UsageError
+from bench.errors import MeasurementError, UsageError
 from bench.spec import Envelope, parse_cpus, parse_size_mib, positive_int
 
 
@@ -18,8 +18,11 @@ class Parser(argparse.ArgumentParser):
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return Path(base) / "isobench"
+    """XDG_CACHE_HOME, else /var/cache for root (a user namespace's root must reach the image
+    layer, and /root is closed to it), else ~/.cache."""
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]) / "isobench"
+    return Path("/var/cache/isobench" if os.geteuid() == 0 else os.path.expanduser("~/.cache/isobench"))
 
 
 def build_parser() -> Parser:
@@ -175,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
+    except MeasurementError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)
         return 130

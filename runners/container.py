@@ -31,10 +31,11 @@ NAMESPACES = (linux.CLONE_NEWNS | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC | linu
 DOCKER_CAPS = {0: "CHOWN", 1: "DAC_OVERRIDE", 3: "FOWNER", 4: "FSETID", 5: "KILL", 6: "SETGID", 7: "SETUID",
                8: "SETPCAP", 10: "NET_BIND_SERVICE", 13: "NET_RAW", 18: "SYS_CHROOT", 27: "MKNOD",
                29: "AUDIT_WRITE", 31: "SETFCAP"}
-DEVICES = {"null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8), "urandom": (1, 9), "tty": (5, 0)}
+DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 READONLY_PROC = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus")
 MASKED_PROC = ("/proc/kcore", "/proc/keys", "/proc/timer_list")
 SETUP_TIMEOUT_S = 10.0
+USERNS_BASE, USERNS_SIZE = 100_000, 65_536  # with the user namespace option: container 0 is host 100000
 
 
 @dataclass
@@ -43,6 +44,13 @@ class ContainerConfig:
     subnet: str = "10.213.0.0/16"
     volume: str | None = None  # host dir bind-mounted at /mnt/volume
     state_dir: str = "/tmp"  # per-instance upper/work dirs: /tmp/bench-<instance>/
+    userns: bool = False  # a user namespace: root inside is an unprivileged uid outside
+
+    def __post_init__(self) -> None:
+        if isinstance(self.userns, str):  # from --option container.userns=true
+            self.userns = self.userns.lower() in ("1", "true", "yes", "on")
+        if self.network not in ("bridge", "none"):
+            raise ValueError(f"network must be bridge or none, not {self.network!r}")
 
 
 class ContainerRunner(Runner):
@@ -70,7 +78,8 @@ class ContainerRunner(Runner):
         fs = detect()
         return {"cgroup_version": fs.version, "network": self.cfg.network, "subnet": self.cfg.subnet,
                 "namespaces": "pid,mnt,uts,ipc,net,cgroup", "rootfs": "overlay (image lower, per-instance upper)",
-                "capabilities": "docker default", "no_new_privs": True}
+                "capabilities": "docker default", "no_new_privs": True,
+                "userns": f"0 -> {USERNS_BASE} ({USERNS_SIZE} ids)" if self.cfg.userns else "none"}
 
     def launch(self, spec: LaunchSpec) -> "ContainerInstance":
         if self.cgroups is None:
@@ -85,7 +94,7 @@ class ContainerRunner(Runner):
             inst.cgroup = self.cgroups.instance(spec.name)
             inst.cgroup.create()
             inst.cgroup.set_limits(spec.envelope.memory_mib, spec.envelope.cpus, spec.envelope.pids)
-            inst.dirs = overlay_dirs(Path(self.cfg.state_dir) / spec.name)
+            inst.dirs = overlay_dirs(Path(self.cfg.state_dir) / spec.name, self.cfg.userns)
             address = self.net.address(self.launched) if self.net else None
             inst.start(spec, self.cfg, address, self.net)
         except BaseException:
@@ -100,10 +109,12 @@ class ContainerRunner(Runner):
             self.cgroups.remove_parent()
 
 
-def overlay_dirs(base: Path) -> dict[str, Path]:
+def overlay_dirs(base: Path, userns: bool) -> dict[str, Path]:
     dirs = {name: base / name for name in ("upper", "work", "merged")}
     for d in dirs.values():
         d.mkdir(parents=True, exist_ok=True)
+        if userns:  # the overlay is written by the container's root, which is USERNS_BASE out here
+            os.chown(d, USERNS_BASE, USERNS_BASE)
     return dirs
 
 
@@ -137,10 +148,16 @@ class ContainerInstance(ChildInstance):
             if self.cgroup.early_procs_file:
                 with open(self.cgroup.early_procs_file, "w") as f:
                     f.write(str(pid))
-            _expect(unshared_r, "the namespaces")
+            pid1 = _expect_pid(unshared_r)
+            if cfg.userns:
+                write_id_maps(pid)
             if net:
                 self.net = net
                 net.attach(pid, self.host_end)
+            if cfg.userns:  # a mapped root may not write the host's cgroupfs: the harness moves pid 1
+                for path in self.cgroup.procs_files:
+                    with open(path, "w") as f:
+                        f.write(str(pid1))
             os.write(go_w, b"g")
         except OSError as exc:  # the child's own reason, when it has one, says more
             reason = _read_all(err_r, 1.0) or f"{exc} ({self._child_status()})"
@@ -204,6 +221,22 @@ class ContainerInstance(ChildInstance):
             return []
 
 
+def write_id_maps(pid: int) -> None:
+    for name in ("uid_map", "gid_map"):
+        with open(f"/proc/{pid}/{name}", "w") as f:
+            f.write(f"0 {USERNS_BASE} {USERNS_SIZE}\n")
+
+
+def _expect_pid(fd: int) -> int:
+    """The shim's word: pid 1's pid, as the harness sees it."""
+    if not select.select([fd], [], [], SETUP_TIMEOUT_S)[0]:
+        raise MeasurementError("container setup: no word from the child about the namespaces")
+    text = os.read(fd, 32).decode()
+    if not text.endswith("\n"):
+        raise MeasurementError("container setup: the child died before creating pid 1")
+    return int(text)
+
+
 def _expect(fd: int, what: str) -> None:
     if not select.select([fd], [], [], SETUP_TIMEOUT_S)[0] or not os.read(fd, 1):
         raise MeasurementError(f"container setup: no word from the child about {what}")
@@ -227,12 +260,12 @@ def _child(spec, cfg, address, procs, out_fd, unshared_w, go_r, err_w) -> None: 
         os.dup2(null, 0)
         os.dup2(out_fd, 1)
         os.dup2(out_fd, 2)
-        linux.unshare(NAMESPACES)
+        linux.unshare(NAMESPACES | (linux.CLONE_NEWUSER if cfg.userns else 0))
         pid1 = os.fork()
         if pid1:
-            os.write(unshared_w, b"u")
+            os.write(unshared_w, f"{pid1}\n".encode())
             _shim(pid1, err_w, null)
-        _container_init(spec, cfg, address, procs, go_r)
+        _container_init(spec, cfg, address, [] if cfg.userns else procs, go_r)
     except BaseException as exc:
         _report(err_w, exc)
 
@@ -261,9 +294,14 @@ def _shim(pid1: int, err_w: int, null: int) -> None:  # pragma: no cover
 def _container_init(spec: LaunchSpec, cfg: ContainerConfig, address, procs, go_r) -> None:  # pragma: no cover
     """pid 1: hostname, root filesystem, network, cgroup, privileges, then exec the workload."""
     cgroup_fds = [os.open(p, os.O_WRONLY) for p in procs]  # opened while the host's cgroupfs is visible
+    if cfg.userns:  # nothing privileged until the harness has written our id maps
+        _expect(go_r, "the id maps")
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
     linux.sethostname(spec.name[:63])
     build_root(spec.rootfs, Path(cfg.state_dir) / spec.name, cfg.volume)
-    _expect(go_r, "the network")
+    if not cfg.userns:
+        _expect(go_r, "the network")
     configure_inside(address if cfg.network == "bridge" else None)
     drop_privileges()
     for fd in cgroup_fds:  # last, so the harness's own Python pages are not charged to the container
@@ -274,7 +312,10 @@ def _container_init(spec: LaunchSpec, cfg: ContainerConfig, address, procs, go_r
 
 
 def build_root(image: str, base: Path, volume: str | None) -> None:  # pragma: no cover
-    """Overlay root, /proc, a minimal /dev, read-only /sys, then pivot_root and drop the old root."""
+    """Overlay root with /dev, /proc and a read-only /sys, then pivot_root and drop the old root.
+
+    /proc and /sys are mounted while the host's are still visible: in a user namespace the kernel
+    refuses them otherwise (mount_too_revealing)."""
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)  # nothing propagates to the host
     root = str(base / "merged")
     linux.mount("overlay", root, "overlay", 0,
@@ -282,41 +323,44 @@ def build_root(image: str, base: Path, volume: str | None) -> None:  # pragma: n
     if volume:
         os.makedirs(f"{root}/mnt/volume", exist_ok=True)
         linux.mount(volume, f"{root}/mnt/volume", None, linux.MS_BIND | linux.MS_REC)
+    mount_dev(root)
+    mount_proc(root)
+    linux.mount("sysfs", f"{root}/sys", "sysfs", linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
     os.chdir(root)
     linux.pivot_root(".", ".")  # as runc does: the old root ends up stacked on "/", then detached
     linux.umount(".", linux.MNT_DETACH)
     os.chdir("/")
-    mount_dev()
-    mount_proc()  # after /dev: masked paths are covered with /dev/null
-    linux.mount("sysfs", "/sys", "sysfs", linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
 
 
-def mount_proc() -> None:  # pragma: no cover
+def mount_proc(root: str) -> None:  # pragma: no cover
     nosuid = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
-    linux.mount("proc", "/proc", "proc", nosuid)
+    linux.mount("proc", f"{root}/proc", "proc", nosuid)
     for path in READONLY_PROC:
-        if os.path.exists(path):
-            linux.mount(path, path, None, linux.MS_BIND)
-            linux.mount(None, path, None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY | nosuid)
+        target = root + path
+        if os.path.exists(target):
+            linux.mount(target, target, None, linux.MS_BIND)
+            linux.mount(None, target, None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY | nosuid)
     for path in MASKED_PROC:
-        if os.path.exists(path):
-            linux.mount("/dev/null", path, None, linux.MS_BIND)
+        if os.path.exists(root + path):
+            linux.mount(f"{root}/dev/null", root + path, None, linux.MS_BIND)
 
 
-def mount_dev() -> None:  # pragma: no cover
-    linux.mount("tmpfs", "/dev", "tmpfs", linux.MS_NOSUID | linux.MS_NOEXEC, "mode=755,size=64k")
-    for name, (major, minor) in DEVICES.items():
-        os.mknod(f"/dev/{name}", 0o666 | 0o020000, os.makedev(major, minor))
-        os.chmod(f"/dev/{name}", 0o666)
-    os.mkdir("/dev/pts")
-    linux.mount("devpts", "/dev/pts", "devpts", linux.MS_NOSUID | linux.MS_NOEXEC,
+def mount_dev(root: str) -> None:  # pragma: no cover
+    """A tmpfs /dev with the host's device nodes bound in (mknod is refused in a user namespace)."""
+    dev = f"{root}/dev"
+    linux.mount("tmpfs", dev, "tmpfs", linux.MS_NOSUID | linux.MS_NOEXEC, "mode=755,size=64k")
+    for name in DEVICES:
+        os.close(os.open(f"{dev}/{name}", os.O_CREAT | os.O_WRONLY, 0o666))
+        linux.mount(f"/dev/{name}", f"{dev}/{name}", None, linux.MS_BIND)
+    os.mkdir(f"{dev}/pts")
+    linux.mount("devpts", f"{dev}/pts", "devpts", linux.MS_NOSUID | linux.MS_NOEXEC,
                 "newinstance,ptmxmode=0666,mode=620")
-    os.symlink("pts/ptmx", "/dev/ptmx")
-    os.mkdir("/dev/shm")
-    linux.mount("shm", "/dev/shm", "tmpfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC, "mode=1777,size=64m")
+    os.symlink("pts/ptmx", f"{dev}/ptmx")
+    os.mkdir(f"{dev}/shm")
+    linux.mount("shm", f"{dev}/shm", "tmpfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC, "mode=1777,size=64m")
     for fd, name in enumerate(("stdin", "stdout", "stderr")):
-        os.symlink(f"/proc/self/fd/{fd}", f"/dev/{name}")
-    os.symlink("/proc/self/fd", "/dev/fd")
+        os.symlink(f"/proc/self/fd/{fd}", f"{dev}/{name}")
+    os.symlink("/proc/self/fd", f"{dev}/fd")
 
 
 def drop_privileges() -> None:  # pragma: no cover

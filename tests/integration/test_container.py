@@ -5,6 +5,7 @@ import shutil
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -209,3 +210,34 @@ def test_a_hundred_launches_in_a_row_all_succeed(runner, image):
         finally:
             inst.teardown()
     assert os.path.exists(ROOT)  # and this process still sees its own filesystem
+
+
+@pytest.fixture(scope="module")
+def open_image():
+    """An image a user namespace's root (host uid 100000) can reach: not under pytest's 0700 tmp."""
+    import tempfile
+
+    from bench.image import build_image
+
+    base = tempfile.mkdtemp(prefix="isobench-test-")
+    os.chmod(base, 0o755)
+    yield build_image(Path(base))
+    shutil.rmtree(base)
+
+
+def test_user_namespace_root_is_unprivileged_outside(open_image):
+    r = ContainerRunner(userns="true")
+    try:
+        inst = start(r, open_image, ["/bin/sh", "-c", "cat /proc/self/uid_map; id -u; echo x > /owned; "
+                                                      "ls /sys/class/net; echo $$"])
+        try:
+            assert inst.wait_exit(30) == 0, inst.output
+            owned = (inst.dirs["upper"] / "owned").stat()
+        finally:
+            inst.teardown()
+    finally:
+        r.close()
+    out = inst.output.decode().split()
+    assert out[:3] == ["0", "100000", "65536"] and out[3] == "0"
+    assert owned.st_uid == 100000  # root inside writes as an unprivileged uid on the host
+    assert out[4:] == ["eth0", "lo", "1"]
