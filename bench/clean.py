@@ -68,7 +68,23 @@ def _unmount(name: str) -> None:
     umount(name, MNT_DETACH)
 
 
-REMOVERS = {"staging dir": _remove_path, "state dir": _remove_path, "cgroup": _remove_cgroup,
+def _destroy_domain(name: str) -> None:
+    import libvirt
+
+    conn = libvirt.open("qemu:///system")
+    try:
+        domain = conn.lookupByName(name)
+        if domain.isActive():
+            domain.destroy()
+        if domain.isPersistent():
+            domain.undefine()
+    except libvirt.libvirtError:
+        pass  # gone meanwhile
+    finally:
+        conn.close()
+
+
+REMOVERS = {"domain": _destroy_domain, "staging dir": _remove_path, "state dir": _remove_path, "cgroup": _remove_cgroup,
             "netns": _remove_netns, "link": _remove_link, "mount": _unmount}
 
 
@@ -104,10 +120,26 @@ def mounts(mountinfo: str = "/proc/self/mountinfo") -> list[Residue]:
     return [Residue("mount", p) for p in sorted(ours, key=len, reverse=True)]
 
 
+def domains() -> list[Residue]:
+    """libvirt domains named bench-... (running or defined); their QEMU goes with them."""
+    try:
+        import libvirt
+
+        libvirt.registerErrorHandler(lambda *_: None, None)
+        conn = libvirt.open("qemu:///system")
+    except Exception:  # no libvirt here: nothing of ours there either
+        return []
+    try:
+        return [Residue("domain", d.name()) for d in conn.listAllDomains() if d.name().startswith("bench-")]
+    finally:
+        conn.close()
+
+
 def state_dirs() -> list[Residue]:
     return [Residue("state dir", str(p)) for p in sorted(STATE_DIR.glob("bench-*")) if p.is_dir()]
 
 
 def residues(results_dir: Path, reports_dir: Path, cache_dir: Path) -> list[Residue]:
     """In removal order: processes and cgroups first, then network, mounts, and files last."""
-    return [*cgroups(), *network(), *mounts(), *state_dirs(), *staging_dirs(results_dir, reports_dir, cache_dir)]
+    return [*domains(), *cgroups(), *network(), *mounts(), *state_dirs(),
+            *staging_dirs(results_dir, reports_dir, cache_dir)]

@@ -26,11 +26,11 @@ class WorkerClient:
             raise RuntimeError(f"worker: {reply['message']}")
         return reply
 
-    def init(self, runners: dict[str, str], rootfs: str, host_paths: dict, envelope: Envelope,
-             options: dict) -> dict:
+    def init(self, runners: dict[str, str], image, envelope: Envelope, options: dict, cache_dir) -> dict:
         """runners: name -> "module:Class". Returns per runner: available, reason, config."""
-        return self.request(op="init", runners=runners, rootfs=rootfs, host_paths=host_paths,
-                            envelope=asdict(envelope), options=options)["runners"]
+        return self.request(op="init", runners=runners, rootfs=str(image.rootfs), host_paths=image.host_paths,
+                            image_digest=image.digest, cache_dir=str(cache_dir), envelope=asdict(envelope),
+                            options=options)["runners"]
 
     def close(self) -> None:
         if self.proc.poll() is None:

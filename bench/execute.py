@@ -47,13 +47,15 @@ def execute(runner_name: str, argv: list[str], envelope: Envelope, options: dict
         raise UsageError("nothing to run: bench exec --runner R -- CMD [ARG...]")
     runner = make_runner(runner_name, options)
     image = build_image(cache_dir)
+    runner.prepare(str(image.rootfs), image.digest, str(cache_dir))
     command = (resolve_command(image.rootfs, argv[0]), *argv[1:])
     spec = LaunchSpec(name=f"bench-exec-{os.getpid()}", argv=command, rootfs=str(image.rootfs),
                       host_paths=image.host_paths, envelope=envelope, marker=None)
     out = sys.stdout.buffer
     instance = runner.launch(spec)
     try:
-        instance.echo = lambda data: (out.write(data), out.flush())
+        shown = getattr(instance, "console_text", lambda data: data)  # a VM's console carries protocol lines
+        instance.echo = lambda data: (out.write(shown(data)), out.flush())
         code = instance.wait_exit(None)
         oom = getattr(instance, "oom_killed", lambda: False)()
     finally:

@@ -12,7 +12,7 @@ from runners.base import Runner
 
 def measure_startup(runner: Runner, spec: LaunchSpec, workload: Workload, iteration: int) -> list[Sample]:
     """launch -> READY -> exit -> teardown; ready_ms, exit_ms, teardown_ms and mem_peak_mib."""
-    instance, values, error = None, {}, ""
+    instance, values, extra, error = None, {}, {}, ""
     t_launch = time.monotonic_ns()
     try:
         instance = runner.launch(spec)
@@ -22,6 +22,7 @@ def measure_startup(runner: Runner, spec: LaunchSpec, workload: Workload, iterat
             raise MeasurementError(f"exit code {code}: {_tail(instance.output)}")
         values = {"ready_ms": (t_ready - t_launch) / 1e6, "exit_ms": (instance.t_exit - t_launch) / 1e6,
                   "mem_peak_mib": instance.mem_peak_mib()}  # before teardown removes what holds it
+        extra = instance.extra_metrics()
     except MeasurementError as exc:
         error = str(exc)
     except OSError as exc:
@@ -32,8 +33,10 @@ def measure_startup(runner: Runner, spec: LaunchSpec, workload: Workload, iterat
     t_clean = time.monotonic_ns()
     if not error:
         values["teardown_ms"] = (t_clean - instance.t_exit) / 1e6
-    return [_sample(runner, workload, iteration, metric, unit, values.get(metric), error)
-            for metric, unit in workload.metrics]
+    samples = [_sample(runner, workload, iteration, metric, unit, values.get(metric), error)
+               for metric, unit in workload.metrics]
+    return samples + [_sample(runner, workload, iteration, metric, unit, value, error)
+                      for metric, (value, unit) in extra.items()]
 
 
 def _sample(runner, workload, iteration, metric, unit, value, error) -> Sample:

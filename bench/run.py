@@ -76,7 +76,8 @@ def run(opts: RunOptions, console: Console) -> tuple[int, Path]:
         unknown = sorted(set(opts.options) - set(targets))
         if unknown:
             raise UsageError(f"--option for a runner not in this run: {', '.join(unknown)}")
-        status = client.init(targets, str(image.rootfs), image.host_paths, opts.envelope, opts.options)
+        with console.status("preparing the runners (a VM's kernel and initramfs, the KVM probe)"):
+            status = client.init(targets, image, opts.envelope, opts.options, opts.cache_dir)
         names = active_runners(status, wanted)
         samples = measure_all(client, workloads, names, opts, run_id, console)
     finally:

@@ -39,6 +39,8 @@ class Worker:
         for name, target in msg["runners"].items():
             runner = load_target(target)(**msg.get("options", {}).get(name, {}))
             ok, reason = runner.available()
+            if ok:
+                runner.prepare(msg["rootfs"], msg["image_digest"], msg["cache_dir"])
             report[name] = {"available": ok, "reason": reason, "config": runner.config() if ok else {}}
             if ok:
                 self.runners[name] = runner

@@ -50,10 +50,11 @@ class ChildInstance(Instance):
             now = time.monotonic_ns()
             if not data:
                 self._eof = True
-            elif self.echo:
-                self.echo(data)
-            elif sum(len(c) for _, c in self._chunks) < MAX_OUTPUT:
-                self._chunks.append((now, data))
+            else:
+                if self.echo:
+                    self.echo(data)
+                if sum(len(c) for _, c in self._chunks) < MAX_OUTPUT:
+                    self._chunks.append((now, data))
         if self.pidfd in ready and self.t_exit is None:
             self._reap()
         return True

@@ -39,6 +39,10 @@ class Instance(ABC):
         """Host-side peak memory of the instance, once it has exited (None if unknown)."""
         return None
 
+    def extra_metrics(self) -> dict[str, tuple[float, str]]:
+        """Further measurements the instance has, as {metric: (value, unit)}."""
+        return {}
+
 
 class Runner(ABC):
     """An isolation technology. Built-ins and plugins register in the `bench.runners` entry points."""
@@ -50,6 +54,9 @@ class Runner(ABC):
     @abstractmethod
     def available(self) -> tuple[bool, str]:
         """Whether this host can run it, and why (not)."""
+
+    def prepare(self, rootfs: str, image_digest: str, cache_dir: str) -> None:
+        """Heavy one-time work before the first launch (a VM's kernel and initramfs); not timed."""
 
     def config(self) -> dict:
         """The resolved configuration recorded in meta.json."""

@@ -10,6 +10,9 @@ APT_PACKAGES=(
     python3-venv                          # .venv
     iproute2 util-linux                   # namespaces, veths, mounts
     hyperfine                             # the reference timer we check our own timings against
+    qemu-system-x86 qemu-utils            # the vm runner (qboot.rom ships with qemu)
+    libvirt-daemon-system libvirt-dev pkg-config   # libvirt, and what libvirt-python builds against
+    lz4 xz-utils                          # unpacking the guest kernel's vmlinux
 )
 
 missing=()
@@ -26,18 +29,32 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# libvirt's daemons, without systemd where there is none (this machine has none).
+start_daemon() {
+    local name=$1
+    pgrep -x "$name" >/dev/null && return 0
+    if [[ -d /run/systemd/system ]]; then
+        systemctl start "$name"
+    else
+        "/usr/sbin/$name" -d
+    fi
+}
+start_daemon virtlogd
+start_daemon libvirtd
+for _ in $(seq 50); do [[ -S /run/libvirt/libvirt-sock ]] && break; sleep 0.1; done
+
 PYTHON=${PYTHON:-python3}
 if [[ ! -x .venv/bin/python ]]; then
     echo "setup: creating .venv with $($PYTHON --version)"
     "$PYTHON" -m venv .venv
 fi
 
-# Reinstall only when the project's declared dependencies change.
+# Reinstall only when the declared dependencies (or this script's way of installing them) change.
 stamp=.venv/.isobench-setup
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want=$(cat pyproject.toml "$0" | sha256sum | cut -d' ' -f1)
 if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
     echo "setup: installing isobench and its dependencies into .venv"
-    .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+    .venv/bin/pip install -q --disable-pip-version-check -e '.[test,vm]'
     echo "$want" >"$stamp"
 fi
 echo "setup: ready ($(.venv/bin/bench --version 2>/dev/null || echo isobench) in .venv)"

@@ -41,7 +41,25 @@ def host_left_clean():
     yield
     if os.geteuid() != 0:
         return
-    from bench.clean import cgroups, mounts, network, state_dirs
+    from bench.clean import cgroups, domains, mounts, network, state_dirs
 
-    left = [*cgroups(), *network(), *mounts(), *state_dirs()]
+    left = [*domains(), *cgroups(), *network(), *mounts(), *state_dirs()]
     assert not left, f"the test suite left residue on the host: {left}"
+
+
+def kill_run_then_clean(results_dir: Path, runners: str, after_s: float) -> str:
+    """SIGKILL a whole `bench run` (worker included) after_s in, run `bench clean`, and return what
+    a second `bench clean --dry-run` still finds."""
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen([*BENCH, "run", "--suite", "startup", "--runners", runners, "--repeat", "500",
+                             "--warmup", "0", "--results-dir", str(results_dir), "--no-report"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    time.sleep(after_s)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    subprocess.run([*BENCH, "clean", "--results-dir", str(results_dir)], cwd=ROOT, check=True, capture_output=True)
+    return subprocess.run([*BENCH, "clean", "--dry-run", "--results-dir", str(results_dir)], cwd=ROOT,
+                          capture_output=True, text=True, check=True).stdout.strip()

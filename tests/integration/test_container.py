@@ -12,7 +12,7 @@ import pytest
 from bench.parsers import parse_stress_ng
 from bench.spec import Envelope, LaunchSpec
 from runners.container import ContainerRunner
-from tests.conftest import BENCH, DATA, ROOT
+from tests.conftest import BENCH, DATA, ROOT, kill_run_then_clean
 
 pytestmark = pytest.mark.integration
 
@@ -187,16 +187,7 @@ def test_bench_run_container_startup(tmp_path):
 
 
 def test_killed_run_is_cleaned_by_bench_clean(tmp_path):
-    proc = subprocess.Popen([*BENCH, "run", "--suite", "startup", "--runners", "container", "--repeat", "500",
-                             "--results-dir", str(tmp_path), "--no-report"], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    time.sleep(3)
-    os.killpg(proc.pid, 9)
-    proc.wait()
-    subprocess.run([*BENCH, "clean", "--results-dir", str(tmp_path)], cwd=ROOT, check=True, capture_output=True)
-    out = subprocess.run([*BENCH, "clean", "--dry-run", "--results-dir", str(tmp_path)], cwd=ROOT,
-                         capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "0 leftovers found"
+    assert kill_run_then_clean(tmp_path, "container", after_s=3) == "0 leftovers found"
     assert not [p for p in tmp_path.iterdir() if not p.name.startswith(".")]  # no half run
 
 

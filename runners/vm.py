@@ -1,0 +1,310 @@
+"""The virtual machine: a transient libvirt/QEMU domain booting its own kernel with the guest rootfs
+as its initramfs. PVH boot of the uncompressed vmlinux through qboot; KVM when a probe boot works,
+TCG (emulation) otherwise. The READY marker arrives over the serial console, on a unix socket the
+host listens on (QEMU connects to it at start), read as bytes arrive.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import select
+import shutil
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+from bench.errors import MeasurementError
+from bench.spec import LaunchSpec
+from runners._child import ChildInstance
+from runners.base import Runner
+
+QBOOT = "/usr/share/qemu/qboot.rom"
+QEMU = "/usr/bin/qemu-system-x86_64"
+KVM_PROBE_TIMEOUT_S = 10.0
+# Every option here cuts boot time under emulation; see README "Where a VM's boot goes".
+# initcall_blacklist: the kdf108 self-test alone took 565 ms of a TCG boot, kprobe tracing 73 ms.
+CMDLINE = ("console=ttyS0 quiet loglevel=0 reboot=t panic=-1 i8042.noaux i8042.nokbd i8042.nopnp "
+           "mitigations=off tsc=reliable no_timer_check 8250.nr_uarts=1 cryptomgr.notests random.trust_cpu=on "
+           "initcall_blacklist=crypto_kdf108_init,init_kprobe_trace")
+_EXIT = re.compile(rb"BENCH-EXIT (\d+)")
+_MEM = re.compile(rb"BENCH-MEM (\d+) (\d+)")
+
+
+@dataclass
+class VmConfig:
+    kernel: str | None = None  # a vmlinux or bzImage; default: Debian's cloud kernel, extracted
+    accel: str = "auto"  # auto (probe KVM, fall back to TCG), kvm or tcg
+    uri: str = "qemu:///system"
+    state_dir: str = "/tmp"
+    default_cpus: int = 1
+    default_memory_mib: int = 512
+
+    def __post_init__(self) -> None:
+        if self.accel not in ("auto", "kvm", "tcg"):
+            raise ValueError(f"accel must be auto, kvm or tcg, not {self.accel!r}")
+
+
+def domain_xml(name: str, accel: str, vcpus: int, memory_mib: int, kernel: str, initrd: str,
+               cmdline: str, console: str) -> str:
+    """Pure: the smallest domain that boots: no USB, no balloon, no display, one serial port."""
+    cpu = "<cpu mode='host-passthrough'/>" if accel == "kvm" else ""
+    return f"""<domain type='{'kvm' if accel == 'kvm' else 'qemu'}'>
+  <name>{escape(name)}</name>
+  <memory unit='MiB'>{memory_mib}</memory>
+  <vcpu>{vcpus}</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <loader type='rom' readonly='yes'>{QBOOT}</loader>
+    <kernel>{escape(kernel)}</kernel>
+    <initrd>{escape(initrd)}</initrd>
+    <cmdline>{escape(cmdline)}</cmdline>
+  </os>
+  {cpu}
+  <clock offset='utc'/>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>destroy</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <emulator>{QEMU}</emulator>
+    <serial type='unix'><source mode='connect' path='{escape(console)}'/><target port='0'/></serial>
+    <controller type='usb' model='none'/>
+    <memballoon model='none'/>
+  </devices>
+  <seclabel type='static' model='dac' relabel='no'><label>+0:+0</label></seclabel>
+</domain>"""
+
+
+def guest_cmdline(argv: tuple[str, ...], modules: list[str]) -> str:
+    """The kernel command line carrying the workload (base64 of a shell-quoted command)."""
+    import shlex
+
+    cmd = base64.b64encode(shlex.join(argv).encode()).decode()
+    return f"{CMDLINE} bench.cmd={cmd}" + (f" bench.modules={','.join(modules)}" if modules else "")
+
+
+class VmRunner(Runner):
+    name = "vm"
+    description = "libvirt/QEMU domain: own kernel (PVH, qboot), rootfs as initramfs; KVM or TCG"
+
+    def __init__(self, **options) -> None:
+        self.cfg = VmConfig(**options)
+        self.conn = None
+        self.kernel = None
+        self.initrd: Path | None = None
+        self.accel, self.accel_reason = None, ""
+
+    def available(self) -> tuple[bool, str]:
+        try:
+            import libvirt  # noqa: F401  optional: the `vm` extra
+        except ImportError:
+            return False, "libvirt-python is not installed (pip install 'isobench[vm]')"
+        if not (os.path.exists(QEMU) and os.path.exists(QBOOT)):
+            return False, f"{QEMU} or {QBOOT} missing (apt-get install qemu-system-x86)"
+        try:
+            self._connect()
+        except Exception as exc:  # libvirt.libvirtError: the daemon is not running
+            return False, f"cannot reach libvirt at {self.cfg.uri}: {str(exc).splitlines()[0]}"
+        return True, f"libvirt {self.conn.getLibVersion() // 1_000_000}.{self.conn.getLibVersion() // 1000 % 1000}"
+
+    def _connect(self):
+        if self.conn is None:
+            import libvirt
+
+            libvirt.registerErrorHandler(lambda *_: None, None)  # errors arrive as exceptions
+            self.conn = libvirt.open(self.cfg.uri)
+        return self.conn
+
+    def prepare(self, rootfs: str, image_digest: str, cache_dir: str) -> None:
+        from bench import kernel as kernels
+        from bench.initramfs import INIT_SOURCE, build_initramfs
+
+        self.kernel = kernels.from_path(self.cfg.kernel) if self.cfg.kernel else kernels.fetch(Path(cache_dir))
+        key = hashlib.sha256(f"{image_digest} {self.kernel.release} ".encode() + INIT_SOURCE.read_bytes()).hexdigest()[:16]
+        self.initrd = Path(cache_dir) / "initramfs" / f"{key}.cpio"
+        if not self.initrd.exists():
+            self.initrd.parent.mkdir(parents=True, exist_ok=True)
+            build_initramfs(Path(rootfs), self.kernel.modules, self.initrd)
+        self.accel, self.accel_reason = self._choose_accel(Path(cache_dir), rootfs)
+
+    def _choose_accel(self, cache_dir: Path, rootfs: str) -> tuple[str, str]:
+        if self.cfg.accel != "auto":
+            return self.cfg.accel, f"asked for with --option vm.accel={self.cfg.accel}"
+        if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+            return "tcg", "/dev/kvm is missing or not usable"
+        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        record = cache_dir / "kvm-probe.json"  # probed once per host boot, kernel and QEMU
+        key = f"{boot_id} {self.kernel.release} {self.conn.getVersion()}"
+        try:
+            cached = json.loads(record.read_text())
+            if cached["key"] == key:
+                return cached["accel"], cached["reason"] + " (probed earlier this boot)"
+        except (OSError, ValueError, KeyError):
+            pass
+        accel, reason = self._probe_kvm(rootfs)
+        record.write_text(json.dumps({"key": key, "accel": accel, "reason": reason}))
+        return accel, reason
+
+    def _probe_kvm(self, rootfs: str) -> tuple[str, str]:
+        spec = LaunchSpec(f"bench-kvmprobe-{os.getpid()}", ("/bin/bench-probe",), rootfs)
+        started = time.monotonic()
+        try:
+            inst = self._start(spec, "kvm")
+        except Exception as exc:
+            return "tcg", f"KVM guest failed to start: {str(exc).splitlines()[0]}"
+        try:
+            inst.wait_ready(KVM_PROBE_TIMEOUT_S)
+            return "kvm", f"a KVM probe boot reached READY in {time.monotonic() - started:.2f} s"
+        except MeasurementError:
+            return "tcg", f"a KVM probe boot did not reach READY within {KVM_PROBE_TIMEOUT_S:g} s (KVM hangs here)"
+        finally:
+            inst.teardown()
+
+    def config(self) -> dict:
+        return {"accel": self.accel, "accel_reason": self.accel_reason,
+                "kernel": self.kernel.release if self.kernel else None, "boot": "PVH vmlinux via qboot",
+                "machine": "pc", "initramfs_mib": round(self.initrd.stat().st_size / 2**20, 1) if self.initrd else None,
+                "cmdline": CMDLINE, "default_vcpus": self.cfg.default_cpus,
+                "default_memory_mib": self.cfg.default_memory_mib}
+
+    def launch(self, spec: LaunchSpec) -> "VmInstance":
+        return self._start(spec, self.accel)
+
+    def _start(self, spec: LaunchSpec, accel: str) -> "VmInstance":
+        env = spec.envelope
+        state = Path(self.cfg.state_dir) / spec.name
+        state.mkdir(parents=True, exist_ok=True)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(str(state / "console.sock"))
+            listener.listen(1)
+            xml = domain_xml(spec.name, accel, max(1, round(env.cpus or self.cfg.default_cpus)),
+                             env.memory_mib or self.cfg.default_memory_mib, str(self.kernel.vmlinux),
+                             str(self.initrd), guest_cmdline(spec.argv, []), str(state / "console.sock"))
+            domain = self.conn.createXML(xml, 0)  # transient: gone once destroyed
+            try:
+                if not select.select([listener], [], [], 10)[0]:
+                    raise MeasurementError("QEMU did not connect to the console socket")
+                console, _ = listener.accept()
+                pid = int(Path(f"/run/libvirt/qemu/{spec.name}.pid").read_text())
+            except BaseException:
+                _destroy(domain)
+                raise
+        except BaseException:
+            shutil.rmtree(state, ignore_errors=True)
+            raise
+        finally:
+            listener.close()
+        return VmInstance(pid, console, spec.marker, domain, state)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+def _destroy(domain) -> None:
+    import libvirt
+
+    try:
+        domain.destroy()
+    except libvirt.libvirtError:
+        pass  # already gone
+
+
+class VmInstance(ChildInstance):
+    """A domain whose workload reports its exit over the console ("BENCH-EXIT n"): that is t_exit,
+    and teardown destroys the domain at once. Waiting for the guest to end the domain itself costs
+    1.6 to 2 s here, spent in libvirt's own shutdown handling, not in the guest."""
+
+    POLL_S = 0.05  # how often QEMU's VmHWM is sampled while waiting
+
+    def __init__(self, qemu_pid: int, console: socket.socket, marker, domain, state: Path) -> None:
+        self.console, self.domain, self.state = console, domain, state
+        self.hwm_kib = 0
+        super().__init__(qemu_pid, console.fileno(), marker)
+
+    def _reap(self) -> None:
+        """QEMU itself ended: the guest crashed, or reset before reporting."""
+        self._eof = True
+        if self.t_exit is None:
+            self.t_exit = time.monotonic_ns()
+            self.exit_code = 255
+
+    def _note_exit(self) -> None:
+        found = _EXIT.search(self.output)
+        if found and self.t_exit is None:
+            self.t_exit = self._chunk_time_at(found.start())
+            self.exit_code = int(found.group(1))
+
+    def wait_exit(self, timeout_s: float | None) -> int:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while self.t_exit is None:
+            if not self._read_once(None if deadline is None else deadline - time.monotonic()):
+                raise MeasurementError(f"the guest did not report its exit within {timeout_s:g} s")
+        return self.exit_code
+
+    def _read_once(self, timeout_s: float | None) -> bool:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            self._sample_hwm()
+            left = None if deadline is None else deadline - time.monotonic()
+            step = self.POLL_S if left is None else max(0.0, min(self.POLL_S, left))
+            if super()._read_once(step):
+                self._note_exit()
+                return True
+            if left is not None and left <= self.POLL_S:
+                return False
+
+    def _sample_hwm(self) -> None:
+        try:
+            status = Path(f"/proc/{self.pid}/status").read_text()
+        except OSError:
+            return
+        m = re.search(r"VmHWM:\s+(\d+)", status)
+        if m:
+            self.hwm_kib = max(self.hwm_kib, int(m.group(1)))
+
+    def mem_peak_mib(self) -> float | None:
+        return self.hwm_kib / 1024 if self.hwm_kib else None
+
+    def console_text(self, data: bytes) -> bytes:
+        """What a person should see of console bytes: no CRs, no BENCH- protocol lines."""
+        self._partial = getattr(self, "_partial", b"") + data.replace(b"\r", b"")
+        *lines, self._partial = self._partial.split(b"\n")
+        return b"".join(line + b"\n" for line in lines if not line.startswith(b"BENCH-"))
+
+    def extra_metrics(self) -> dict[str, tuple[float, str]]:
+        found = _MEM.search(self.output)
+        if not found:
+            return {}
+        total, available = (int(v) / 1024 for v in found.groups())
+        return {"guest_mem_total_mib": (total, "MiB"), "guest_mem_available_mib": (available, "MiB")}
+
+    def teardown(self) -> None:
+        if self._torn_down:
+            return
+        self._torn_down = True
+        try:
+            _destroy(self.domain)
+            deadline = time.monotonic() + 10
+            while self._domain_exists() and time.monotonic() < deadline:
+                time.sleep(0.005)
+        finally:
+            os.close(self.pidfd)
+            self.console.close()
+            shutil.rmtree(self.state, ignore_errors=True)
+
+    def _domain_exists(self) -> bool:
+        import libvirt
+
+        try:
+            self.domain.ID()
+            return self.domain.isActive()
+        except libvirt.libvirtError:
+            return False

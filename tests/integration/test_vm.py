@@ -1,0 +1,85 @@
+"""The vm runner for real: libvirt, QEMU under TCG here (KVM where it works), a guest kernel of its own."""
+
+import os
+import subprocess
+
+import pytest
+
+from bench.errors import MeasurementError
+from bench.spec import LaunchSpec
+from bench.store import load_run
+from runners.vm import VmRunner
+from tests.conftest import BENCH, ROOT, kill_run_then_clean
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def vm(tmp_path_factory, image):
+    runner = VmRunner()
+    ok, reason = runner.available()
+    if not ok:
+        pytest.fail(f"the vm runner is not available: {reason} (make setup starts libvirtd)")
+    runner.prepare(str(image.rootfs), image.digest, str(tmp_path_factory.mktemp("vmcache")))
+    yield runner
+    runner.close()
+
+
+def test_guest_runs_its_own_kernel(vm):
+    out = subprocess.run([*BENCH, "exec", "--runner", "vm", "--", "uname", "-r"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    guest = out.stdout.strip()
+    assert guest.endswith("-cloud-amd64") and guest != os.uname().release
+
+
+def test_exit_code_and_guest_memory(vm, image):
+    inst = vm.launch(LaunchSpec("bench-test-vm1", ("/bin/sh", "-c", "echo READY; exit 3"), str(image.rootfs)))
+    try:
+        inst.wait_ready(120)
+        assert inst.wait_exit(120) == 3
+        extra = inst.extra_metrics()
+        assert 300 < extra["guest_mem_total_mib"][0] <= 512
+        assert inst.mem_peak_mib() > 50  # QEMU's own resident memory on the host
+    finally:
+        inst.teardown()
+    assert vm.accel in ("kvm", "tcg") and vm.accel_reason
+
+
+def test_a_guest_that_never_gets_ready_is_destroyed(vm, image):
+    inst = vm.launch(LaunchSpec("bench-test-vmhang", ("/bin/sleep", "600"), str(image.rootfs)))
+    try:
+        with pytest.raises(MeasurementError, match="no READY within"):
+            inst.wait_ready(8)
+    finally:
+        inst.teardown()
+    assert not os.path.exists(f"/proc/{inst.pid}")  # QEMU is gone
+
+
+def test_bench_run_startup_vm(tmp_path):
+    out = subprocess.run([*BENCH, "run", "--suite", "startup", "--runners", "process,vm", "--repeat", "2",
+                          "--warmup", "0", "--results-dir", str(tmp_path), "--no-report"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    df, meta = load_run((tmp_path / "latest").resolve())
+    assert df["ok"].all()
+    assert meta["runners"]["vm"]["accel"] in ("kvm", "tcg") and meta["runners"]["vm"]["accel_reason"]
+    vm_ready = df[(df["runner"] == "vm") & (df["metric"] == "ready_ms")]["value"]
+    assert len(vm_ready) == 2 and (vm_ready > 50).all()
+
+
+def test_a_hanging_guest_is_recorded_not_fatal(tmp_path, vm, image):
+    from bench.measure import measure_startup
+    from bench.workloads import Workload
+
+    hang = Workload("hang", "startup", ("/bin/sleep", "600"), "never ready", (("ready_ms", "ms"),))
+    spec = LaunchSpec("bench-test-vmhang2", hang.argv, str(image.rootfs), timeout_s=5)
+    samples = measure_startup(vm, spec, hang, 0)
+    assert [s.ok for s in samples] == [False] and "no READY within 5 s" in samples[0].error
+
+
+def test_killed_mid_boot_leaves_nothing_after_clean(tmp_path):
+    # 4 s in: past the (cached) image, kernel and KVM probe, inside a boot
+    assert kill_run_then_clean(tmp_path, "vm", after_s=4) == "0 leftovers found"
+    qemus = subprocess.run(["pgrep", "-f", "qemu-system-x86_64.*guest=bench-"], capture_output=True, text=True)
+    assert qemus.stdout.strip() == ""
