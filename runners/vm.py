@@ -66,6 +66,7 @@ def domain_xml(name: str, accel: str, vcpus: int, memory_mib: int, kernel: str, 
     <cmdline>{escape(cmdline)}</cmdline>
   </os>
   {cpu}
+  <features><acpi/></features>
   <clock offset='utc'/>
   <on_poweroff>destroy</on_poweroff>
   <on_reboot>destroy</on_reboot>
