@@ -124,7 +124,7 @@ def cmd_exec(args, console) -> int:
 def cmd_list(args, console) -> int:
     from bench.views import listing
 
-    data = listing(args.what)
+    data = listing(args.what, str(cache_dir()))
     if args.json:
         print(json.dumps(data, indent=2))
     else:
@@ -138,7 +138,7 @@ def cmd_doctor(args, console) -> int:
     from bench.doctor import checks
     from bench.views import print_checks
 
-    print_checks(checks(), console)
+    print_checks(checks(str(cache_dir())), console)
     return 0
 
 

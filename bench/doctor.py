@@ -36,10 +36,13 @@ def check_user_namespaces() -> Check:
     return Check("user namespaces", ok, f"max_user_namespaces={value}")
 
 
-def check_kvm() -> Check:
+def check_kvm(cache_dir: str) -> Check:
+    from runners.vm import cached_accel
+
+    verdict = cached_accel(cache_dir)
     if not os.path.exists("/dev/kvm"):
-        return Check("kvm", False, "/dev/kvm missing: VMs would run under TCG (emulation)")
-    return Check("kvm", True, "/dev/kvm present (whether guests really run is probed by the vm runner)")
+        return Check("kvm", False, f"/dev/kvm missing: VMs run under TCG (emulation). {verdict}")
+    return Check("kvm", "accel: tcg" not in verdict, f"/dev/kvm present; {verdict}")
 
 
 def check_noise(host: dict) -> list[Check]:
@@ -52,10 +55,10 @@ def check_noise(host: dict) -> list[Check]:
     ]
 
 
-def checks() -> list[Check]:
+def checks(cache_dir: str) -> list[Check]:
     host = hostinfo.fingerprint()
     found = [check_root(), *check_tools(), check_user_namespaces(),
-             Check("cgroups", True, host["cgroup_version"]), check_kvm(), *check_noise(host)]
+             Check("cgroups", True, host["cgroup_version"]), check_kvm(cache_dir), *check_noise(host)]
     for name, info in registered().items():
         ok, reason = availability(info)
         found.append(Check(f"runner {name}", ok, reason))

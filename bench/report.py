@@ -54,6 +54,10 @@ def warnings(df: pd.DataFrame, summary: pd.DataFrame, meta: dict) -> list[str]:
     noisy = [f"{r.runner} {r.metric} {r.cv:.0%}" for r in summary[summary["cv"] > HIGH_CV].itertuples()]
     if noisy:
         found.append(f"noisy (coefficient of variation over {HIGH_CV:.0%}): {', '.join(noisy)}")
+    for name, cfg in meta.get("runners", {}).items():
+        if cfg.get("accel") == "tcg":
+            found.append(f"{name} ran emulated (accel=tcg, no KVM): {cfg.get('accel_reason', '')}. "
+                         "Its times are not what hardware virtualization costs")
     host = meta.get("host", {})
     if host.get("virtualized"):
         found.append("this host is itself a virtual machine: absolute numbers include its hypervisor")

@@ -12,7 +12,7 @@ from bench.workloads import SUITE_DEFAULTS, WORKLOADS, suites
 from bench.registry import availability, registered
 
 
-def listing(what: str) -> dict:
+def listing(what: str, cache_dir: str) -> dict:
     data = {}
     if what in ("suites", "all"):
         data["suites"] = [{"name": s, **SUITE_DEFAULTS.get(s, {}),
@@ -24,6 +24,10 @@ def listing(what: str) -> dict:
         data["runners"] = []
         for name, info in registered().items():
             ok, reason = availability(info)
+            if name == "vm" and ok:
+                from runners.vm import cached_accel
+
+                reason = f"{reason}; {cached_accel(cache_dir)}"
             data["runners"].append({"name": name, "kind": info.cls.kind if info.cls else "?",
                                     "available": ok, "reason": reason,
                                     "description": info.cls.description if info.cls else ""})

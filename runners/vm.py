@@ -89,6 +89,18 @@ def guest_cmdline(argv: tuple[str, ...], modules: list[str]) -> str:
     return f"{CMDLINE} bench.cmd={cmd}" + (f" bench.modules={','.join(modules)}" if modules else "")
 
 
+def cached_accel(cache_dir: str) -> str:
+    """What the last KVM probe on this boot decided, for `bench doctor` and `bench list runners`."""
+    try:
+        record = json.loads((Path(cache_dir) / "kvm-probe.json").read_text())
+        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except (OSError, ValueError):
+        return "accel: decided by a KVM probe boot before the first VM of a run"
+    if not record.get("key", "").startswith(boot_id):
+        return "accel: probed on an earlier boot; probed again before the next VM"
+    return f"accel: {record['accel']} ({record['reason']})"
+
+
 class VmRunner(Runner):
     name = "vm"
     description = "libvirt/QEMU domain: own kernel (PVH, qboot), rootfs as initramfs; KVM or TCG"
