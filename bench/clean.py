@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,16 @@ def _unmount(name: str) -> None:
     umount(name, MNT_DETACH)
 
 
+def _remove_docker(name: str) -> None:
+    from runners.docker import docker_cli
+
+    subprocess.run([docker_cli(), "rm", "--force", name], capture_output=True, check=False)
+
+
+def _kill_pid(pid: str) -> None:
+    os.kill(int(pid), signal.SIGKILL)
+
+
 def _destroy_domain(name: str) -> None:
     import libvirt
 
@@ -84,7 +95,10 @@ def _destroy_domain(name: str) -> None:
         conn.close()
 
 
-REMOVERS = {"domain": _destroy_domain, "staging dir": _remove_path, "state dir": _remove_path, "cgroup": _remove_cgroup,
+REMOVERS = {"domain": _destroy_domain, "docker container": _remove_docker, "qemu process": _kill_pid,
+            "runc container": lambda name: subprocess.run(["runc", "delete", "--force", name], capture_output=True),
+            "crun container": lambda name: subprocess.run(["crun", "delete", "--force", name], capture_output=True),
+            "staging dir": _remove_path, "state dir": _remove_path, "cgroup": _remove_cgroup,
             "netns": _remove_netns, "link": _remove_link, "mount": _unmount}
 
 
@@ -135,11 +149,48 @@ def domains() -> list[Residue]:
         conn.close()
 
 
+def docker_containers() -> list[Residue]:
+    from runners.docker import docker_cli
+
+    cli = docker_cli()
+    if cli is None:
+        return []
+    out = subprocess.run([cli, "ps", "-a", "--filter", "name=^bench-", "--format", "{{.Names}}"],
+                         capture_output=True, text=True, timeout=30, check=False)
+    return [Residue("docker container", name) for name in out.stdout.split()] if out.returncode == 0 else []
+
+
+def oci_containers() -> list[Residue]:
+    """runc/crun containers named bench-... whose `run` was killed before it could delete them."""
+    found = []
+    for runtime in ("runc", "crun"):
+        state = Path(f"/run/{runtime}")
+        if state.is_dir():
+            found += [Residue(f"{runtime} container", p.name) for p in state.glob("bench-*")]
+    return found
+
+
+def qemu_processes() -> list[Residue]:
+    """QEMUs the qemu runner started (named -name bench-...) that outlived a killed worker."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"qemu-system-x86_64") and b"-name" in argv:
+            name = argv[argv.index(b"-name") + 1].decode(errors="replace")
+            if name.startswith("bench-"):
+                found.append(Residue("qemu process", proc.name))
+    return found
+
+
 def state_dirs() -> list[Residue]:
     return [Residue("state dir", str(p)) for p in sorted(STATE_DIR.glob("bench-*")) if p.is_dir()]
 
 
 def residues(results_dir: Path, reports_dir: Path, cache_dir: Path) -> list[Residue]:
     """In removal order: processes and cgroups first, then network, mounts, and files last."""
-    return [*domains(), *cgroups(), *network(), *mounts(), *state_dirs(),
+    return [*domains(), *qemu_processes(), *docker_containers(), *oci_containers(), *cgroups(), *network(),
+            *mounts(), *state_dirs(),
             *staging_dirs(results_dir, reports_dir, cache_dir)]

@@ -171,7 +171,8 @@ COMMANDS = {"run": cmd_run, "exec": cmd_exec, "list": cmd_list, "doctor": cmd_do
 def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
-    console = Console(stderr=False, highlight=False)
+    # A pipe or a log file gets 120 columns rather than rich's 80, so that tables are not cut.
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args, console)

@@ -34,7 +34,7 @@ def measure_startup(runner: Runner, spec: LaunchSpec, workload: Workload, iterat
     if not error:
         values["teardown_ms"] = (t_clean - instance.t_exit) / 1e6
     samples = [_sample(runner, workload, iteration, metric, unit, values.get(metric), error)
-               for metric, unit in workload.metrics]
+               for metric, unit in workload.metrics if metric not in runner.cannot_measure]
     return samples + [_sample(runner, workload, iteration, metric, unit, value, error)
                       for metric, (value, unit) in extra.items()]
 

@@ -50,6 +50,7 @@ class Runner(ABC):
     name: ClassVar[str]
     kind: ClassVar[str] = "ours"  # "ours" or "peer"
     description: ClassVar[str] = ""
+    cannot_measure: ClassVar[dict[str, str]] = {}  # metric -> why this runner can never measure it
 
     @abstractmethod
     def available(self) -> tuple[bool, str]:

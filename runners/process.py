@@ -26,7 +26,7 @@ class ProcessRunner(Runner):
     def launch(self, spec: LaunchSpec) -> ChildInstance:
         return self.spawn(host_path(spec, spec.argv[0]), list(spec.argv), spec)
 
-    def spawn(self, path: str, argv: list[str], spec: LaunchSpec) -> "TaskInstance":
+    def spawn(self, path: str, argv: list[str], spec: LaunchSpec, instance_cls=None) -> "TaskInstance":
         taskstats = self._listener()
         read_fd, write_fd = output_pipe()
         actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
@@ -41,7 +41,7 @@ class ProcessRunner(Runner):
             raise
         finally:
             os.close(write_fd)
-        return TaskInstance(pid, read_fd, spec.marker, taskstats)
+        return (instance_cls or TaskInstance)(pid, read_fd, spec.marker, taskstats)
 
     def _listener(self) -> TaskstatsListener | None:
         if self._taskstats is None and _mem_method() == "taskstats":

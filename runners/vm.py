@@ -230,10 +230,56 @@ def _destroy(domain) -> None:
         pass  # already gone
 
 
-class VmInstance(ChildInstance):
-    """A domain whose workload reports its exit over the console ("BENCH-EXIT n"): that is t_exit,
-    and teardown destroys the domain at once. Waiting for the guest to end the domain itself costs
-    1.6 to 2 s here, spent in libvirt's own shutdown handling, not in the guest."""
+def peak_rss_kib(pid: int) -> int | None:
+    """VmHWM of a live process (its peak resident set so far)."""
+    try:
+        found = re.search(r"VmHWM:\s+(\d+)", Path(f"/proc/{pid}/status").read_text())
+    except OSError:
+        return None
+    return int(found.group(1)) if found else None
+
+
+class GuestConsole:
+    """The guest side of the console protocol (bench/guest/init.sh), for any instance whose output
+    is a guest's console: "BENCH-EXIT n" is the workload's exit (t_exit is when it arrived),
+    "BENCH-MEM total available" the guest's own view of its memory."""
+
+    def _note_exit(self) -> None:
+        found = _EXIT.search(self.output)
+        if found and self.t_exit is None:
+            self.t_exit = self._chunk_time_at(found.start())
+            self.exit_code = int(found.group(1))
+
+    def _read_once(self, timeout_s: float | None) -> bool:
+        progressed = super()._read_once(timeout_s)
+        self._note_exit()
+        return progressed
+
+    def wait_exit(self, timeout_s: float | None) -> int:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while self.t_exit is None:
+            if not self._read_once(None if deadline is None else deadline - time.monotonic()):
+                raise MeasurementError(f"the guest did not report its exit within {timeout_s:g} s")
+        return self.exit_code
+
+    def extra_metrics(self) -> dict[str, tuple[float, str]]:
+        found = _MEM.search(self.output)
+        if not found:
+            return {}
+        total, available = (int(v) / 1024 for v in found.groups())
+        return {"guest_mem_total_mib": (total, "MiB"), "guest_mem_available_mib": (available, "MiB")}
+
+    def console_text(self, data: bytes) -> bytes:
+        """What a person should see of console bytes: no CRs, no BENCH- protocol lines."""
+        self._partial = getattr(self, "_partial", b"") + data.replace(b"\r", b"")
+        *lines, self._partial = self._partial.split(b"\n")
+        return b"".join(line + b"\n" for line in lines if not line.startswith(b"BENCH-"))
+
+
+class VmInstance(GuestConsole, ChildInstance):
+    """A libvirt domain: teardown destroys it as soon as the workload has reported its exit. Waiting
+    for the guest to end the domain itself costs 1.6 to 2 s here, spent in libvirt's own shutdown
+    handling, not in the guest."""
 
     POLL_S = 0.05  # how often QEMU's VmHWM is sampled while waiting
 
@@ -243,24 +289,11 @@ class VmInstance(ChildInstance):
         super().__init__(qemu_pid, console.fileno(), marker)
 
     def _reap(self) -> None:
-        """QEMU itself ended: the guest crashed, or reset before reporting."""
+        """QEMU itself ended (it is libvirt's child, not ours): the guest crashed or reset early."""
         self._eof = True
         if self.t_exit is None:
             self.t_exit = time.monotonic_ns()
             self.exit_code = 255
-
-    def _note_exit(self) -> None:
-        found = _EXIT.search(self.output)
-        if found and self.t_exit is None:
-            self.t_exit = self._chunk_time_at(found.start())
-            self.exit_code = int(found.group(1))
-
-    def wait_exit(self, timeout_s: float | None) -> int:
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while self.t_exit is None:
-            if not self._read_once(None if deadline is None else deadline - time.monotonic()):
-                raise MeasurementError(f"the guest did not report its exit within {timeout_s:g} s")
-        return self.exit_code
 
     def _read_once(self, timeout_s: float | None) -> bool:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
@@ -269,35 +302,15 @@ class VmInstance(ChildInstance):
             left = None if deadline is None else deadline - time.monotonic()
             step = self.POLL_S if left is None else max(0.0, min(self.POLL_S, left))
             if super()._read_once(step):
-                self._note_exit()
                 return True
             if left is not None and left <= self.POLL_S:
                 return False
 
     def _sample_hwm(self) -> None:
-        try:
-            status = Path(f"/proc/{self.pid}/status").read_text()
-        except OSError:
-            return
-        m = re.search(r"VmHWM:\s+(\d+)", status)
-        if m:
-            self.hwm_kib = max(self.hwm_kib, int(m.group(1)))
+        self.hwm_kib = max(self.hwm_kib, peak_rss_kib(self.pid) or 0)
 
     def mem_peak_mib(self) -> float | None:
         return self.hwm_kib / 1024 if self.hwm_kib else None
-
-    def console_text(self, data: bytes) -> bytes:
-        """What a person should see of console bytes: no CRs, no BENCH- protocol lines."""
-        self._partial = getattr(self, "_partial", b"") + data.replace(b"\r", b"")
-        *lines, self._partial = self._partial.split(b"\n")
-        return b"".join(line + b"\n" for line in lines if not line.startswith(b"BENCH-"))
-
-    def extra_metrics(self) -> dict[str, tuple[float, str]]:
-        found = _MEM.search(self.output)
-        if not found:
-            return {}
-        total, available = (int(v) / 1024 for v in found.groups())
-        return {"guest_mem_total_mib": (total, "MiB"), "guest_mem_available_mib": (available, "MiB")}
 
     def teardown(self) -> None:
         if self._torn_down:

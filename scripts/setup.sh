@@ -13,6 +13,7 @@ APT_PACKAGES=(
     qemu-system-x86 qemu-utils            # the vm runner (qboot.rom ships with qemu)
     libvirt-daemon-system libvirt-dev pkg-config   # libvirt, and what libvirt-python builds against
     lz4 xz-utils                          # unpacking the guest kernel's vmlinux
+    bubblewrap runc crun docker.io        # the peer runtimes
 )
 
 missing=()
@@ -42,6 +43,19 @@ start_daemon() {
 start_daemon virtlogd
 start_daemon libvirtd
 for _ in $(seq 50); do [[ -S /run/libvirt/libvirt-sock ]] && break; sleep 0.1; done
+
+# Docker: containerd, then dockerd without touching the host's firewall or making a bridge.
+if ! pgrep -x dockerd >/dev/null; then
+    if [[ -d /run/systemd/system ]]; then
+        systemctl start containerd docker
+    else
+        pgrep -x containerd >/dev/null || setsid containerd >/var/log/containerd.log 2>&1 </dev/null &
+        for _ in $(seq 50); do [[ -S /run/containerd/containerd.sock ]] && break; sleep 0.1; done
+        setsid dockerd --iptables=false --bridge=none --containerd=/run/containerd/containerd.sock \
+            >/var/log/dockerd.log 2>&1 </dev/null &
+    fi
+fi
+for _ in $(seq 100); do [[ -S /var/run/docker.sock ]] && break; sleep 0.1; done
 
 PYTHON=${PYTHON:-python3}
 if [[ ! -x .venv/bin/python ]]; then

@@ -41,9 +41,11 @@ def host_left_clean():
     yield
     if os.geteuid() != 0:
         return
-    from bench.clean import cgroups, domains, mounts, network, state_dirs
+    from bench.clean import (cgroups, docker_containers, domains, mounts, network, oci_containers,
+                             qemu_processes, state_dirs)
 
-    left = [*domains(), *cgroups(), *network(), *mounts(), *state_dirs()]
+    left = [*domains(), *qemu_processes(), *docker_containers(), *oci_containers(), *cgroups(), *network(),
+            *mounts(), *state_dirs()]
     assert not left, f"the test suite left residue on the host: {left}"
 
 

@@ -1,0 +1,29 @@
+"""bubblewrap as a peer: `bwrap --unshare-all` on the same rootfs (no cgroups; CPU affinity only)."""
+
+from __future__ import annotations
+
+import shutil
+
+from bench.spec import LaunchSpec
+from runners.process import ProcessRunner, TaskInstance
+
+
+class BwrapRunner(ProcessRunner):
+    name = "bwrap"
+    kind = "peer"
+    description = "bubblewrap --unshare-all on the guest rootfs"
+
+    def available(self) -> tuple[bool, str]:
+        path = shutil.which("bwrap")
+        return (True, path) if path else (False, "bubblewrap is not installed (apt-get install bubblewrap)")
+
+    def config(self) -> dict:
+        return {**super().config(), "spawn": "bwrap --unshare-all --die-with-parent",
+                "limits": "none (bubblewrap has no cgroups); --cpus applied as CPU affinity"}
+
+    def launch(self, spec: LaunchSpec) -> TaskInstance:
+        bwrap = shutil.which("bwrap")
+        argv = [bwrap, "--unshare-all", "--die-with-parent", "--ro-bind", spec.rootfs, "/",
+                "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--hostname", spec.name[:63],
+                "--chdir", "/", "--", *spec.argv]
+        return self.spawn(bwrap, argv, spec)

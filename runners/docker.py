@@ -1,0 +1,73 @@
+"""Docker as a peer, the name most users know: the guest rootfs imported as an image, each instance
+a `docker run --network none` with the same envelope. Timed on our pipe like every runner."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+from bench.spec import LaunchSpec
+from runners.base import GUEST_ENV
+from runners.process import ProcessRunner, TaskInstance
+
+# Debian's docker.io client matches its daemon; a newer client elsewhere on PATH may not.
+CLIENTS = ("/usr/bin/docker", "/usr/local/bin/docker")
+
+
+def docker_cli() -> str | None:
+    return next((c for c in CLIENTS if os.access(c, os.X_OK)), None) or shutil.which("docker")
+
+
+class DockerRunner(ProcessRunner):
+    name = "docker"
+    kind = "peer"
+    description = "docker run --network none of the guest rootfs, imported as an image"
+    cannot_measure = {"mem_peak_mib": "the container's processes belong to containerd, not to the harness, "
+                                      "and its cgroup is gone before a probe's exit can be read"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tag = None
+
+    def available(self) -> tuple[bool, str]:
+        cli = docker_cli()
+        if cli is None:
+            return False, "docker is not installed (apt-get install docker.io)"
+        out = subprocess.run([cli, "version", "--format", "{{.Server.Version}}"], capture_output=True, text=True,
+                             timeout=20, check=False)
+        if out.returncode:
+            return False, f"no Docker daemon: {(out.stderr.strip().splitlines() or ['?'])[-1]} (make setup starts one)"
+        return True, f"Docker {out.stdout.strip()}"
+
+    def prepare(self, rootfs: str, image_digest: str, cache_dir: str) -> None:
+        """The rootfs becomes the image isobench/rootfs:<digest> once (`docker import`)."""
+        self.tag = f"isobench/rootfs:{image_digest}"
+        cli = docker_cli()
+        if subprocess.run([cli, "image", "inspect", self.tag], capture_output=True, check=False).returncode:
+            tar = subprocess.Popen(["tar", "-C", rootfs, "-c", "."], stdout=subprocess.PIPE)
+            subprocess.run([cli, "import", "-", self.tag], stdin=tar.stdout, capture_output=True, check=True)
+            tar.wait()
+
+    def config(self) -> dict:
+        return {**super().config(), "spawn": f"{docker_cli()} run --network none", "image": self.tag,
+                "mem_peak": "not measured: " + self.cannot_measure["mem_peak_mib"]}
+
+    def launch(self, spec: LaunchSpec) -> TaskInstance:
+        cli = docker_cli()
+        env = spec.envelope
+        argv = [cli, "run", "--network", "none", "--name", spec.name, "--hostname", spec.name[:63]]
+        argv += ["--cpus", str(env.cpus)] if env.cpus else []
+        argv += ["--memory", f"{env.memory_mib}m"] if env.memory_mib else []
+        argv += ["--pids-limit", str(env.pids)] if env.pids else []
+        instance = self.spawn(cli, [*argv, self.tag, *spec.argv], spec)
+        instance.on_teardown = lambda: self._remove(spec.name)
+        return instance
+
+    def _remove(self, name: str) -> None:
+        """Removal is teardown: without --rm the CLI returns when the workload exits, not after cleanup."""
+        cli = docker_cli()
+        pid = os.posix_spawn(cli, [cli, "rm", "--force", name], GUEST_ENV,
+                             file_actions=[(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                                           (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)])
+        os.waitpid(pid, 0)

@@ -1,0 +1,132 @@
+"""Real OCI runtimes as peers: an OCI bundle (config.json) generated from the guest rootfs and the
+envelope, run with `runc run` or `crun run` in the foreground, output on our pipe, timed the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from bench.spec import LaunchSpec
+from runners.base import GUEST_ENV
+from runners.container import DOCKER_CAPS, MASKED_PROC, READONLY_PROC
+from runners.process import ProcessRunner, TaskInstance
+
+CFS_PERIOD_US = 100_000
+
+
+def oci_config(spec: LaunchSpec, cgroups_path: str) -> dict:
+    """Pure: the bundle's config.json, shaped like `runc spec` with Docker's defaults and our envelope."""
+    caps = [f"CAP_{name}" for name in DOCKER_CAPS.values()]
+    env = spec.envelope
+    resources: dict = {}
+    if env.memory_mib:
+        resources["memory"] = {"limit": env.memory_mib << 20, "swap": env.memory_mib << 20}
+    if env.cpus:
+        resources["cpu"] = {"quota": round(env.cpus * CFS_PERIOD_US), "period": CFS_PERIOD_US}
+    if env.pids:
+        resources["pids"] = {"limit": env.pids}
+    nosuid = ["nosuid", "noexec", "nodev"]
+    return {
+        "ociVersion": "1.0.2",
+        "process": {"terminal": False, "user": {"uid": 0, "gid": 0}, "args": list(spec.argv),
+                    "env": [f"{k}={v}" for k, v in GUEST_ENV.items()], "cwd": "/", "noNewPrivileges": True,
+                    "capabilities": {k: caps for k in ("bounding", "effective", "permitted")}},
+        "root": {"path": spec.rootfs, "readonly": True},
+        "hostname": spec.name[:63],
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": [*nosuid, "mode=1777", "size=65536k"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": [*nosuid, "ro"]},
+            {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"]},
+        ],
+        "linux": {
+            "cgroupsPath": cgroups_path,
+            "resources": resources,
+            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")],
+            "maskedPaths": list(MASKED_PROC),
+            "readonlyPaths": list(READONLY_PROC),
+        },
+    }
+
+
+class OciRunner(ProcessRunner):
+    """`<runtime> run --bundle DIR ID`: the runtime's own start path, end to end."""
+
+    runtime = "runc"
+    kind = "peer"
+    state_root = "/run/runc"
+
+    def __init__(self, state_dir: str = "/tmp") -> None:
+        super().__init__()
+        self.state_dir = state_dir
+
+    def available(self) -> tuple[bool, str]:
+        if os.geteuid() != 0:
+            return False, f"{self.runtime} needs root here (rootless is not set up)"
+        path = shutil.which(self.runtime)
+        return (True, path) if path else (False, f"{self.runtime} is not installed (apt-get install {self.runtime})")
+
+    def config(self) -> dict:
+        return {**super().config(), "spawn": f"{shutil.which(self.runtime)} run (foreground)",
+                "bundle": "generated config.json, rootfs read-only, Docker's default capabilities",
+                "network": "own netns, loopback only"}
+
+    def launch(self, spec: LaunchSpec) -> TaskInstance:
+        bundle = Path(self.state_dir) / spec.name
+        bundle.mkdir(parents=True, exist_ok=True)
+        (bundle / "config.json").write_text(json.dumps(oci_config(spec, f"/bench/{spec.name}")))
+        runtime = shutil.which(self.runtime)
+        argv = [runtime, "run", "--bundle", str(bundle), spec.name]
+        instance = self.spawn(runtime, argv, spec)
+        instance.on_teardown = lambda: self._delete(spec.name, bundle)
+        return instance
+
+    def close(self) -> None:
+        """runc creates the bench parent cgroup for cgroupsPath but removes only its leaf."""
+        super().close()
+        from runners.cgroups import detect
+
+        try:
+            detect().remove_parent()
+        except OSError:
+            pass
+
+    def _delete(self, name: str, bundle: Path) -> None:
+        """`run` deletes its container when it returns; force it only when state was left behind."""
+        if (Path(self.state_root) / name).exists():
+            os.posix_spawn(shutil.which(self.runtime), [self.runtime, "delete", "--force", name], GUEST_ENV)
+            os.wait()
+        shutil.rmtree(bundle, ignore_errors=True)
+
+
+class RuncRunner(OciRunner):
+    name = "runc"
+    description = "runc run on an OCI bundle of the guest rootfs"
+
+
+class CrunRunner(OciRunner):
+    name = "crun"
+    runtime = "crun"
+    state_root = "/run/crun"
+    description = "crun run on an OCI bundle of the guest rootfs"
+
+    def available(self) -> tuple[bool, str]:
+        ok, reason = super().available()
+        controllers = hybrid_v2_controllers()
+        if ok and controllers:
+            return False, (f"crun refuses this host's hybrid cgroup layout: \"cgroups in hybrid mode not "
+                           f"supported, drop all controllers from cgroupv2\" (the unified hierarchy has "
+                           f"{', '.join(controllers)})")
+        return ok, reason
+
+
+def hybrid_v2_controllers(root: str = "/sys/fs/cgroup") -> list[str]:
+    """The controllers on the unified hierarchy of a hybrid (v1 + v2) layout; crun wants none."""
+    unified = Path(root) / "unified" / "cgroup.controllers"
+    return unified.read_text().split() if unified.exists() else []

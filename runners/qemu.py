@@ -1,0 +1,68 @@
+"""Plain QEMU as a peer: the vm runner's kernel, initramfs, command line and accelerator, started
+by qemu-system directly, without libvirt, to show what libvirt itself costs."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+
+from bench.spec import LaunchSpec
+from runners.process import ProcessRunner, TaskInstance
+from runners.vm import QBOOT, QEMU, GuestConsole, VmRunner, guest_cmdline, peak_rss_kib
+
+
+class QemuInstance(GuestConsole, TaskInstance):
+    """QEMU is our child and its console our pipe. The guest reports its exit and then idles, so
+    teardown always ends QEMU itself."""
+
+    def _reap(self) -> None:
+        """QEMU ended on its own: a failure if the guest had not reported yet."""
+        os.waitpid(self.pid, 0)
+        self._qemu_gone, self._eof = True, True
+        if self.t_exit is None:
+            self.t_exit, self.exit_code = time.monotonic_ns(), 255
+
+    def mem_peak_mib(self) -> float | None:
+        kib = peak_rss_kib(self.pid)  # QEMU still runs: the guest idles after reporting
+        return None if kib is None else kib / 1024
+
+    def teardown(self) -> None:
+        if self._torn_down:
+            return
+        self._torn_down = True
+        try:
+            if not getattr(self, "_qemu_gone", False):
+                with contextlib.suppress(ProcessLookupError):
+                    signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+        finally:
+            os.close(self.pidfd)
+            os.close(self.out_fd)
+
+
+class QemuRunner(VmRunner):
+    name = "qemu"
+    kind = "peer"
+    description = "the vm runner's guest started by qemu-system directly, without libvirt"
+
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
+        self.spawner = ProcessRunner()
+
+    def config(self) -> dict:
+        return {**super().config(), "launcher": f"{QEMU} directly (libvirt only for the shared KVM probe)"}
+
+    def launch(self, spec: LaunchSpec) -> QemuInstance:
+        env = spec.envelope
+        argv = [QEMU, "-M", "pc", "-accel", self.accel, "-m", str(env.memory_mib or self.cfg.default_memory_mib),
+                "-smp", str(max(1, round(env.cpus or self.cfg.default_cpus))), "-nodefaults", "-no-user-config",
+                "-display", "none", "-bios", QBOOT, "-kernel", str(self.kernel.vmlinux), "-initrd", str(self.initrd),
+                "-append", guest_cmdline(spec.argv, []), "-serial", "stdio", "-no-reboot", "-name", spec.name]
+        argv += ["-cpu", "host"] if self.accel == "kvm" else []
+        return self.spawner.spawn(QEMU, argv, spec, QemuInstance)
+
+    def close(self) -> None:
+        super().close()
+        self.spawner.close()

@@ -1,0 +1,51 @@
+"""The peer runtimes for real, fed the same rootfs and measured the same way as our runners."""
+
+import json
+import subprocess
+
+import pytest
+
+from bench.store import load_run
+from tests.conftest import BENCH, ROOT
+
+pytestmark = pytest.mark.integration
+
+
+def bench(*args, timeout=600):
+    return subprocess.run([*BENCH, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("runner", ["bwrap", "runc", "docker", "qemu"])
+def test_peer_runs_the_same_rootfs_and_passes_exit_codes(runner):
+    out = bench("exec", "--runner", runner, "--", "sh", "-c", "test -x /bin/bench-probe && echo same-rootfs; exit 4")
+    assert out.returncode == 4, out.stderr
+    assert out.stdout.strip() == "same-rootfs"
+
+
+def test_startup_with_every_peer(tmp_path):
+    out = bench("run", "--suite", "startup", "--runners", "process,bwrap,runc,docker,qemu", "--repeat", "2",
+                "--warmup", "0", "--results-dir", str(tmp_path), "--no-report")
+    assert out.returncode == 0, out.stderr
+    df, meta = load_run((tmp_path / "latest").resolve())
+    assert df["ok"].all()
+    ready = df[df["metric"] == "ready_ms"].groupby("runner")["value"].count()
+    assert (ready == 2).all() and len(ready) == 5
+    assert {meta["runners"][r]["kind"] for r in ("bwrap", "runc", "docker", "qemu")} == {"peer"}
+    assert "mem_peak_mib" not in set(df[df["runner"] == "docker"]["metric"])  # said why in meta instead
+    assert "not measured" in meta["runners"]["docker"]["mem_peak"]
+
+
+def test_docker_envelope_is_applied():
+    out = bench("exec", "--runner", "docker", "--memory", "64M", "--", "dd", "if=/dev/zero", "of=/dev/null",
+                "bs=200M", "count=1")
+    assert out.returncode == 137  # killed by the memory limit, exactly as in our container
+
+
+def test_crun_says_why_it_cannot_run_here():
+    runners = {r["name"]: r for r in json.loads(bench("list", "runners", "--json").stdout)["runners"]}
+    from runners.oci import hybrid_v2_controllers
+
+    if hybrid_v2_controllers():
+        assert runners["crun"]["available"] is False and "hybrid" in runners["crun"]["reason"]
+    else:
+        assert runners["crun"]["available"] is True

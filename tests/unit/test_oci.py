@@ -1,0 +1,29 @@
+from bench.spec import Envelope, LaunchSpec
+from runners.oci import hybrid_v2_controllers, oci_config
+
+
+def test_bundle_carries_envelope_and_docker_defaults():
+    spec = LaunchSpec("bench-x", ("/bin/bench-probe",), "/img/rootfs", envelope=Envelope(cpus=0.5, memory_mib=64, pids=32))
+    cfg = oci_config(spec, "/bench/bench-x")
+    assert cfg["root"] == {"path": "/img/rootfs", "readonly": True}
+    assert cfg["process"]["args"] == ["/bin/bench-probe"] and cfg["process"]["noNewPrivileges"]
+    assert "CAP_SYS_ADMIN" not in cfg["process"]["capabilities"]["bounding"]
+    assert "CAP_NET_RAW" in cfg["process"]["capabilities"]["effective"]
+    res = cfg["linux"]["resources"]
+    assert res["memory"]["limit"] == 64 << 20 and res["cpu"] == {"quota": 50000, "period": 100000}
+    assert res["pids"] == {"limit": 32}
+    assert cfg["linux"]["cgroupsPath"] == "/bench/bench-x"
+    assert {n["type"] for n in cfg["linux"]["namespaces"]} == {"pid", "network", "ipc", "uts", "mount", "cgroup"}
+    assert "/proc/sys" in cfg["linux"]["readonlyPaths"] and "/proc/kcore" in cfg["linux"]["maskedPaths"]
+
+
+def test_no_envelope_no_limits():
+    cfg = oci_config(LaunchSpec("bench-y", ("/bin/true",), "/r"), "/bench/bench-y")
+    assert cfg["linux"]["resources"] == {}
+
+
+def test_hybrid_controllers(tmp_path):
+    assert hybrid_v2_controllers(str(tmp_path)) == []
+    (tmp_path / "unified").mkdir()
+    (tmp_path / "unified" / "cgroup.controllers").write_text("hugetlb\n")
+    assert hybrid_v2_controllers(str(tmp_path)) == ["hugetlb"]
