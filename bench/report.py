@@ -83,7 +83,8 @@ def render_report(run_dir: Path, out_dir: Path) -> Path:
             distribution_png(samples, metric, unit, staging / name)
             plots.append({"file": name, "metric": metric})
         rows = summary[(summary["suite"] == suite) & (summary["workload"] == workload)]
-        sections.append({"suite": suite, "workload": workload, "plots": plots, "rows": _table_rows(rows)})
+        kinds = {name: cfg.get("kind", "ours") for name, cfg in meta.get("runners", {}).items()}
+        sections.append({"suite": suite, "workload": workload, "plots": plots, "rows": _table_rows(rows, kinds)})
     env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                       autoescape=select_autoescape())
     html = env.get_template("report.html.j2").render(meta=meta, sections=sections,
@@ -95,8 +96,8 @@ def render_report(run_dir: Path, out_dir: Path) -> Path:
     return out_dir / "index.html"
 
 
-def _table_rows(rows: pd.DataFrame) -> list[dict]:
-    return [{**r, "fmt": {k: _fmt(r[k]) for k in ("median", "p5", "p95")},
+def _table_rows(rows: pd.DataFrame, kinds: dict[str, str]) -> list[dict]:
+    return [{**r, "label": r["runner"] + (" (peer)" if kinds.get(r["runner"]) == "peer" else ""), "fmt": {k: _fmt(r[k]) for k in ("median", "p5", "p95")},
              "cv_fmt": "" if pd.isna(r["cv"]) else f"{r['cv']:.1%}",
              "ratio_fmt": "" if pd.isna(r["ratio"]) else f"{r['ratio']:.2f}x"}
             for r in ordered(rows).to_dict("records")]
