@@ -174,10 +174,14 @@ class CgroupFS:
         return CgroupV2(self.root, name) if self.version == 2 else CgroupV1(self.mounts, name)
 
     def leftovers(self) -> list[Path]:
-        """Instance cgroups left under the bench parent (deepest first), then the parents."""
-        parents = [self.root / PARENT] if self.version == 2 else [self.mounts[c] / PARENT for c in V1_CONTROLLERS]
-        found = [child for p in dict.fromkeys(parents) if p.is_dir() for child in p.iterdir() if child.is_dir()]
-        return found + [p for p in dict.fromkeys(parents) if p.is_dir()]
+        """Instance cgroups left under a bench parent (deepest first), then the parents. In v1 every
+        hierarchy is searched: runc, given cgroupsPath /bench/..., creates the parent in all of them."""
+        if self.version == 2:
+            parents = [self.root / PARENT]
+        else:
+            parents = sorted(d / PARENT for d in self.root.iterdir() if (d / PARENT).is_dir())
+        found = [child for p in parents if p.is_dir() for child in p.iterdir() if child.is_dir()]
+        return found + [p for p in parents if p.is_dir()]
 
 
 def detect(root: str = "/sys/fs/cgroup", mountinfo: str = "/proc/self/mountinfo") -> CgroupFS:

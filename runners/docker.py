@@ -20,6 +20,8 @@ def docker_cli() -> str | None:
 
 
 class DockerRunner(ProcessRunner):
+    """Also the base of podman's runner: the same CLI, another engine."""
+
     name = "docker"
     kind = "peer"
     description = "docker run --network none of the guest rootfs, imported as an image"
@@ -30,8 +32,14 @@ class DockerRunner(ProcessRunner):
         super().__init__()
         self.tag = None
 
+    def cli(self) -> str | None:
+        return docker_cli()
+
+    def run_options(self) -> list[str]:
+        return ["--network", "none"]
+
     def available(self) -> tuple[bool, str]:
-        cli = docker_cli()
+        cli = self.cli()
         if cli is None:
             return False, "docker is not installed (apt-get install docker.io)"
         out = subprocess.run([cli, "version", "--format", "{{.Server.Version}}"], capture_output=True, text=True,
@@ -43,20 +51,20 @@ class DockerRunner(ProcessRunner):
     def prepare(self, rootfs: str, image_digest: str, cache_dir: str) -> None:
         """The rootfs becomes the image isobench/rootfs:<digest> once (`docker import`)."""
         self.tag = f"isobench/rootfs:{image_digest}"
-        cli = docker_cli()
+        cli = self.cli()
         if subprocess.run([cli, "image", "inspect", self.tag], capture_output=True, check=False).returncode:
             tar = subprocess.Popen(["tar", "-C", rootfs, "-c", "."], stdout=subprocess.PIPE)
             subprocess.run([cli, "import", "-", self.tag], stdin=tar.stdout, capture_output=True, check=True)
             tar.wait()
 
     def config(self) -> dict:
-        return {**super().config(), "spawn": f"{docker_cli()} run --network none", "image": self.tag,
+        return {**super().config(), "spawn": f"{self.cli()} run {' '.join(self.run_options())}", "image": self.tag,
                 "mem_peak": "not measured: " + self.cannot_measure["mem_peak_mib"]}
 
     def launch(self, spec: LaunchSpec) -> TaskInstance:
-        cli = docker_cli()
+        cli = self.cli()
         env = spec.envelope
-        argv = [cli, "run", "--network", "none", "--name", spec.name, "--hostname", spec.name[:63]]
+        argv = [cli, "run", *self.run_options(), "--name", spec.name, "--hostname", spec.name[:63]]
         argv += ["--cpus", str(env.cpus)] if env.cpus else []
         argv += ["--memory", f"{env.memory_mib}m"] if env.memory_mib else []
         argv += ["--pids-limit", str(env.pids)] if env.pids else []
@@ -66,7 +74,7 @@ class DockerRunner(ProcessRunner):
 
     def _remove(self, name: str) -> None:
         """Removal is teardown: without --rm the CLI returns when the workload exits, not after cleanup."""
-        cli = docker_cli()
+        cli = self.cli()
         pid = os.posix_spawn(cli, [cli, "rm", "--force", name], GUEST_ENV,
                              file_actions=[(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
                                            (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)])

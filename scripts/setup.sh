@@ -14,6 +14,7 @@ APT_PACKAGES=(
     libvirt-daemon-system libvirt-dev pkg-config   # libvirt, and what libvirt-python builds against
     lz4 xz-utils                          # unpacking the guest kernel's vmlinux
     bubblewrap runc crun docker.io        # the peer runtimes
+    podman lxc systemd-container
 )
 
 missing=()

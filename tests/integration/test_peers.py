@@ -15,11 +15,11 @@ def bench(*args, timeout=600):
     return subprocess.run([*BENCH, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("runner", ["bwrap", "runc", "docker", "qemu"])
+@pytest.mark.parametrize("runner", ["bwrap", "runc", "docker", "qemu", "nspawn", "lxc"])
 def test_peer_runs_the_same_rootfs_and_passes_exit_codes(runner):
     out = bench("exec", "--runner", runner, "--", "sh", "-c", "test -x /bin/bench-probe && echo same-rootfs; exit 4")
     assert out.returncode == 4, out.stderr
-    assert out.stdout.strip() == "same-rootfs"
+    assert "same-rootfs" in out.stdout.splitlines()
 
 
 def test_startup_with_every_peer(tmp_path):
@@ -49,3 +49,19 @@ def test_crun_says_why_it_cannot_run_here():
         assert runners["crun"]["available"] is False and "hybrid" in runners["crun"]["reason"]
     else:
         assert runners["crun"]["available"] is True
+
+
+def test_podman_says_why_it_cannot_run_here():
+    from runners.podman import CAP_SYS_RESOURCE, has_capability
+
+    runners = {r["name"]: r for r in json.loads(bench("list", "runners", "--json").stdout)["runners"]}
+    if not has_capability(CAP_SYS_RESOURCE):
+        assert runners["podman"]["available"] is False and "CAP_SYS_RESOURCE" in runners["podman"]["reason"]
+    else:
+        assert bench("exec", "--runner", "podman", "--", "true").returncode == 0
+
+
+def test_lxc_applies_the_memory_limit():
+    out = bench("exec", "--runner", "lxc", "--memory", "64M", "--", "dd", "if=/dev/zero", "of=/dev/null",
+                "bs=200M", "count=1")
+    assert out.returncode == 137  # the OOM kill, passed on by lxc-execute

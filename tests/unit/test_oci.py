@@ -27,3 +27,15 @@ def test_hybrid_controllers(tmp_path):
     (tmp_path / "unified").mkdir()
     (tmp_path / "unified" / "cgroup.controllers").write_text("hugetlb\n")
     assert hybrid_v2_controllers(str(tmp_path)) == ["hugetlb"]
+
+
+def test_lxc_config_for_v1_and_v2():
+    from runners.lxc import lxc_config
+
+    spec = LaunchSpec("bench-l", ("/bin/true",), "/r", envelope=Envelope(cpus=0.5, memory_mib=64, pids=10))
+    v1 = lxc_config(spec, 1)
+    assert "lxc.rootfs.path = dir:/r" in v1 and "lxc.net.0.type = empty" in v1
+    assert f"lxc.cgroup.memory.limit_in_bytes = {64 << 20}" in v1 and "lxc.cgroup.cpu.cfs_quota_us = 50000" in v1
+    v2 = lxc_config(spec, 2)
+    assert f"lxc.cgroup2.memory.max = {64 << 20}" in v2 and "lxc.cgroup2.cpu.max = 50000 100000" in v2
+    assert "lxc.cgroup2.pids.max = 10" in v2

@@ -1,0 +1,31 @@
+"""systemd-nspawn as a peer, on the same rootfs (read-only, private network, loopback only). Without
+systemd as init there are no scope units, so no limits: --cpus applies as CPU affinity only."""
+
+from __future__ import annotations
+
+import shutil
+
+from bench.spec import LaunchSpec
+from runners.process import ProcessRunner, TaskInstance
+
+
+class NspawnRunner(ProcessRunner):
+    name = "nspawn"
+    kind = "peer"
+    description = "systemd-nspawn --read-only --private-network on the guest rootfs"
+
+    def available(self) -> tuple[bool, str]:
+        path = shutil.which("systemd-nspawn")
+        return (True, path) if path else (False, "systemd-nspawn is not installed (apt-get install systemd-container)")
+
+    def config(self) -> dict:
+        return {**super().config(), "spawn": "systemd-nspawn --register=no --keep-unit --pipe",
+                "limits": "none without systemd as init; --cpus applied as CPU affinity"}
+
+    def launch(self, spec: LaunchSpec) -> TaskInstance:
+        nspawn = shutil.which("systemd-nspawn")
+        # --register=no and --keep-unit: no machined and no transient scope, which need systemd as init.
+        argv = [nspawn, "-D", spec.rootfs, "--register=no", "--keep-unit", "--quiet", "--pipe",
+                "--private-network", "--read-only", "--timezone=off", "--resolv-conf=off",
+                f"--hostname={spec.name[:63]}", *spec.argv]
+        return self.spawn(nspawn, argv, spec)
