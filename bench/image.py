@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import UsageError
-from bench.workloads import PROBE_GUEST_PATH
+from bench.workloads import PROBE_GUEST_PATH, SYSCALL_GUEST_PATH
 
 BUILDER_VERSION = "1"  # bump when the layout of the tree changes
 BUSYBOX = "/bin/busybox"
 TOOLS = ("stress-ng", "fio", "iperf3")
-PROBE_SOURCE = Path(__file__).parent / "guest" / "probe.c"
+GUEST_SOURCES = Path(__file__).parent / "guest"
+STATIC_TOOLS = {PROBE_GUEST_PATH: "probe.c", SYSCALL_GUEST_PATH: "syscalls.c"}  # built here, static
 GUEST_DIRS = ("proc", "sys", "dev", "tmp", "run", "root", "etc", "var/tmp", "mnt")
 GUEST_ETC = {
     "etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
@@ -70,10 +71,10 @@ def find_tool(name: str) -> str:
     return path
 
 
-def image_inputs(probe_binary: str) -> dict[str, str]:
+def image_inputs(built: dict[str, str]) -> dict[str, str]:
     """guest path -> host path for every file copied into the tree."""
     busybox = BUSYBOX if os.path.exists(BUSYBOX) else find_tool("busybox")
-    inputs = {"/bin/busybox": busybox, PROBE_GUEST_PATH: probe_binary}
+    inputs = {"/bin/busybox": busybox, **built}
     for tool in TOOLS:
         host = find_tool(tool)
         inputs[f"/usr/bin/{tool}"] = host
@@ -94,26 +95,26 @@ def content_digest(inputs: dict[str, str]) -> str:
     return h.hexdigest()[:16]
 
 
-def build_probe(cache_dir: Path) -> str:
-    """Compile the static probe once per source text and compiler."""
+def build_static(cache_dir: Path, source: Path) -> str:
+    """Compile one of our small static guest tools once per source text and compiler."""
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         raise UsageError("a C compiler is needed to build the probe: run `make setup` (or apt-get install gcc libc6-dev)")
-    key = hashlib.sha256(PROBE_SOURCE.read_bytes() + run_tool([cc, "--version"]).stdout.encode()).hexdigest()[:16]
-    binary = cache_dir / "probe" / key / "bench-probe"
+    key = hashlib.sha256(source.read_bytes() + run_tool([cc, "--version"]).stdout.encode()).hexdigest()[:16]
+    binary = cache_dir / "probe" / key / f"bench-{source.stem}"
     if not binary.exists():
         binary.parent.mkdir(parents=True, exist_ok=True)
         tmp = binary.with_suffix(f".tmp{os.getpid()}")
-        result = run_tool([cc, "-static", "-Os", "-o", str(tmp), str(PROBE_SOURCE)])
+        result = run_tool([cc, "-static", "-O2", "-o", str(tmp), str(source)])
         if result.returncode != 0:
-            raise UsageError(f"cannot build the probe: {result.stderr.strip().splitlines()[-1:]} (is libc6-dev installed?)")
+            raise UsageError(f"cannot build {source.name}: {result.stderr.strip().splitlines()[-1:]} (is libc6-dev installed?)")
         os.replace(tmp, binary)
     return str(binary)
 
 
 def build_image(cache_dir: Path) -> Image:
     """The guest image for this host, built unless the cache already holds the same content."""
-    inputs = image_inputs(build_probe(cache_dir))
+    inputs = image_inputs({guest: build_static(cache_dir, GUEST_SOURCES / src) for guest, src in STATIC_TOOLS.items()})
     digest = content_digest(inputs)
     final = cache_dir / "images" / digest
     if not (final / "rootfs").is_dir():

@@ -48,3 +48,31 @@ def _sample(runner, workload, iteration, metric, unit, value, error) -> Sample:
 
 def _tail(output: bytes, limit: int = 300) -> str:
     return output[-limit:].decode(errors="replace").strip()
+
+
+def measure_throughput(runner: Runner, spec: LaunchSpec, workload: Workload, iteration: int) -> list[Sample]:
+    """Run the tool to its end inside the instance and parse its output; a tool that fails, hangs
+    or prints something unparseable gives ok=False with its output's tail, and the run goes on."""
+    from bench import parsers
+
+    instance, value, error = None, None, ""
+    try:
+        instance = runner.launch(spec)
+        code = instance.wait_exit(spec.timeout_s)
+        if code != 0:
+            raise MeasurementError(f"exit code {code}: {_tail(instance.output)}")
+        value = getattr(parsers, workload.parser)(instance.output.decode(errors="replace"))
+    except MeasurementError as exc:
+        error = str(exc)
+    except ValueError as exc:
+        error = f"{exc}: {_tail(instance.output)}"
+    except OSError as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    finally:
+        if instance is not None:
+            instance.teardown()
+    (metric, unit), = workload.metrics
+    return [_sample(runner, workload, iteration, metric, unit, value, error)]
+
+
+MEASURES = {"startup": measure_startup, "throughput": measure_throughput}

@@ -25,3 +25,27 @@ def parse_stress_ng(text: str) -> list[StressNgMetrics]:
     if not rows:
         raise ValueError("no stress-ng metrics in the output")
     return rows
+
+
+_STREAM_RATE = re.compile(r"memory rate: ([\d.]+) MB read/sec, ([\d.]+) MB write/sec")
+_SYSCALLS = re.compile(r"^syscalls_per_s (\d+)", re.MULTILINE)
+
+
+def parse_stress_ng_rate(text: str) -> float:
+    """bogo ops per second of wall-clock time, summed over the stressors of one run."""
+    return sum(row.bogo_ops_per_s for row in parse_stress_ng(text))
+
+
+def parse_stream(text: str) -> float:
+    """stress-ng stream: read + write rate. stress-ng's "MB" is 2**20 bytes, so this is MiB/s."""
+    rates = _STREAM_RATE.findall(text)
+    if not rates:
+        raise ValueError("no stream memory rate in the output (stress-ng reports none for runs under ~5 s)")
+    return sum(float(read) + float(write) for read, write in rates)
+
+
+def parse_bench_syscall(text: str) -> float:
+    found = _SYSCALLS.search(text)
+    if not found:
+        raise ValueError("no syscalls_per_s line in the output")
+    return float(found.group(1))

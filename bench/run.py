@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -14,7 +14,7 @@ from bench import hostinfo, store
 from bench.errors import UsageError
 from bench.image import build_image
 from bench.spec import Envelope
-from bench.workloads import SUITE_DEFAULTS, Workload, select
+from bench.workloads import SUITE_DEFAULTS, SUITE_ENVELOPE, Workload, select
 from bench.client import WorkerClient
 from bench.registry import registered
 
@@ -63,8 +63,18 @@ def active_runners(status: dict, wanted: list[str] | None) -> list[str]:
     return wanted
 
 
+def suite_envelope(envelope: Envelope, workloads: list[Workload]) -> Envelope:
+    """--cpus/--memory as given; otherwise the defaults of the suites in this run (throughput: 1, 512M)."""
+    defaults: dict = {}
+    for w in workloads:
+        defaults.update(SUITE_ENVELOPE.get(w.suite, {}))
+    return replace(envelope, cpus=envelope.cpus if envelope.cpus is not None else defaults.get("cpus"),
+                   memory_mib=envelope.memory_mib if envelope.memory_mib is not None else defaults.get("memory_mib"))
+
+
 def run(opts: RunOptions, console: Console) -> tuple[int, Path]:
     workloads = select(opts.suite, opts.workloads)
+    opts = replace(opts, envelope=suite_envelope(opts.envelope, workloads))
     wanted = choose_runners(opts.runners)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     run_id = store.new_run_id()

@@ -11,7 +11,7 @@ import json
 import os
 import signal
 
-from bench.measure import measure_startup
+from bench.measure import MEASURES
 from bench.spec import Envelope, LaunchSpec
 from bench.workloads import WORKLOADS
 
@@ -50,8 +50,10 @@ class Worker:
 
     def measure(self, msg: dict) -> dict:
         workload = next(w for w in WORKLOADS if w.name == msg["workload"] and w.suite == msg["suite"])
-        spec = LaunchSpec(name=msg["name"], argv=workload.argv, timeout_s=msg["timeout_s"], **self.base)
-        samples = measure_startup(self.runners[msg["runner"]], spec, workload, msg["iteration"])
+        startup = workload.suite == "startup"
+        spec = LaunchSpec(name=msg["name"], argv=workload.argv, marker=b"READY" if startup else None,
+                          timeout_s=msg["timeout_s"] if startup else workload.timeout_s, **self.base)
+        samples = MEASURES[workload.suite](self.runners[msg["runner"]], spec, workload, msg["iteration"])
         reap_orphans()
         return {"op": "samples", "samples": [s.to_dict() for s in samples]}
 

@@ -14,17 +14,36 @@ class Workload:
     argv: tuple[str, ...]  # guest paths
     description: str
     metrics: tuple[tuple[str, str], ...]  # (metric, unit)
+    parser: str | None = None  # a function of bench.parsers: tool output -> the metric's value
+    timeout_s: float = 60.0
 
 
 PROBE_GUEST_PATH = "/bin/bench-probe"
+SYSCALL_GUEST_PATH = "/bin/bench-syscall"
+SECONDS = "4"  # each throughput sample runs this long
+STREAM_SECONDS = "6"  # stress-ng's stream reports no rate for runs under ~5 s (measured: 4 s none, 5 s one)
 STARTUP_METRICS = (("ready_ms", "ms"), ("exit_ms", "ms"), ("teardown_ms", "ms"), ("mem_peak_mib", "MiB"))
+
+STRESS = ("/usr/bin/stress-ng", "--timeout", f"{SECONDS}s", "--metrics-brief")
+STRESS_LONG = ("/usr/bin/stress-ng", "--timeout", f"{STREAM_SECONDS}s", "--metrics-brief")
 
 WORKLOADS = (
     Workload("probe", "startup", (PROBE_GUEST_PATH,), "prints READY and exits 0", STARTUP_METRICS),
+    Workload("cpu", "throughput", (*STRESS, "--cpu", "1", "--cpu-method", "matrixprod"),
+             "stress-ng cpu (matrixprod), bogo ops/s", (("cpu_ops_s", "ops/s"),), "parse_stress_ng_rate"),
+    Workload("membw", "throughput", (*STRESS_LONG, "--stream", "1"),
+             "stress-ng stream, read + write MiB/s", (("mem_bw_mib_s", "MiB/s"),), "parse_stream"),
+    Workload("syscall", "throughput", (SYSCALL_GUEST_PATH, SECONDS),
+             "getppid() in a loop, calls/s", (("syscalls_s", "calls/s"),), "parse_bench_syscall"),
+    Workload("fork", "throughput", (*STRESS, "--fork", "1"),
+             "stress-ng fork: fork, exit, wait; per second", (("forks_s", "forks/s"),), "parse_stress_ng_rate"),
 )
 
-# Rounds per runner when --repeat/--warmup are not given: enough for a stable median of a ~1 ms launch.
-SUITE_DEFAULTS = {"startup": {"repeat": 30, "warmup": 3}}
+# Rounds per runner when --repeat/--warmup are not given: enough for a stable median of a ~1 ms
+# launch; a throughput sample already averages seconds of work.
+SUITE_DEFAULTS = {"startup": {"repeat": 30, "warmup": 3}, "throughput": {"repeat": 3, "warmup": 0}}
+# The envelope a suite gets when --cpus/--memory are not given, so that runners compare on equal terms.
+SUITE_ENVELOPE = {"throughput": {"cpus": 1.0, "memory_mib": 512}}
 
 
 def suites() -> list[str]:

@@ -1,0 +1,51 @@
+"""The throughput suite for real: the same tools in every runner, parsed into one metric each."""
+
+import subprocess
+
+import pytest
+
+from bench.measure import measure_throughput
+from bench.spec import Envelope, LaunchSpec
+from bench.store import load_run
+from bench.workloads import Workload
+from runners.process import ProcessRunner
+from tests.conftest import BENCH, ROOT
+
+pytestmark = pytest.mark.integration
+
+
+def test_throughput_in_process_chroot_and_container(tmp_path):
+    out = subprocess.run([*BENCH, "run", "--suite", "throughput", "--runners", "process,chroot,container",
+                          "--repeat", "1", "--results-dir", str(tmp_path), "--no-report"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr
+    df, meta = load_run((tmp_path / "latest").resolve())
+    assert df["ok"].all(), df[~df["ok"]]["error"].tolist()
+    metrics = set(df["metric"])
+    assert metrics == {"cpu_ops_s", "mem_bw_mib_s", "syscalls_s", "forks_s"}
+    assert (df["value"] > 0).all()
+    assert meta["envelope"] == {"cpus": 1.0, "memory_mib": 512, "pids": None}  # the suite's default envelope
+
+
+def test_a_tool_that_fails_gives_ok_false_with_its_output(image):
+    broken = Workload("broken", "throughput", ("/usr/bin/stress-ng", "--no-such-stressor"), "fails",
+                      (("cpu_ops_s", "ops/s"),), "parse_stress_ng_rate", timeout_s=30)
+    spec = LaunchSpec("bench-test-broken", broken.argv, str(image.rootfs), image.host_paths, Envelope(), None)
+    runner = ProcessRunner()
+    try:
+        (sample,) = measure_throughput(runner, spec, broken, 0)
+    finally:
+        runner.close()
+    assert not sample.ok and "exit code" in sample.error and "no-such-stressor" in sample.error
+
+
+def test_garbage_output_is_not_a_number(image):
+    garbage = Workload("garbage", "throughput", ("/bin/echo", "hello"), "prints garbage",
+                       (("syscalls_s", "calls/s"),), "parse_bench_syscall", timeout_s=30)
+    spec = LaunchSpec("bench-test-garbage", garbage.argv, str(image.rootfs), image.host_paths, Envelope(), None)
+    runner = ProcessRunner()
+    try:
+        (sample,) = measure_throughput(runner, spec, garbage, 0)
+    finally:
+        runner.close()
+    assert not sample.ok and "no syscalls_per_s line" in sample.error and "hello" in sample.error
