@@ -27,25 +27,26 @@ def test_throughput_in_process_chroot_and_container(tmp_path):
     assert meta["envelope"] == {"cpus": 1.0, "memory_mib": 512, "pids": None}  # the suite's default envelope
 
 
+def measure_in_process(image, workload):
+    spec = LaunchSpec(f"bench-test-{workload.name}", workload.argv, str(image.rootfs), image.host_paths,
+                      Envelope(), None)
+    runner = ProcessRunner()
+    try:
+        (sample,) = measure_throughput(runner, spec, workload, 0)
+    finally:
+        runner.close()
+    return sample
+
+
 def test_a_tool_that_fails_gives_ok_false_with_its_output(image):
     broken = Workload("broken", "throughput", ("/usr/bin/stress-ng", "--no-such-stressor"), "fails",
                       (("cpu_ops_s", "ops/s"),), "parse_stress_ng_rate", timeout_s=30)
-    spec = LaunchSpec("bench-test-broken", broken.argv, str(image.rootfs), image.host_paths, Envelope(), None)
-    runner = ProcessRunner()
-    try:
-        (sample,) = measure_throughput(runner, spec, broken, 0)
-    finally:
-        runner.close()
+    sample = measure_in_process(image, broken)
     assert not sample.ok and "exit code" in sample.error and "no-such-stressor" in sample.error
 
 
 def test_garbage_output_is_not_a_number(image):
     garbage = Workload("garbage", "throughput", ("/bin/echo", "hello"), "prints garbage",
                        (("syscalls_s", "calls/s"),), "parse_bench_syscall", timeout_s=30)
-    spec = LaunchSpec("bench-test-garbage", garbage.argv, str(image.rootfs), image.host_paths, Envelope(), None)
-    runner = ProcessRunner()
-    try:
-        (sample,) = measure_throughput(runner, spec, garbage, 0)
-    finally:
-        runner.close()
+    sample = measure_in_process(image, garbage)
     assert not sample.ok and "no syscalls_per_s line" in sample.error and "hello" in sample.error
