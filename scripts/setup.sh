@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
     busybox-static stress-ng fio iperf3   # the guest image and its workloads
     gcc libc6-dev                         # the static READY probe
-    python3-venv                          # .venv
+    python3-venv python3-dev              # .venv; libvirt-python builds from source (no wheels)
+    procps                                # pgrep, to start each daemon only once
     iproute2 util-linux                   # namespaces, veths, mounts
     hyperfine                             # the reference timer we check our own timings against
     qemu-system-x86 qemu-utils            # the vm runner (qboot.rom ships with qemu)
