@@ -66,6 +66,18 @@ def build_parser() -> Parser:
     rep.add_argument("--results-dir", default="results", type=Path)
     rep.add_argument("--out", type=Path, help="folder for the report (default: reports/<run_id>)")
 
+    cmp = sub.add_parser("compare", help="regressions between two stored runs (exit 1 if any)")
+    cmp.add_argument("base", metavar="BASE")
+    cmp.add_argument("new", metavar="NEW")
+    cmp.add_argument("--threshold", default="5", help="smallest change that counts, in percent (default 5)")
+    cmp.add_argument("--json", action="store_true")
+    cmp.add_argument("--results-dir", default="results", type=Path)
+
+    ex = sub.add_parser("export", help="a stored run as csv, json or pytest-benchmark JSON")
+    ex.add_argument("run", metavar="RUN")
+    ex.add_argument("--format", required=True, choices=["csv", "json", "pytest-benchmark"])
+    ex.add_argument("--results-dir", default="results", type=Path)
+
     c = sub.add_parser("clean", help="remove every leftover of ours from this host")
     c.add_argument("--dry-run", action="store_true")
     c.add_argument("--results-dir", default="results", type=Path)
@@ -153,6 +165,38 @@ def cmd_report(args, console) -> int:
     return 0
 
 
+def cmd_compare(args, console) -> int:
+    from bench.compare import as_json, compare
+    from bench.store import load_run, resolve_run
+    from bench.views import print_verdicts
+
+    try:
+        threshold = float(args.threshold) / 100
+    except ValueError:
+        raise UsageError(f"bad --threshold {args.threshold!r}: a percentage such as 5") from None
+    if not 0 <= threshold < 1:
+        raise UsageError(f"bad --threshold {args.threshold!r}: from 0 to 100")
+    base, _ = load_run(resolve_run(args.base, args.results_dir))
+    new, _ = load_run(resolve_run(args.new, args.results_dir))
+    verdicts = compare(base, new, threshold)
+    if not verdicts:
+        raise UsageError("the two runs have no (suite, workload, runner, metric) in common")
+    if args.json:
+        print(json.dumps(as_json(verdicts), indent=1))
+    else:
+        print_verdicts(verdicts, console)
+    return 1 if any(v.verdict == "regression" for v in verdicts) else 0
+
+
+def cmd_export(args, console) -> int:
+    from bench.export import FORMATS
+    from bench.store import load_run, resolve_run
+
+    df, meta = load_run(resolve_run(args.run, args.results_dir))
+    sys.stdout.write(FORMATS[args.format](df, meta))
+    return 0
+
+
 def cmd_clean(args, console) -> int:
     from bench.clean import residues
 
@@ -165,7 +209,7 @@ def cmd_clean(args, console) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "exec": cmd_exec, "list": cmd_list, "doctor": cmd_doctor, "report": cmd_report, "clean": cmd_clean}
+COMMANDS = {"run": cmd_run, "exec": cmd_exec, "compare": cmd_compare, "export": cmd_export, "list": cmd_list, "doctor": cmd_doctor, "report": cmd_report, "clean": cmd_clean}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,6 @@
 """The throughput suite for real: the same tools in every runner, parsed into one metric each."""
 
+import json
 import subprocess
 
 import pytest
@@ -50,3 +51,17 @@ def test_garbage_output_is_not_a_number(image):
                        (("syscalls_s", "calls/s"),), "parse_bench_syscall", timeout_s=30)
     sample = measure_in_process(image, garbage)
     assert not sample.ok and "no syscalls_per_s line" in sample.error and "hello" in sample.error
+
+
+def test_compare_flags_half_a_cpu_as_a_regression(tmp_path):
+    def cpu_run(*extra):
+        out = subprocess.run([*BENCH, "run", "--suite", "throughput", "--workloads", "cpu", "--runners", "container",
+                              "--repeat", "4", "--results-dir", str(tmp_path), "--no-report", *extra],
+                             cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        return str((tmp_path / "latest").resolve())
+
+    base, half = cpu_run(), cpu_run("--cpus", "0.5")
+    out = subprocess.run([*BENCH, "compare", base, half, "--json"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 1
+    assert [v["verdict"] for v in json.loads(out.stdout)] == ["regression"]

@@ -1,0 +1,76 @@
+"""`bench compare BASE NEW`: a verdict per (suite, workload, runner, metric), from the raw samples of
+two stored runs. Nothing is re-run."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+ALPHA = 0.05
+HIGHER_IS_BETTER_UNITS = ("/s",)  # ops/s, MiB/s, calls/s, forks/s, Gbit/s: more is better
+
+
+@dataclass(frozen=True)
+class Verdict:
+    suite: str
+    workload: str
+    runner: str
+    metric: str
+    unit: str
+    base_median: float
+    new_median: float
+    ratio: float  # new / base
+    ci_low: float  # 95% bootstrap interval of the ratio of medians
+    ci_high: float
+    p_value: float  # Mann-Whitney U, two-sided
+    n_base: int
+    n_new: int
+    verdict: str  # regression, improvement, no change, inconclusive
+
+
+def higher_is_better(unit: str) -> bool:
+    return unit.endswith(HIGHER_IS_BETTER_UNITS)
+
+
+def judge(base: np.ndarray, new: np.ndarray, unit: str, threshold: float) -> tuple[str, float, float, float]:
+    """(verdict, p, ci_low, ci_high). A change counts only when it is significant (Mann-Whitney) and the
+    whole 95% interval of the ratio lies beyond the threshold: on a shared host, runs drift by several
+    percent between each other while samples within a run agree closely, so significance alone would
+    call that drift a regression (measured here: the same cpu run twice, 0.88x with p = 0.016)."""
+    if len(base) < 2 or len(new) < 2:
+        return "inconclusive", float("nan"), float("nan"), float("nan")
+    p = stats.mannwhitneyu(base, new, alternative="two-sided").pvalue
+    ci = stats.bootstrap((base, new), lambda b, n: np.median(n) / np.median(b), vectorized=False,
+                         n_resamples=2000, method="percentile", random_state=0).confidence_interval
+    below, above = ci.high < 1 - threshold, ci.low > 1 + threshold
+    worse, better = (below, above) if higher_is_better(unit) else (above, below)
+    if p < ALPHA and worse:
+        verdict = "regression"
+    elif p < ALPHA and better:
+        verdict = "improvement"
+    elif 1 - threshold <= ci.low and ci.high <= 1 + threshold:
+        verdict = "no change"
+    else:
+        verdict = "inconclusive"
+    return verdict, float(p), float(ci.low), float(ci.high)
+
+
+def compare(base: pd.DataFrame, new: pd.DataFrame, threshold: float) -> list[Verdict]:
+    keys = ["suite", "workload", "runner", "metric", "unit"]
+    verdicts = []
+    groups_new = {k: g["value"].to_numpy() for k, g in new[new["ok"]].groupby(keys, sort=False)}
+    for key, group in base[base["ok"]].groupby(keys, sort=False):
+        if key not in groups_new:
+            continue
+        a, b = group["value"].to_numpy(), groups_new[key]
+        verdict, p, low, high = judge(a, b, key[4], threshold)
+        verdicts.append(Verdict(*key, float(np.median(a)), float(np.median(b)), float(np.median(b) / np.median(a)),
+                                low, high, p, len(a), len(b), verdict))
+    return verdicts
+
+
+def as_json(verdicts: list[Verdict]) -> list[dict]:
+    return [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in asdict(x).items()} for x in verdicts]

@@ -1,0 +1,53 @@
+"""`bench export RUN --format csv|json|pytest-benchmark`: a stored run in other tools' formats."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from bench.stats import KEYS
+
+SECONDS_PER = {"ms": 1e-3, "us": 1e-6, "s": 1.0}
+
+
+def to_csv(df: pd.DataFrame) -> str:
+    return df.to_csv(index=False)
+
+
+def to_json(df: pd.DataFrame, meta: dict) -> str:
+    return json.dumps({"meta": meta, "samples": json.loads(df.to_json(orient="records"))}, indent=1)
+
+
+def to_pytest_benchmark(df: pd.DataFrame, meta: dict) -> str:
+    """pytest-benchmark's JSON layout (its `compare` reads it). Times go in seconds, as it expects;
+    other units keep their values, named in extra_info."""
+    benchmarks = []
+    for (suite, workload, runner, metric, unit), group in df[df["ok"]].groupby(KEYS, sort=False):
+        scale = SECONDS_PER.get(unit, 1.0)
+        values = group["value"] * scale
+        q1, q3 = values.quantile(0.25), values.quantile(0.75)
+        benchmarks.append({
+            "group": f"{suite}/{workload}/{metric}", "name": f"{runner}[{metric}]",
+            "fullname": f"isobench::{suite}/{workload}::{runner}[{metric}]", "params": None, "param": None,
+            "extra_info": {"unit": "s" if unit in SECONDS_PER else unit, "runner": runner},
+            "options": {"disable_gc": False, "timer": "time.monotonic_ns", "min_rounds": len(values),
+                        "max_time": None, "min_time": None, "warmup": None},
+            "stats": {"min": values.min(), "max": values.max(), "mean": values.mean(),
+                      "stddev": values.std(ddof=1) if len(values) > 1 else 0.0, "rounds": len(values),
+                      "median": values.median(), "iqr": q3 - q1, "q1": q1, "q3": q3, "iqr_outliers": 0,
+                      "stddev_outliers": 0, "outliers": "0;0", "ld15iqr": values.min(), "hd15iqr": values.max(),
+                      "ops": 1 / values.mean() if values.mean() else 0.0, "total": values.sum(),
+                      "data": values.tolist(), "iterations": 1},
+        })
+    host = meta.get("host", {})
+    return json.dumps({
+        "machine_info": {"node": host.get("hostname"), "processor": host.get("arch"), "machine": host.get("arch"),
+                         "python_version": meta.get("versions", {}).get("python"), "release": host.get("kernel"),
+                         "system": "Linux", "cpu": {"brand_raw": host.get("cpu_model")}},
+        "commit_info": {"id": meta.get("run_id")}, "benchmarks": benchmarks,
+        "datetime": meta.get("started"), "version": "4.0.0",
+    }, indent=1, default=float)
+
+
+FORMATS = {"csv": lambda df, meta: to_csv(df), "json": to_json, "pytest-benchmark": to_pytest_benchmark}

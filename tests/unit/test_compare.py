@@ -1,0 +1,88 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.cli import main
+from bench.compare import judge
+from bench.spec import Sample
+from bench.store import write_run
+
+FAST = np.array([100.0, 101, 99, 100.5, 100.2])
+
+
+def test_throughput_halved_is_a_regression():
+    assert judge(FAST, FAST / 2, "ops/s", 0.05)[0] == "regression"
+    assert judge(FAST, FAST * 2, "ops/s", 0.05)[0] == "improvement"
+
+
+def test_slower_startup_is_a_regression():
+    assert judge(FAST, FAST * 1.5, "ms", 0.05)[0] == "regression"
+    assert judge(FAST, FAST * 0.5, "ms", 0.05)[0] == "improvement"
+
+
+def test_same_distribution_is_no_change():
+    assert judge(FAST, FAST[::-1] * 1.001, "ops/s", 0.05)[0] == "no change"
+
+
+def test_run_to_run_drift_with_tight_runs_is_not_a_regression():
+    # Real cpu_ops_s of one container, two runs with the same settings (20261126T155137Z, ...155158Z).
+    base = np.array([1163.0, 1098, 1151, 1138, 1136])
+    new = np.array([1105.0, 1077, 1000, 984, 956])
+    verdict, p, low, high = judge(base, new, "ops/s", 0.05)
+    assert p < 0.05 and verdict == "inconclusive"
+
+
+def test_one_sample_is_inconclusive():
+    assert judge(FAST[:1], FAST[:1] / 2, "ops/s", 0.05)[0] == "inconclusive"
+
+
+def stored(tmp_path, name, values, unit="ops/s"):
+    samples = [Sample("throughput", "cpu", "container", i, "cpu_ops_s", v, unit).to_dict() for i, v in enumerate(values)]
+    return write_run(tmp_path, name, samples, {"schema_version": 1, "run_id": name, "host": {}, "versions": {}})
+
+
+def test_cli_exit_codes_and_json(tmp_path, capsys):
+    a, b = stored(tmp_path, "a", FAST), stored(tmp_path, "b", FAST / 2)
+    assert main(["compare", str(a), str(b), "--json"]) == 1
+    (verdict,) = json.loads(capsys.readouterr().out)
+    assert verdict["verdict"] == "regression" and verdict["ratio"] == pytest.approx(0.5, rel=0.01)
+    assert main(["compare", str(a), str(a)]) == 0
+
+
+@pytest.mark.parametrize("break_it", ["missing", "corrupt", "threshold"])
+def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys, break_it):
+    a = stored(tmp_path, "a", FAST)
+    other = str(tmp_path / "nope")
+    args = ["compare", str(a), other]
+    if break_it == "corrupt":
+        b = stored(tmp_path, "b", FAST)
+        (b / "samples.parquet").write_bytes(b"garbage")
+        args = ["compare", str(a), str(b)]
+    if break_it == "threshold":
+        args = ["compare", str(a), str(a), "--threshold", "lots"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("bench: ")
+
+
+def test_export_formats(tmp_path, capsys):
+    a = stored(tmp_path, "a", FAST)
+    assert main(["export", str(a), "--format", "csv"]) == 0
+    csv = capsys.readouterr().out
+    assert csv.splitlines()[0].startswith("run_id,suite,workload,runner") and len(csv.splitlines()) == 6
+    assert main(["export", str(a), "--format", "json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["samples"]) == 5
+    assert main(["export", str(a), "--format", "pytest-benchmark"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    (bench,) = doc["benchmarks"]
+    assert bench["stats"]["rounds"] == 5 and bench["stats"]["median"] == pytest.approx(100.2)
+    assert {"machine_info", "commit_info", "datetime", "version"} <= set(doc)
+
+
+def test_export_times_in_seconds_for_pytest_benchmark(tmp_path, capsys):
+    a = stored(tmp_path, "a", [2.0, 4.0], unit="ms")
+    main(["export", str(a), "--format", "pytest-benchmark"])
+    stats = json.loads(capsys.readouterr().out)["benchmarks"][0]["stats"]
+    assert stats["median"] == pytest.approx(0.003) and stats["data"] == pytest.approx([0.002, 0.004])
