@@ -64,7 +64,9 @@ def build_parser() -> Parser:
     rep = sub.add_parser("report", help="(re)build the HTML report of a stored run")
     rep.add_argument("runs", nargs="+", metavar="RUN")
     rep.add_argument("--results-dir", default="results", type=Path)
-    rep.add_argument("--out", type=Path, help="folder for the report (default: reports/<run_id>)")
+    rep.add_argument("--baseline", metavar="RUN", help="compare the run against this one in its report")
+    rep.add_argument("--out", type=Path, help="folder for the report (default: reports/<run_id>, "
+                                              "or reports/history-<last run> for several runs)")
 
     cmp = sub.add_parser("compare", help="regressions between two stored runs (exit 1 if any)")
     cmp.add_argument("base", metavar="BASE")
@@ -158,10 +160,16 @@ def cmd_report(args, console) -> int:
     from bench.report import render_report
     from bench.store import resolve_run
 
-    for arg in args.runs:
-        run_dir = resolve_run(arg, args.results_dir)
-        out = args.out or Path("reports") / run_dir.name
-        console.print(f"report: {render_report(run_dir, out)}", soft_wrap=True)
+    run_dirs = [resolve_run(arg, args.results_dir) for arg in args.runs]
+    if len(run_dirs) > 1:
+        from bench.report import render_history
+
+        out = args.out or Path("reports") / f"history-{run_dirs[-1].name}"
+        console.print(f"history: {render_history(run_dirs, out)}", soft_wrap=True)
+        return 0
+    baseline = resolve_run(args.baseline, args.results_dir) if args.baseline else None
+    out = args.out or Path("reports") / run_dirs[0].name
+    console.print(f"report: {render_report(run_dirs[0], out, baseline)}", soft_wrap=True)
     return 0
 
 

@@ -45,6 +45,48 @@ def distribution_png(df: pd.DataFrame, metric: str, unit: str, path: Path) -> No
     plt.close(fig)
 
 
+def phases_png(summary: pd.DataFrame, path: Path) -> None:
+    """Where each runner's start goes: ready, ready->exit, teardown, as shares of the whole, the total written."""
+    med = summary.pivot_table(index="runner", columns="metric", values="median")
+    order = [r for r in runner_order(summary["runner"]) if r in med.index] if {"ready_ms", "exit_ms", "teardown_ms"} <= set(med.columns) else []
+    parts = pd.DataFrame({"to READY": med["ready_ms"], "READY to exit": med["exit_ms"] - med["ready_ms"],
+                          "teardown": med["teardown_ms"]}).loc[order].clip(lower=0)
+    total = parts.sum(axis=1)
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(order) + 1.6), dpi=110)
+    left = pd.Series(0.0, index=order)
+    for phase, color in zip(parts.columns, ("tab:blue", "tab:orange", "tab:gray")):
+        share = 100 * parts[phase] / total
+        ax.barh(order, share, left=left, color=color, label=phase)
+        left += share
+    for i, runner in enumerate(order):
+        ax.text(101, i, f"{_fmt(total[runner])} ms", va="center", fontsize=8)
+    ax.set_xlim(0, 125)
+    ax.set_xlabel("share of launch-to-clean time (%); the total is written beside each bar")
+    ax.set_title("startup phases per runner (medians)", fontsize=10, pad=24)
+    ax.invert_yaxis()
+    ax.legend(fontsize=8, ncol=3, loc="lower center", bbox_to_anchor=(0.45, 1.0), frameon=False)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def memory_png(summary: pd.DataFrame, path: Path) -> None:
+    mem = summary[summary["metric"] == "mem_peak_mib"].set_index("runner")["median"].dropna()
+    order = runner_order(mem.index)
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(order) + 1.5), dpi=110)
+    ax.barh(order, mem.loc[order], color="tab:purple")
+    for i, runner in enumerate(order):
+        ax.text(mem[runner], i, f" {_fmt(mem[runner])}", va="center", fontsize=8)
+    if mem.min() > 0 and mem.max() / mem.min() > 10:
+        ax.set_xscale("log")
+    ax.set_xlabel("host-side peak memory of one instance (MiB, median)")
+    ax.set_title("memory per runner", fontsize=10)
+    ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def warnings(df: pd.DataFrame, summary: pd.DataFrame, meta: dict) -> list[str]:
     found = []
     failed = df[~df["ok"]]
@@ -66,15 +108,34 @@ def warnings(df: pd.DataFrame, summary: pd.DataFrame, meta: dict) -> list[str]:
     return found
 
 
-def render_report(run_dir: Path, out_dir: Path) -> Path:
+def _staging(out_dir: Path) -> Path:
+    staging = out_dir.parent / f"{STAGING_PREFIX}{out_dir.name}-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    return staging
+
+
+def _publish(staging: Path, out_dir: Path, template: str, **context) -> Path:
+    env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape())
+    (staging / "index.html").write_text(env.get_template(template).render(**context))
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(staging, out_dir)
+    return out_dir / "index.html"
+
+
+def render_report(run_dir: Path, out_dir: Path, baseline_dir: Path | None = None) -> Path:
     """Write out_dir/index.html and its PNGs (atomically: staged, then renamed)."""
+    from bench.compare import compare
     from bench.store import load_run
 
     df, meta = load_run(run_dir)
     summary = summarize(df)
-    staging = out_dir.parent / f"{STAGING_PREFIX}{out_dir.name}-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    baseline = None
+    if baseline_dir is not None:
+        base_df, base_meta = load_run(baseline_dir)
+        baseline = {"run_id": base_meta.get("run_id", baseline_dir.name), "verdicts": compare(base_df, df, 0.05)}
+    staging = _staging(out_dir)
     sections = []
     for (suite, workload), part in df[df["ok"]].groupby(["suite", "workload"], sort=False):
         plots = []
@@ -83,17 +144,62 @@ def render_report(run_dir: Path, out_dir: Path) -> Path:
             distribution_png(samples, metric, unit, staging / name)
             plots.append({"file": name, "metric": metric})
         rows = summary[(summary["suite"] == suite) & (summary["workload"] == workload)]
+        if suite == "startup":
+            for name, draw in ((f"{suite}-{workload}-memory.png", memory_png), (f"{suite}-{workload}-phases.png", phases_png)):
+                draw(rows, staging / name)
+                plots.insert(0, {"file": name, "metric": name.rsplit("-", 1)[1][:-4]})
         kinds = {name: cfg.get("kind", "ours") for name, cfg in meta.get("runners", {}).items()}
         sections.append({"suite": suite, "workload": workload, "plots": plots, "rows": _table_rows(rows, kinds)})
-    env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
-                      autoescape=select_autoescape())
-    html = env.get_template("report.html.j2").render(meta=meta, sections=sections,
-                                                      warnings=warnings(df, summary, meta))
-    (staging / "index.html").write_text(html)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    os.rename(staging, out_dir)
-    return out_dir / "index.html"
+    found = warnings(df, summary, meta)
+    if baseline:
+        regressed = [f"{v.runner} {v.metric} {v.ratio:.2f}x" for v in baseline["verdicts"] if v.verdict == "regression"]
+        if regressed:
+            found.insert(0, f"regressions against baseline {baseline['run_id']}: {', '.join(regressed)}")
+    return _publish(staging, out_dir, "report.html.j2", meta=meta, sections=sections, warnings=found,
+                    baseline=baseline)
+
+
+def render_history(run_dirs: list[Path], out_dir: Path) -> Path:
+    """The nightly view: per metric, a trend line per runner over the runs, change points marked
+    where `bench compare` of consecutive runs says regression (red) or improvement (green)."""
+    from bench.compare import compare
+    from bench.store import load_run
+
+    runs = sorted((load_run(d) for d in run_dirs), key=lambda r: r[1].get("started", ""))
+    ids = [meta.get("run_id", "?") for _, meta in runs]
+    medians = pd.concat([summarize(df).assign(run=i) for i, (df, _) in enumerate(runs)])
+    changes = [(i, v) for i in range(1, len(runs)) for v in compare(runs[i - 1][0], runs[i][0], 0.05)
+               if v.verdict in ("regression", "improvement")]
+    staging = _staging(out_dir)
+    plots = []
+    for (suite, workload, metric, unit), part in medians.groupby(["suite", "workload", "metric", "unit"], sort=False):
+        name = f"history-{suite}-{workload}-{metric}.png"
+        trend_png(part, [(i, v) for i, v in changes if (v.suite, v.workload, v.metric) == (suite, workload, metric)],
+                  ids, f"{suite}/{workload} {metric} ({unit})", staging / name)
+        plots.append({"file": name, "metric": metric})
+    return _publish(staging, out_dir, "history.html.j2", ids=ids, plots=plots, changes=changes,
+                    hosts=sorted({meta.get("host", {}).get("hostname", "?") for _, meta in runs}))
+
+
+def trend_png(part: pd.DataFrame, changes, ids: list[str], title: str, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(8, 3.2), dpi=110)
+    for runner in runner_order(part["runner"]):
+        line = part[part["runner"] == runner].sort_values("run")
+        ax.plot(line["run"], line["median"], marker="o", ms=3, label=runner)
+        for i, v in changes:
+            if v.runner == runner:
+                ax.scatter([i], line.loc[line["run"] == i, "median"], s=90, facecolors="none", linewidths=2,
+                           edgecolors="red" if v.verdict == "regression" else "green", zorder=4)
+    values = part["median"].dropna()
+    if len(values) and values.min() > 0 and values.max() / values.min() > 10:
+        ax.set_yscale("log")
+    ax.set_xticks(range(len(ids)), [i[:15] for i in ids], rotation=30, ha="right", fontsize=7)
+    ax.set_title(f"{title}: median per run (circles: red regression, green improvement)", fontsize=9)
+    ax.legend(fontsize=7, ncol=4)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def _table_rows(rows: pd.DataFrame, kinds: dict[str, str]) -> list[dict]:

@@ -16,6 +16,7 @@ APT_PACKAGES=(
     lz4 xz-utils                          # unpacking the guest kernel's vmlinux
     bubblewrap runc crun docker.io        # the peer runtimes
     podman lxc systemd-container
+    chromium chromium-driver              # the real-browser test of a generated report
 )
 
 missing=()

@@ -1,0 +1,60 @@
+"""A generated report in a real browser (Debian's Chromium, headless): it loads without console
+errors, every image is really there, and a screenshot is kept in artifacts/ for a person to look at."""
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BENCH, ROOT
+
+pytestmark = pytest.mark.integration
+ARTIFACTS = ROOT / "artifacts"
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--window-size=1100,1600")
+
+
+@pytest.fixture
+def browser(tmp_path):
+    from selenium import webdriver
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService("/usr/bin/chromedriver"))
+    yield driver
+    driver.quit()
+
+
+def check_page(driver, page: Path, screenshot: str) -> None:
+    driver.get(page.as_uri())
+    images = driver.execute_script(
+        "return Array.from(document.images).map(i => [i.getAttribute('src'), i.complete, i.naturalWidth])")
+    assert images, "the page shows no image"
+    assert all(complete and width > 0 for _, complete, width in images), images
+    errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+    assert not errors, errors
+    ARTIFACTS.mkdir(exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS / screenshot))
+
+
+def bench(*args):
+    out = subprocess.run([*BENCH, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_run_report_and_history_in_a_real_browser(tmp_path, browser):
+    results, reports = tmp_path / "results", tmp_path / "reports"
+    for _ in range(2):
+        bench("run", "--suite", "startup", "--runners", "process,chroot,container", "--repeat", "5",
+              "--results-dir", str(results), "--reports-dir", str(reports))
+    first, second = sorted(p for p in results.iterdir() if p.name[0].isdigit())
+    check_page(browser, reports / second.name / "index.html", "report.png")
+    bench("report", str(second), "--baseline", str(first), "--out", str(tmp_path / "vs"))
+    check_page(browser, tmp_path / "vs" / "index.html", "report-vs-baseline.png")
+    bench("report", str(first), str(second), "--out", str(tmp_path / "history"))
+    check_page(browser, tmp_path / "history" / "index.html", "history.png")
