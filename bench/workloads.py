@@ -24,8 +24,10 @@ SECONDS = "4"  # each throughput sample runs this long
 STREAM_SECONDS = "6"  # stress-ng's stream reports no rate for runs under ~5 s (measured: 4 s none, 5 s one)
 STARTUP_METRICS = (("ready_ms", "ms"), ("exit_ms", "ms"), ("teardown_ms", "ms"), ("mem_peak_mib", "MiB"))
 
-STRESS = ("/usr/bin/stress-ng", "--timeout", f"{SECONDS}s", "--metrics-brief")
-STRESS_LONG = ("/usr/bin/stress-ng", "--timeout", f"{STREAM_SECONDS}s", "--metrics-brief")
+# --temp-path: stress-ng writes temp files, by default in its working directory, which is a read-only
+# root under bwrap, runc and nspawn; every runner has a writable /tmp.
+STRESS = ("/usr/bin/stress-ng", "--temp-path", "/tmp", "--timeout", f"{SECONDS}s", "--metrics-brief")
+STRESS_LONG = ("/usr/bin/stress-ng", "--temp-path", "/tmp", "--timeout", f"{STREAM_SECONDS}s", "--metrics-brief")
 
 WORKLOADS = (
     Workload("probe", "startup", (PROBE_GUEST_PATH,), "prints READY and exits 0", STARTUP_METRICS),

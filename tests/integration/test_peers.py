@@ -65,3 +65,12 @@ def test_lxc_applies_the_memory_limit():
     out = bench("exec", "--runner", "lxc", "--memory", "64M", "--", "dd", "if=/dev/zero", "of=/dev/null",
                 "bs=200M", "count=1")
     assert out.returncode == 137  # the OOM kill, passed on by lxc-execute
+
+
+def test_throughput_tools_run_on_read_only_roots(tmp_path):
+    """stress-ng writes temp files: under bwrap, runc and nspawn the root is read-only, /tmp is not."""
+    out = bench("run", "--suite", "throughput", "--workloads", "fork", "--runners", "bwrap,runc,nspawn,docker,lxc",
+                "--repeat", "1", "--results-dir", str(tmp_path), "--no-report")
+    assert out.returncode == 0, out.stdout[-2000:]
+    df, _ = load_run((tmp_path / "latest").resolve())
+    assert df["ok"].all() and len(df) == 5
