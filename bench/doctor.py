@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 from bench import hostinfo
 from bench.registry import availability, registered
@@ -15,6 +16,69 @@ class Check:
     name: str
     ok: bool
     detail: str
+    fix: str = ""  # the command that would fix it; doctor prints it and runs nothing
+
+
+def _read(root: Path, rel: str) -> str | None:
+    try:
+        return (root / rel).read_text().strip()
+    except OSError:
+        return None
+
+
+def check_governors(sys: Path) -> Check:
+    governors = sorted({p.read_text().strip() for p in sys.glob("devices/system/cpu/cpu[0-9]*/cpufreq/scaling_governor")})
+    if not governors:
+        return Check("cpu governor", True, "no cpufreq here (a VM or a fixed clock)")
+    ok = governors == ["performance"]
+    return Check("cpu governor", ok, ", ".join(governors),
+                 "" if ok else "cpupower frequency-set -g performance")
+
+
+def check_turbo(sys: Path) -> Check:
+    no_turbo, boost = _read(sys, "devices/system/cpu/intel_pstate/no_turbo"), _read(sys, "devices/system/cpu/cpufreq/boost")
+    if no_turbo is not None:
+        return Check("turbo", no_turbo == "1", "intel_pstate turbo " + ("off" if no_turbo == "1" else "on"),
+                     "" if no_turbo == "1" else "echo 1 > /sys/devices/system/cpu/intel_pstate/no_turbo")
+    if boost is not None:
+        return Check("turbo", boost == "0", "cpufreq boost " + ("off" if boost == "0" else "on"),
+                     "" if boost == "0" else "echo 0 > /sys/devices/system/cpu/cpufreq/boost")
+    return Check("turbo", True, "no turbo control here")
+
+
+def check_smt(sys: Path) -> Check:
+    smt = _read(sys, "devices/system/cpu/smt/control")
+    ok = smt in (None, "off", "forceoff", "notsupported", "notimplemented")
+    return Check("smt", ok, f"SMT {smt or 'unknown'}" + ("" if ok else ": sibling threads share a core's caches"),
+                 "" if ok else "echo off > /sys/devices/system/cpu/smt/control")
+
+
+def check_thp(sys: Path) -> Check:
+    thp = hostinfo._bracketed(_read(sys, "kernel/mm/transparent_hugepage/enabled"))
+    ok = thp in (None, "madvise", "never")
+    return Check("transparent hugepages", ok, f"{thp or 'unknown'}" + ("" if ok else ": khugepaged works behind your back"),
+                 "" if ok else "echo madvise > /sys/kernel/mm/transparent_hugepage/enabled")
+
+
+def check_ksm(sys: Path) -> Check:
+    ksm = _read(sys, "kernel/mm/ksm/run")
+    ok = ksm in (None, "0")
+    return Check("ksm", ok, "KSM " + ("off" if ok else "merging pages in the background"),
+                 "" if ok else "echo 0 > /sys/kernel/mm/ksm/run")
+
+
+def check_busy(loadavg: str, cores: int) -> Check:
+    load = float(loadavg.split()[0])
+    ok = load < 0.25 * cores
+    return Check("busy machine", ok, f"load average {load:.2f} on {cores} cores",
+                 "" if ok else "wait for (or stop) the other work; `top` shows what runs")
+
+
+def noise_checks(sys: Path = Path("/sys"), loadavg: str | None = None, cores: int | None = None) -> list[Check]:
+    """The settings that make numbers noisy, each with the command that would fix it."""
+    loadavg = loadavg if loadavg is not None else Path("/proc/loadavg").read_text()
+    return [check_governors(sys), check_turbo(sys), check_smt(sys), check_thp(sys), check_ksm(sys),
+            check_busy(loadavg, cores or os.cpu_count() or 1)]
 
 
 def check_root() -> Check:
@@ -46,13 +110,10 @@ def check_kvm(cache_dir: str) -> Check:
 
 
 def check_noise(host: dict) -> list[Check]:
-    return [
-        Check("cpu governor", host["cpu_governor"] in ("performance", "n/a"),
-              f"{host['cpu_governor']}" + ("" if host["cpu_governor"] in ("performance", "n/a")
-                                           else ": `cpupower frequency-set -g performance`")),
-        Check("virtualized host", not host["virtualized"],
-              "this host is a VM: absolute numbers include its hypervisor" if host["virtualized"] else "bare metal"),
-    ]
+    return [*noise_checks(),
+            Check("virtualized host", not host["virtualized"],
+                  "this host is a VM: absolute numbers include its hypervisor" if host["virtualized"] else "bare metal",
+                  "run nightly numbers on bare metal" if host["virtualized"] else "")]
 
 
 def checks(cache_dir: str) -> list[Check]:

@@ -59,6 +59,11 @@ def print_checks(checks, console: Console) -> None:
     for c in checks:
         table.add_row(c.name, _cell(c.ok), c.detail)
     console.print(table)
+    fixes = [c for c in checks if c.fix]
+    if fixes:
+        console.print("To make numbers steadier (bench doctor changes nothing itself):")
+        for c in fixes:
+            console.print(f"  {c.name}: {c.fix}", soft_wrap=True, markup=False)
 
 
 def print_summary(run_dir: Path, console: Console) -> None:
