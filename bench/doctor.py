@@ -20,10 +20,7 @@ class Check:
 
 
 def _read(root: Path, rel: str) -> str | None:
-    try:
-        return (root / rel).read_text().strip()
-    except OSError:
-        return None
+    return hostinfo._read(str(root / rel))
 
 
 def check_governors(sys: Path) -> Check:

@@ -95,12 +95,18 @@ def content_digest(inputs: dict[str, str]) -> str:
     return h.hexdigest()[:16]
 
 
-def build_static(cache_dir: Path, source: Path) -> str:
-    """Compile one of our small static guest tools once per source text and compiler."""
+def compiler() -> tuple[str, str]:
+    """(path, version text) of the C compiler our static guest tools are built with."""
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         raise UsageError("a C compiler is needed to build the probe: run `make setup` (or apt-get install gcc libc6-dev)")
-    key = hashlib.sha256(source.read_bytes() + run_tool([cc, "--version"]).stdout.encode()).hexdigest()[:16]
+    return cc, run_tool([cc, "--version"]).stdout
+
+
+def build_static(cache_dir: Path, source: Path, cc: tuple[str, str]) -> str:
+    """Compile one of our small static guest tools once per source text and compiler."""
+    cc, version = cc
+    key = hashlib.sha256(source.read_bytes() + version.encode()).hexdigest()[:16]
     binary = cache_dir / "probe" / key / f"bench-{source.stem}"
     if not binary.exists():
         binary.parent.mkdir(parents=True, exist_ok=True)
@@ -114,7 +120,8 @@ def build_static(cache_dir: Path, source: Path) -> str:
 
 def build_image(cache_dir: Path) -> Image:
     """The guest image for this host, built unless the cache already holds the same content."""
-    inputs = image_inputs({guest: build_static(cache_dir, GUEST_SOURCES / src) for guest, src in STATIC_TOOLS.items()})
+    cc = compiler()
+    inputs = image_inputs({guest: build_static(cache_dir, GUEST_SOURCES / src, cc) for guest, src in STATIC_TOOLS.items()})
     digest = content_digest(inputs)
     final = cache_dir / "images" / digest
     if not (final / "rootfs").is_dir():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from importlib.metadata import entry_points
 
 from runners.base import Runner
@@ -18,6 +19,7 @@ class RunnerInfo:
     load_error: str = ""
 
 
+@cache
 def registered() -> dict[str, RunnerInfo]:
     """Every registered runner by name; one that fails to import is listed with the reason."""
     found = {}
@@ -32,10 +34,15 @@ def registered() -> dict[str, RunnerInfo]:
 def availability(info: RunnerInfo) -> tuple[bool, str]:
     if info.cls is None:
         return False, info.load_error
+    runner = None
     try:
-        return info.cls().available()
+        runner = info.cls()
+        return runner.available()
     except Exception as exc:
         return False, f"availability check failed: {exc}"
+    finally:
+        if runner is not None:
+            runner.close()  # a libvirt connection, a taskstats socket
 
 
 def load_target(target: str) -> type[Runner]:

@@ -15,7 +15,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape  # noqa: E40
 
 from bench.stats import runner_order, summarize  # noqa: E402
 from bench.store import STAGING_PREFIX  # noqa: E402
-from bench.views import ordered  # noqa: E402
+from bench.views import fmt_number, ordered  # noqa: E402
 
 HIGH_CV = 0.10
 LABELS = {"ready_ms": "time to READY", "exit_ms": "time to exit", "teardown_ms": "teardown",
@@ -59,7 +59,7 @@ def phases_png(summary: pd.DataFrame, path: Path) -> None:
         ax.barh(order, share, left=left, color=color, label=phase)
         left += share
     for i, runner in enumerate(order):
-        ax.text(101, i, f"{_fmt(total[runner])} ms", va="center", fontsize=8)
+        ax.text(101, i, f"{fmt_number(total[runner])} ms", va="center", fontsize=8)
     ax.set_xlim(0, 125)
     ax.set_xlabel("share of launch-to-clean time (%); the total is written beside each bar")
     ax.set_title("startup phases per runner (medians)", fontsize=10, pad=24)
@@ -76,7 +76,7 @@ def memory_png(summary: pd.DataFrame, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(order) + 1.5), dpi=110)
     ax.barh(order, mem.loc[order], color="tab:purple")
     for i, runner in enumerate(order):
-        ax.text(mem[runner], i, f" {_fmt(mem[runner])}", va="center", fontsize=8)
+        ax.text(mem[runner], i, f" {fmt_number(mem[runner])}", va="center", fontsize=8)
     if mem.min() > 0 and mem.max() / mem.min() > 10:
         ax.set_xscale("log")
     ax.set_xlabel("host-side peak memory of one instance (MiB, median)")
@@ -203,13 +203,7 @@ def trend_png(part: pd.DataFrame, changes, ids: list[str], title: str, path: Pat
 
 
 def _table_rows(rows: pd.DataFrame, kinds: dict[str, str]) -> list[dict]:
-    return [{**r, "label": r["runner"] + (" (peer)" if kinds.get(r["runner"]) == "peer" else ""), "fmt": {k: _fmt(r[k]) for k in ("median", "p5", "p95")},
+    return [{**r, "label": r["runner"] + (" (peer)" if kinds.get(r["runner"]) == "peer" else ""), "fmt": {k: fmt_number(r[k], "") for k in ("median", "p5", "p95")},
              "cv_fmt": "" if pd.isna(r["cv"]) else f"{r['cv']:.1%}",
              "ratio_fmt": "" if pd.isna(r["ratio"]) else f"{r['ratio']:.2f}x"}
             for r in ordered(rows).to_dict("records")]
-
-
-def _fmt(value: float) -> str:
-    if pd.isna(value):
-        return ""
-    return f"{value:.3g}" if abs(value) < 100 else f"{value:,.0f}"

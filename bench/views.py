@@ -83,7 +83,7 @@ def print_summary(run_dir: Path, console: Console) -> None:
             table.add_column(column, justify="left" if left else "right", no_wrap=True,
                              min_width=None if left else len(column))
         for r in part.itertuples():
-            cells = [r.metric, r.runner, _num(r.median), _num(r.p5), _num(r.p95),
+            cells = [r.metric, r.runner, fmt_number(r.median), fmt_number(r.p5), fmt_number(r.p95),
                      "" if r.cv != r.cv else f"{r.cv:.1%}", str(r.n)]
             cells += [f"[red]{r.failed}[/]" if r.failed else "0"] if failures else []
             table.add_row(*cells, "" if r.ratio != r.ratio else f"{r.ratio:.2f}x")
@@ -100,9 +100,10 @@ def ordered(summary):
     return keys.sort_values(["_m", "_r"], kind="stable").drop(columns=["_m", "_r"])
 
 
-def _num(value: float) -> str:
+def fmt_number(value: float, missing: str = "-") -> str:
+    """3 significant digits below 100, whole numbers with thousands separators above."""
     if value != value:
-        return "-"
+        return missing
     return f"{value:.3g}" if abs(value) < 100 else f"{value:,.0f}"
 
 
@@ -116,7 +117,7 @@ def print_verdicts(verdicts, console: Console) -> None:
                          no_wrap=True)
     for v in verdicts:
         ci = "" if v.ci_low != v.ci_low else f"{v.ci_low:.2f}-{v.ci_high:.2f}"
-        table.add_row(f"{v.suite}/{v.workload}", v.runner, v.metric, _num(v.base_median), _num(v.new_median),
+        table.add_row(f"{v.suite}/{v.workload}", v.runner, v.metric, fmt_number(v.base_median), fmt_number(v.new_median),
                       f"{v.ratio:.2f}x", ci, "" if v.p_value != v.p_value else f"{v.p_value:.3f}",
                       f"[{VERDICT_STYLE[v.verdict]}]{v.verdict}[/]" if VERDICT_STYLE[v.verdict] else v.verdict)
     console.print(table)

@@ -6,16 +6,15 @@ subprocess (threading's at-fork hook), and several ms with pandas. So none of th
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import signal
 
 from bench.measure import MEASURES
 from bench.spec import Envelope, LaunchSpec
+from runners import _linux as linux
 from bench.workloads import WORKLOADS
 
-PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36
 
 
 class Worker:
@@ -68,9 +67,8 @@ def main() -> None:
     replies = os.fdopen(os.dup(1), "w")
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
     os.dup2(2, 1)
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)  # never outlive `bench`
-    libc.prctl(PR_SET_CHILD_SUBREAPER, 1)  # orphans stay ours: reaped, and counted in the tree
+    linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGTERM)  # never outlive `bench`
+    linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)  # orphans stay ours: reaped, and counted in the tree
     signal.signal(signal.SIGTERM, _interrupt)  # tear the current instance down, as on Ctrl-C
     worker = Worker()
     try:

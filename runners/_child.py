@@ -22,6 +22,9 @@ MAX_OUTPUT = 16 << 20
 class ChildInstance(Instance):
     """A child pid whose stdout+stderr arrive on out_fd."""
 
+    DRAIN_S = 0.2  # after the exit, how long to wait for the rest of the output
+    EXIT_TIMEOUT = "still running after {:g} s"
+
     def __init__(self, pid: int, out_fd: int, marker: bytes | None,
                  on_teardown: Callable[[], None] | None = None) -> None:
         self.pid = pid
@@ -90,9 +93,9 @@ class ChildInstance(Instance):
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while self.t_exit is None:
             if not self._read_once(None if deadline is None else deadline - time.monotonic()):
-                raise MeasurementError(f"still running after {timeout_s:g} s")
+                raise MeasurementError(self.EXIT_TIMEOUT.format(timeout_s))
         # Drain what is left in the pipe; a leftover grandchild may hold it open, so don't wait long.
-        while not self._eof and self._read_once(0.2):
+        while not self._eof and self._read_once(self.DRAIN_S):
             pass
         return self.exit_code
 
@@ -126,33 +129,13 @@ def pinned(cpus: list[int] | None) -> Iterator[None]:
         os.sched_setaffinity(0, before)
 
 
+def run_quietly(argv: list[str], env: dict[str, str]) -> int:
+    """Run a host command to its end with its output discarded; waits for that child only."""
+    devnull = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
+    pid = os.posix_spawn(argv[0], argv, env, file_actions=devnull)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
 def output_pipe() -> tuple[int, int]:
     """(read end for the host, write end for the child): CLOEXEC so no other child inherits it."""
     return os.pipe2(os.O_CLOEXEC)
-
-
-def fork_exec(argv: list[str], env: dict[str, str], out_fd: int,
-              prepare: Callable[[], None]) -> int:
-    """fork, run prepare() in the child (chroot, namespaces...), exec argv; errors come back as text."""
-    err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            os.dup2(null, 0)
-            os.dup2(out_fd, 1)
-            os.dup2(out_fd, 2)
-            prepare()
-            os.execve(argv[0], argv, env)
-        except BaseException as exc:
-            os.write(err_w, f"{type(exc).__name__}: {exc}".encode())
-        finally:
-            os._exit(127)
-    os.close(err_w)
-    os.close(null)
-    with os.fdopen(err_r, "rb") as err:
-        message = err.read()  # empty once exec succeeded: CLOEXEC closed the write end
-    if message:
-        os.waitpid(pid, 0)
-        raise MeasurementError(f"cannot start {argv[0]}: {message.decode(errors='replace')}")
-    return pid

@@ -1,4 +1,7 @@
-"""Netlink message packing shared by taskstats (generic netlink) and rtnetlink (links, addresses)."""
+"""Netlink message packing shared by taskstats (generic netlink) and rtnetlink (links, addresses).
+
+Written here rather than taken from pyroute2 because the measuring worker forks every instance:
+importing pyroute2 brings threading in and made a fork from it cost 2.0 ms instead of 0.56 ms."""
 
 from __future__ import annotations
 

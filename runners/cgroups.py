@@ -7,7 +7,6 @@ v2 (unified): one directory; memory.max, memory.peak, cpu.max, pids.max.
 from __future__ import annotations
 
 import errno
-import os
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -208,13 +207,3 @@ def v1_mounts(mountinfo: str) -> dict[str, Path]:
                 if option in V1_CONTROLLERS:
                     found[option] = Path(fields[4])
     return found
-
-
-def join(procs_files: list[str]) -> None:
-    """Move the calling process into the cgroup (used by the child before it execs)."""
-    for path in procs_files:
-        fd = os.open(path, os.O_WRONLY)
-        try:
-            os.write(fd, b"0")
-        finally:
-            os.close(fd)

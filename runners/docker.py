@@ -9,6 +9,7 @@ import subprocess
 
 from bench.spec import LaunchSpec
 from runners.base import GUEST_ENV
+from runners._child import run_quietly
 from runners.process import ProcessRunner, TaskInstance
 
 # Debian's docker.io client matches its daemon; a newer client elsewhere on PATH may not.
@@ -74,8 +75,4 @@ class DockerRunner(ProcessRunner):
 
     def _remove(self, name: str) -> None:
         """Removal is teardown: without --rm the CLI returns when the workload exits, not after cleanup."""
-        cli = self.cli()
-        pid = os.posix_spawn(cli, [cli, "rm", "--force", name], GUEST_ENV,
-                             file_actions=[(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
-                                           (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)])
-        os.waitpid(pid, 0)
+        run_quietly([self.cli(), "rm", "--force", name], GUEST_ENV)

@@ -12,6 +12,7 @@ from pathlib import Path
 from bench.spec import LaunchSpec
 from runners.base import GUEST_ENV
 from runners.container import DOCKER_CAPS, MASKED_PROC, READONLY_PROC
+from runners._child import run_quietly
 from runners.process import ProcessRunner, TaskInstance
 
 CFS_PERIOD_US = 100_000
@@ -100,8 +101,7 @@ class OciRunner(ProcessRunner):
     def _delete(self, name: str, bundle: Path) -> None:
         """`run` deletes its container when it returns; force it only when state was left behind."""
         if (Path(self.state_root) / name).exists():
-            os.posix_spawn(shutil.which(self.runtime), [self.runtime, "delete", "--force", name], GUEST_ENV)
-            os.wait()
+            run_quietly([shutil.which(self.runtime), "delete", "--force", name], GUEST_ENV)
         shutil.rmtree(bundle, ignore_errors=True)
 
 

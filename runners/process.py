@@ -16,12 +16,14 @@ class ProcessRunner(Runner):
 
     def __init__(self) -> None:
         self._taskstats: TaskstatsListener | None = None
+        self._mem_method: str | None = None  # decided by the first _listener() call
 
     def available(self) -> tuple[bool, str]:
         return True, "always"
 
     def config(self) -> dict:
-        return {"spawn": "posix_spawn", "mem_peak": _mem_method()}
+        self._listener()
+        return {"spawn": "posix_spawn", "mem_peak": self._mem_method}
 
     def launch(self, spec: LaunchSpec) -> ChildInstance:
         return self.spawn(host_path(spec, spec.argv[0]), list(spec.argv), spec)
@@ -44,14 +46,17 @@ class ProcessRunner(Runner):
         return (instance_cls or TaskInstance)(pid, read_fd, spec.marker, taskstats)
 
     def _listener(self) -> TaskstatsListener | None:
-        if self._taskstats is None and _mem_method() == "taskstats":
-            self._taskstats = TaskstatsListener()
+        if self._mem_method is None:
+            try:
+                self._taskstats, self._mem_method = TaskstatsListener(), "taskstats"
+            except OSError:
+                self._mem_method = "unavailable (taskstats needs root and CONFIG_TASKSTATS)"
         return self._taskstats
 
     def close(self) -> None:
         if self._taskstats:
             self._taskstats.close()
-            self._taskstats = None
+        self._taskstats, self._mem_method = None, None
 
 
 class TaskInstance(ChildInstance):
@@ -82,11 +87,3 @@ def host_path(spec: LaunchSpec, guest: str) -> str:
         target = os.readlink(inside)
         path = target if target.startswith("/") else os.path.normpath(os.path.join(os.path.dirname(path), target))
     return guest
-
-
-def _mem_method() -> str:
-    try:
-        TaskstatsListener().close()
-        return "taskstats"
-    except OSError:
-        return "unavailable (taskstats needs root and CONFIG_TASKSTATS)"

@@ -244,6 +244,9 @@ class GuestConsole:
     is a guest's console: "BENCH-EXIT n" is the workload's exit (t_exit is when it arrived),
     "BENCH-MEM total available" the guest's own view of its memory."""
 
+    DRAIN_S = 0.0  # the guest idles after reporting: take what has arrived, wait for nothing more
+    EXIT_TIMEOUT = "the guest did not report its exit within {:g} s"
+
     def _note_exit(self) -> None:
         found = _EXIT.search(self.output)
         if found and self.t_exit is None:
@@ -254,13 +257,6 @@ class GuestConsole:
         progressed = super()._read_once(timeout_s)
         self._note_exit()
         return progressed
-
-    def wait_exit(self, timeout_s: float | None) -> int:
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while self.t_exit is None:
-            if not self._read_once(None if deadline is None else deadline - time.monotonic()):
-                raise MeasurementError(f"the guest did not report its exit within {timeout_s:g} s")
-        return self.exit_code
 
     def extra_metrics(self) -> dict[str, tuple[float, str]]:
         found = _MEM.search(self.output)

@@ -2,7 +2,6 @@
 
 import subprocess
 
-import pandas as pd
 import pytest
 
 from bench.spec import LaunchSpec
