@@ -185,12 +185,16 @@ def qemu_processes() -> list[Residue]:
     return found
 
 
-def state_dirs() -> list[Residue]:
-    return [Residue("state dir", str(p)) for p in sorted(STATE_DIR.glob("bench-*")) if p.is_dir()]
+def state_dirs(cache_dir: Path | None = None) -> list[Residue]:
+    """Per-instance dirs in /tmp, and the chroot runner's scratch dirs inside the image's jail."""
+    found = sorted(STATE_DIR.glob("bench-*"))
+    if cache_dir is not None:
+        found += sorted((cache_dir / "images").glob("*/rootfs/tmp/bench-*"))
+    return [Residue("state dir", str(p)) for p in found if p.is_dir()]
 
 
 def residues(results_dir: Path, reports_dir: Path, cache_dir: Path) -> list[Residue]:
     """In removal order: processes and cgroups first, then network, mounts, and files last."""
     return [*domains(), *qemu_processes(), *docker_containers(), *oci_containers(), *cgroups(), *network(),
-            *mounts(), *state_dirs(),
+            *mounts(), *state_dirs(cache_dir),
             *staging_dirs(results_dir, reports_dir, cache_dir)]

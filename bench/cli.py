@@ -40,6 +40,7 @@ def build_parser() -> Parser:
     r.add_argument("--warmup", help="rounds run first and not stored (default: per suite)")
     r.add_argument("--cpus", help="CPUs per environment, e.g. 1 or 0.5")
     r.add_argument("--memory", help="memory per environment, e.g. 512M")
+    r.add_argument("--density", help="instances at once in the memory suite's density workload (default 4)")
     r.add_argument("--results-dir", default="results", type=Path)
     r.add_argument("--reports-dir", default="reports", type=Path)
     r.add_argument("--no-report", action="store_true")
@@ -114,7 +115,8 @@ def cmd_run(args, console) -> int:
         repeat=positive_int(args.repeat, "--repeat") if args.repeat is not None else None,
         warmup=positive_int(args.warmup, "--warmup", minimum=0) if args.warmup is not None else None,
         envelope=envelope_from(args), results_dir=args.results_dir, reports_dir=args.reports_dir,
-        report=not args.no_report, cache_dir=cache_dir(), options=parse_options(args.option, scoped=True))
+        report=not args.no_report, cache_dir=cache_dir(), options=parse_options(args.option, scoped=True),
+        **({"density": positive_int(args.density, "--density")} if args.density is not None else {}))
     code, run_dir = run(opts, console)
     from bench.views import print_summary
 

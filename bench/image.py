@@ -11,18 +11,19 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import UsageError
-from bench.workloads import PROBE_GUEST_PATH, SYSCALL_GUEST_PATH
+from bench.workloads import PROBE_GUEST_PATH, RR_GUEST_PATH, SYSCALL_GUEST_PATH
 
-BUILDER_VERSION = "1"  # bump when the layout of the tree changes
+BUILDER_VERSION = "2"  # bump when the layout of the tree changes
 BUSYBOX = "/bin/busybox"
 TOOLS = ("stress-ng", "fio", "iperf3")
 GUEST_SOURCES = Path(__file__).parent / "guest"
-STATIC_TOOLS = {PROBE_GUEST_PATH: "probe.c", SYSCALL_GUEST_PATH: "syscalls.c"}  # built here, static
+STATIC_TOOLS = {PROBE_GUEST_PATH: "probe.c", SYSCALL_GUEST_PATH: "syscalls.c", RR_GUEST_PATH: "rr.c"}  # built here, static
 GUEST_DIRS = ("proc", "sys", "dev", "tmp", "run", "root", "etc", "var/tmp", "mnt")
 GUEST_ETC = {
     "etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
@@ -30,6 +31,10 @@ GUEST_ETC = {
     "etc/hostname": "bench\n",
     "etc/hosts": "127.0.0.1 localhost\n",
 }
+
+# Device nodes a bare chroot jail needs (iperf3 reads /dev/urandom); the container mounts its own
+# /dev over them, the VM a devtmpfs. Made only when building as root, as debootstrap does.
+GUEST_DEVICES = {"dev/null": (1, 3), "dev/zero": (1, 5), "dev/random": (1, 8), "dev/urandom": (1, 9)}
 
 _LDD_LINE = re.compile(r"^\s*(?:(\S+)\s+=>\s+)?(/\S+)\s+\(0x[0-9a-f]+\)\s*$")
 
@@ -139,6 +144,10 @@ def populate_tree(root: Path, inputs: dict[str, str]) -> None:
     for d in GUEST_DIRS:
         (root / d).mkdir(parents=True, exist_ok=True)
     (root / "tmp").chmod(0o1777)
+    if os.geteuid() == 0:
+        for rel, (major, minor) in GUEST_DEVICES.items():
+            os.mknod(root / rel, 0o666 | stat.S_IFCHR, os.makedev(major, minor))
+            os.chmod(root / rel, 0o666)
     for rel, text in GUEST_ETC.items():
         (root / rel).write_text(text)
     for guest, host in inputs.items():

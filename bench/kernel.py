@@ -95,6 +95,11 @@ def modinfo_depends(ko: bytes) -> list[str]:
 def module_closure(moddir: Path, wanted=GUEST_MODULES) -> dict[str, Path]:
     """GUEST_MODULES and what they depend on, in load order (dependencies first)."""
     index = {p.name.removesuffix(".ko").replace("-", "_"): p for p in moddir.rglob("*.ko")}
+    return load_order(index, wanted)
+
+
+def load_order(index: dict[str, Path], wanted) -> dict[str, Path]:
+    """The modules in wanted that index holds, dependencies first (absent ones are built in)."""
     ordered: dict[str, Path] = {}
 
     def visit(name: str) -> None:

@@ -49,3 +49,48 @@ def parse_bench_syscall(text: str) -> float:
     if not found:
         raise ValueError("no syscalls_per_s line in the output")
     return float(found.group(1))
+
+
+def _json_at(text: str, start: int):
+    """The JSON document starting at start (a guest's console may print more after it)."""
+    import json
+
+    if start < 0:
+        raise json.JSONDecodeError("no JSON document", text, 0)
+    return json.JSONDecoder().raw_decode(text, start)[0]
+
+
+def parse_fio(text: str) -> dict[str, float]:
+    """fio --output-format=json of the randread, randwrite and seqread jobs -> the disk metrics."""
+    import json
+
+    try:
+        jobs = {job["jobname"]: job for job in _json_at(text, text.find("{"))["jobs"]}
+        failed = [name for name, job in jobs.items() if job.get("error")]
+        if failed:
+            raise ValueError(f"fio job {', '.join(failed)} failed")
+        return {"disk_randread_iops": float(jobs["randread"]["read"]["iops"]),
+                "disk_randwrite_iops": float(jobs["randwrite"]["write"]["iops"]),
+                "disk_seq_read_mib_s": jobs["seqread"]["read"]["bw"] / 1024}  # fio's bw is KiB/s
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"no fio JSON with randread, randwrite and seqread jobs ({type(exc).__name__}: {exc})") from None
+
+
+_RR = re.compile(r"^rr_us ([\d.]+) transactions (\d+)", re.MULTILINE)
+
+
+def parse_net(text: str) -> dict[str, float]:
+    """bench-rr's line, then iperf3 --json: net_rr_us (mean round trip) and net_gbit_s (received)."""
+    import json
+
+    found = _RR.search(text)
+    if not found:
+        raise ValueError("no rr_us line from bench-rr in the output")
+    try:
+        report = _json_at(text, text.find("{", found.end()))
+        if "error" in report:
+            raise ValueError(f"iperf3: {report['error']}")
+        bits = report["end"]["sum_received"]["bits_per_second"]
+    except (json.JSONDecodeError, KeyError) as exc:
+        raise ValueError(f"no iperf3 JSON result after bench-rr's line ({type(exc).__name__}: {exc})") from None
+    return {"net_rr_us": float(found.group(1)), "net_gbit_s": bits / 1e9}

@@ -13,9 +13,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from jinja2 import Environment, FileSystemLoader, select_autoescape  # noqa: E402
 
-from bench.stats import runner_order, summarize  # noqa: E402
+from bench.stats import headline, runner_order, summarize  # noqa: E402
 from bench.store import STAGING_PREFIX  # noqa: E402
-from bench.views import fmt_number, ordered  # noqa: E402
+from bench.views import fmt_number, ordered, vs_process  # noqa: E402
 
 HIGH_CV = 0.10
 LABELS = {"ready_ms": "time to READY", "exit_ms": "time to exit", "teardown_ms": "teardown",
@@ -156,7 +156,24 @@ def render_report(run_dir: Path, out_dir: Path, baseline_dir: Path | None = None
         if regressed:
             found.insert(0, f"regressions against baseline {baseline['run_id']}: {', '.join(regressed)}")
     return _publish(staging, out_dir, "report.html.j2", meta=meta, sections=sections, warnings=found,
-                    baseline=baseline)
+                    baseline=baseline, headline=headline_table(df, meta))
+
+
+def headline_table(df: pd.DataFrame, meta: dict) -> dict:
+    """Rows: suite/workload metric; columns: runners; cells: "0.97x (0.95-0.99)", and accel=tcg beside
+    every number of a VM that ran emulated."""
+    table = headline(df)
+    runners = [r for r in runner_order(df["runner"]) if r in set(table["runner"])]
+    emulated = {n for n, cfg in meta.get("runners", {}).items() if cfg.get("accel") == "tcg"}
+    rows = {}
+    for r in table.to_dict("records"):
+        row = rows.setdefault((r["suite"], r["workload"], r["metric"]),
+                              {"label": f"{r['suite']}/{r['workload']}", "metric": f"{r['metric']} ({r['unit']})", "cells": {}})
+        value = vs_process(r["value"], float("nan"), "") if r["kind"] == "ratio" else vs_process(float("nan"), r["value"], r["unit"])
+        spread = "" if pd.isna(r["ci_low"]) else (f" ({r['ci_low']:.2f}-{r['ci_high']:.2f})" if r["kind"] == "ratio"
+                                                   else f" ({r['ci_low']:+.1f} to {r['ci_high']:+.1f})")
+        row["cells"][r["runner"]] = {"text": value + spread, "tcg": r["runner"] in emulated}
+    return {"runners": runners, "rows": list(rows.values())}
 
 
 def render_history(run_dirs: list[Path], out_dir: Path) -> Path:
@@ -205,5 +222,5 @@ def trend_png(part: pd.DataFrame, changes, ids: list[str], title: str, path: Pat
 def _table_rows(rows: pd.DataFrame, kinds: dict[str, str]) -> list[dict]:
     return [{**r, "label": r["runner"] + (" (peer)" if kinds.get(r["runner"]) == "peer" else ""), "fmt": {k: fmt_number(r[k], "") for k in ("median", "p5", "p95")},
              "cv_fmt": "" if pd.isna(r["cv"]) else f"{r['cv']:.1%}",
-             "ratio_fmt": "" if pd.isna(r["ratio"]) else f"{r['ratio']:.2f}x"}
+             "ratio_fmt": vs_process(r["ratio"], r["diff"], r["unit"])}
             for r in ordered(rows).to_dict("records")]

@@ -14,7 +14,7 @@ from bench import hostinfo, store
 from bench.errors import UsageError
 from bench.image import build_image
 from bench.spec import Envelope
-from bench.workloads import SUITE_DEFAULTS, SUITE_ENVELOPE, Workload, select
+from bench.workloads import DENSITY, SUITE_DEFAULTS, SUITE_ENVELOPE, Workload, select
 from bench.client import WorkerClient
 from bench.registry import registered
 
@@ -33,6 +33,7 @@ class RunOptions:
     cache_dir: Path
     options: dict = field(default_factory=dict)  # runner -> {option: value}
     timeout_s: float = 60.0
+    density: int = DENSITY
 
 
 def choose_runners(arg: str | None) -> list[str] | None:
@@ -89,7 +90,8 @@ def run(opts: RunOptions, console: Console) -> tuple[int, Path]:
         with console.status("preparing the runners (a VM's kernel and initramfs, the KVM probe)"):
             status = client.init(targets, image, opts.envelope, opts.options, opts.cache_dir)
         names = active_runners(status, wanted)
-        samples = measure_all(client, workloads, names, opts, run_id, console)
+        plan, not_run = plan_runs(workloads, names, status)
+        samples = measure_all(client, plan, opts, run_id, console)
     finally:
         client.close()
     meta = {
@@ -102,21 +104,41 @@ def run(opts: RunOptions, console: Console) -> tuple[int, Path]:
         "host": hostinfo.fingerprint(), "versions": hostinfo.versions(),
         "runners": {n: {"kind": registered()[n].cls.kind, **status[n]["config"]} for n in names},
         "skipped_runners": {n: s["reason"] for n, s in status.items() if n not in names},
+        "not_run": not_run, "density": opts.density,
     }
     run_dir = store.write_run(opts.results_dir, run_id, samples, meta)
     failed = sum(not s["ok"] for s in samples)
     return (1 if failed else 0), run_dir
 
 
-def measure_all(client, workloads, names, opts, run_id, console) -> list[dict]:
+NEED_WORDS = {"scratch": "a scratch directory or disk", "server": "a network path to host-side servers"}
+
+
+def plan_runs(workloads: list[Workload], names: list[str], status: dict) -> tuple[list, dict[str, str]]:
+    """[(workload, runners that can run it)], and {"runner/workload": why not} for the others."""
+    plan, not_run = [], {}
+    for w in workloads:
+        able = []
+        for name in names:
+            missing = sorted(w.needs() - set(status[name].get("provides", ())))
+            if missing:
+                not_run[f"{name}/{w.name}"] = f"{name} does not provide {' or '.join(NEED_WORDS[m] for m in missing)}"
+            else:
+                able.append(name)
+        if able:
+            plan.append((w, able))
+    return plan, not_run
+
+
+def measure_all(client, plan, opts, run_id, console) -> list[dict]:
     """Round-robin over runners inside each round, so that drift on the host hits them alike."""
-    plan = [(w, *rounds(w, opts)) for w in workloads]
-    total = sum((repeat + warmup) * len(names) for _, repeat, warmup in plan)
+    plan = [(w, names, *rounds(w, opts)) for w, names in plan]
+    total = sum((repeat + warmup) * len(names) for _, names, repeat, warmup in plan)
     samples, n = [], 0
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("measuring", total=total)
-        for workload, repeat, warmup in plan:
+        for workload, names, repeat, warmup in plan:
             for rnd in range(warmup + repeat):
                 for name in names:
                     n += 1
@@ -124,7 +146,7 @@ def measure_all(client, workloads, names, opts, run_id, console) -> list[dict]:
                                     + (" (warm-up)" if rnd < warmup else ""))
                     reply = client.request(op="measure", suite=workload.suite, workload=workload.name,
                                            runner=name, iteration=rnd - warmup, name=f"bench-{run_id}-{n}",
-                                           timeout_s=opts.timeout_s)
+                                           timeout_s=opts.timeout_s, density=opts.density)
                     if rnd >= warmup:
                         samples.extend(reply["samples"])
                     progress.advance(task)

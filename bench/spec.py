@@ -37,6 +37,22 @@ class LaunchSpec:
     envelope: Envelope = Envelope()
     marker: bytes | None = b"READY"
     timeout_s: float = 30.0
+    scratch: str | None = None  # "own" (the environment's writable storage) or "volume" (a host dir handed in)
+    server: str | None = None  # the address of host-side servers the workload talks to (network workloads)
+
+    def argv_with(self, values: dict[str, str]) -> tuple[str, ...]:
+        """argv with placeholders (SCRATCH, SERVER...) replaced by what they are in this environment."""
+        argv = self.argv
+        for placeholder, value in values.items():
+            argv = tuple(arg.replace(placeholder, value) for arg in argv)
+        return argv
+
+
+# Placeholders in a workload's argv, filled in per environment.
+SCRATCH = "@SCRATCH@"  # the directory a disk test writes to
+SERVER = "@SERVER@"  # the address of the host-side servers a network workload talks to
+RR_PORT, IPERF_PORT = "@RR_PORT@", "@IPERF_PORT@"
+HOST_L3 = "@HOST_L3@"  # the host's last-level cache size, so that stream sizes its arrays alike everywhere
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 BASELINE = "process"
 KEYS = ["suite", "workload", "runner", "metric", "unit"]
+# Already an amount on top of what a plain process needs (a process's own is about 0): compared to
+# process as a difference, never as a ratio of two numbers near zero.
+DIFFERENCE_METRICS = {"mem_overhead_mib", "mem_per_instance_mib"}
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
@@ -24,8 +28,45 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     table = appearance.merge(table.join(failed, how="outer").reset_index(), on=KEYS, how="left")
     table["n"] = table["n"].fillna(0).astype(int)
     table["failed"] = table["failed"].fillna(0).astype(int)
-    table["ratio"] = table["median"] / _baseline_medians(table)
+    base = _baseline_medians(table)
+    relative = table["metric"].isin(DIFFERENCE_METRICS)
+    table["ratio"] = (table["median"] / base).where(~relative)
+    table["diff"] = (table["median"] - base).where(relative)
     return table
+
+
+def _ratio(base, new, axis=-1):
+    return np.median(new, axis=axis) / np.median(base, axis=axis)
+
+
+def _difference(base, new, axis=-1):
+    return np.median(new, axis=axis) - np.median(base, axis=axis)
+
+
+def headline(df: pd.DataFrame) -> pd.DataFrame:
+    """Felter et al.'s table: per metric and runner, its median against process's as a ratio (a
+    difference for DIFFERENCE_METRICS), with a 95% bootstrap interval (percentile; none under 2 samples)."""
+    from scipy import stats
+
+    rows = []
+    ok = df[df["ok"]]
+    for (suite, workload, metric, unit), part in ok.groupby(["suite", "workload", "metric", "unit"], sort=False):
+        base = part.loc[part["runner"] == BASELINE, "value"].to_numpy()
+        if not len(base):
+            continue
+        statistic = _difference if metric in DIFFERENCE_METRICS else _ratio
+        for runner, group in part[part["runner"] != BASELINE].groupby("runner", sort=False):
+            new = group["value"].to_numpy()
+            low = high = float("nan")
+            if len(base) >= 2 and len(new) >= 2 and np.ptp(np.concatenate([base, new])) > 0:
+                ci = stats.bootstrap((base, new), statistic, vectorized=True, n_resamples=2000,
+                                     method="percentile", random_state=0).confidence_interval
+                low, high = float(ci.low), float(ci.high)
+            rows.append({"suite": suite, "workload": workload, "metric": metric, "unit": unit, "runner": runner,
+                         "kind": "difference" if metric in DIFFERENCE_METRICS else "ratio",
+                         "value": float(statistic(base, new)), "ci_low": low, "ci_high": high, "n": len(new)})
+    return pd.DataFrame(rows, columns=["suite", "workload", "metric", "unit", "runner", "kind", "value",
+                                       "ci_low", "ci_high", "n"])
 
 
 def _baseline_medians(table: pd.DataFrame) -> pd.Series:

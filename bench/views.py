@@ -86,8 +86,15 @@ def print_summary(run_dir: Path, console: Console) -> None:
             cells = [r.metric, r.runner, fmt_number(r.median), fmt_number(r.p5), fmt_number(r.p95),
                      "" if r.cv != r.cv else f"{r.cv:.1%}", str(r.n)]
             cells += [f"[red]{r.failed}[/]" if r.failed else "0"] if failures else []
-            table.add_row(*cells, "" if r.ratio != r.ratio else f"{r.ratio:.2f}x")
+            table.add_row(*cells, vs_process(r.ratio, r.diff, r.unit))
         console.print(table)
+
+
+def vs_process(ratio: float, diff: float, unit: str) -> str:
+    """The ×proc cell: a ratio, or for DIFFERENCE_METRICS the amount above process."""
+    if ratio == ratio:
+        return f"{ratio:.2f}x"
+    return "" if diff != diff else f"{diff:+.1f} {unit}"
 
 
 def ordered(summary):

@@ -13,7 +13,7 @@ import signal
 from bench.measure import MEASURES
 from bench.spec import Envelope, LaunchSpec
 from runners import _linux as linux
-from bench.workloads import WORKLOADS
+from bench.workloads import DENSITY, WORKLOADS
 
 
 
@@ -40,7 +40,8 @@ class Worker:
             ok, reason = runner.available()
             if ok:
                 runner.prepare(msg["rootfs"], msg["image_digest"], msg["cache_dir"])
-            report[name] = {"available": ok, "reason": reason, "config": runner.config() if ok else {}}
+            report[name] = {"available": ok, "reason": reason, "config": runner.config() if ok else {},
+                            "provides": sorted(runner.provides)}
             if ok:
                 self.runners[name] = runner
         self.base = {"rootfs": msg["rootfs"], "host_paths": msg["host_paths"],
@@ -50,9 +51,11 @@ class Worker:
     def measure(self, msg: dict) -> dict:
         workload = next(w for w in WORKLOADS if w.name == msg["workload"] and w.suite == msg["suite"])
         startup = workload.suite == "startup"
-        spec = LaunchSpec(name=msg["name"], argv=workload.argv, marker=b"READY" if startup else None,
-                          timeout_s=msg["timeout_s"] if startup else workload.timeout_s, **self.base)
-        samples = MEASURES[workload.suite](self.runners[msg["runner"]], spec, workload, msg["iteration"])
+        spec = LaunchSpec(name=msg["name"], argv=workload.argv, marker=b"READY" if workload.marker else None,
+                          timeout_s=msg["timeout_s"] if startup else workload.timeout_s,
+                          scratch=workload.scratch, **self.base)
+        samples = MEASURES[workload.suite](self.runners[msg["runner"]], spec, workload, msg["iteration"],
+                                           density=msg.get("density") or DENSITY)
         reap_orphans()
         return {"op": "samples", "samples": [s.to_dict() for s in samples]}
 

@@ -51,6 +51,9 @@ class Runner(ABC):
     kind: ClassVar[str] = "ours"  # "ours" or "peer"
     description: ClassVar[str] = ""
     cannot_measure: ClassVar[dict[str, str]] = {}  # metric -> why this runner can never measure it
+    # What disk and network workloads need (Workload.needs): "scratch", a directory for SCRATCH
+    # (LaunchSpec.scratch: "own" or "volume"); "server", host-side servers it can reach (server_side).
+    provides: ClassVar[frozenset[str]] = frozenset()
 
     @abstractmethod
     def available(self) -> tuple[bool, str]:
@@ -66,6 +69,11 @@ class Runner(ABC):
     @abstractmethod
     def launch(self, spec: LaunchSpec) -> Instance:
         """Create the environment and start the workload in it."""
+
+    def server_side(self) -> tuple[str | None, str]:
+        """Where a network workload's host-side servers run: (network namespace path or None for the
+        host's, the address they listen on and the environment connects to). Needs "server"."""
+        raise NotImplementedError(f"{self.name} provides no host-side servers")
 
     def close(self) -> None:
         """Release what the runner holds across instances."""

@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import shutil
 
+from pathlib import Path
+
 from bench.spec import LaunchSpec
-from runners.process import ProcessRunner, TaskInstance
+from runners.process import ProcessRunner, TaskInstance, with_scratch
 
 BUSYBOX_PATHS = ("/bin/busybox", "/usr/bin/busybox")
 
@@ -36,4 +38,6 @@ class ChrootRunner(ProcessRunner):
 
     def launch(self, spec: LaunchSpec) -> TaskInstance:
         busybox = host_busybox()
-        return self.spawn(busybox, [busybox, "chroot", spec.rootfs, *spec.argv], spec)
+        # A disk workload's scratch is inside the jail, the only place a chroot can write to.
+        argv, cleanup = with_scratch(spec, Path(spec.rootfs) / "tmp" / spec.name, f"/tmp/{spec.name}")
+        return self.spawn(busybox, [busybox, "chroot", spec.rootfs, *argv], spec, on_teardown=cleanup)

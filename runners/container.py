@@ -17,13 +17,15 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+from dataclasses import replace
+
 from bench.errors import MeasurementError
-from bench.spec import LaunchSpec
+from bench.spec import SCRATCH, LaunchSpec
 from runners import _linux as linux
 from runners._child import ChildInstance, output_pipe
 from runners.base import GUEST_ENV, Runner
 from runners.cgroups import Cgroup, detect
-from runners.network import BridgeNetwork, configure_inside
+from runners.network import NETNS_DIR, BridgeNetwork, configure_inside
 
 NAMESPACES = (linux.CLONE_NEWNS | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC | linux.CLONE_NEWNET
               | linux.CLONE_NEWPID)
@@ -35,6 +37,7 @@ DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 READONLY_PROC = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus")
 MASKED_PROC = ("/proc/kcore", "/proc/keys", "/proc/timer_list")
 SETUP_TIMEOUT_S = 10.0
+VOLUME_AT = "/mnt/volume"
 USERNS_BASE, USERNS_SIZE = 100_000, 65_536  # with the user namespace option: container 0 is host 100000
 
 
@@ -42,7 +45,7 @@ USERNS_BASE, USERNS_SIZE = 100_000, 65_536  # with the user namespace option: co
 class ContainerConfig:
     network: str = "bridge"  # or "none": loopback only
     subnet: str = "10.213.0.0/16"
-    volume: str | None = None  # host dir bind-mounted at /mnt/volume
+    volume: str | None = None  # host dir bind-mounted at /mnt/volume (default: a fresh one for disk-volume)
     state_dir: str = "/tmp"  # per-instance upper/work dirs: /tmp/bench-<instance>/
     userns: bool = False  # a user namespace: root inside is an unprivileged uid outside
 
@@ -60,6 +63,7 @@ class ContainerRunner(Runner):
     def __init__(self, **options) -> None:
         self.cfg = ContainerConfig(**options)
         self.net = BridgeNetwork(self.cfg.subnet) if self.cfg.network == "bridge" else None
+        self.provides = frozenset({"scratch", "server"} if self.net else {"scratch"})
         self.cgroups = None
         self.launched = 0
 
@@ -94,13 +98,20 @@ class ContainerRunner(Runner):
             inst.cgroup = self.cgroups.instance(spec.name)
             inst.cgroup.create()
             inst.cgroup.set_limits(spec.envelope.memory_mib, spec.envelope.cpus, spec.envelope.pids)
-            inst.dirs = overlay_dirs(Path(self.cfg.state_dir) / spec.name, self.cfg.userns)
+            inst.dirs = overlay_dirs(Path(self.cfg.state_dir) / spec.name, self.cfg.userns, spec.scratch == "volume")
             address = self.net.address(self.launched) if self.net else None
-            inst.start(spec, self.cfg, address, self.net)
+            if spec.scratch:  # own: /tmp, on the overlay (its writes land in the upper dir); or the volume
+                spec = replace(spec, argv=spec.argv_with({SCRATCH: VOLUME_AT if spec.scratch == "volume" else "/tmp"}))
+            inst.start(spec, self.cfg, address, self.net, self.cfg.volume or inst.dirs.get("volume"))
         except BaseException:
             inst.teardown()
             raise
         return inst
+
+    def server_side(self) -> tuple[str | None, str]:
+        """The bridge's own address in bench-net: traffic crosses the veth pair and the bridge."""
+        self.net.ensure()
+        return str(NETNS_DIR / self.net.netns), str(self.net.gateway)
 
     def close(self) -> None:
         if self.net:
@@ -109,8 +120,8 @@ class ContainerRunner(Runner):
             self.cgroups.remove_parent()
 
 
-def overlay_dirs(base: Path, userns: bool) -> dict[str, Path]:
-    dirs = {name: base / name for name in ("upper", "work", "merged")}
+def overlay_dirs(base: Path, userns: bool, volume: bool = False) -> dict[str, Path]:
+    dirs = {name: base / name for name in ("upper", "work", "merged", *(("volume",) if volume else ()))}
     for d in dirs.values():
         d.mkdir(parents=True, exist_ok=True)
         if userns:  # the overlay is written by the container's root, which is USERNS_BASE out here
@@ -129,7 +140,8 @@ class ContainerInstance(ChildInstance):
         self._torn_down = False
         self.pid = None
 
-    def start(self, spec: LaunchSpec, cfg: ContainerConfig, address: str | None, net: BridgeNetwork | None):
+    def start(self, spec: LaunchSpec, cfg: ContainerConfig, address: str | None, net: BridgeNetwork | None,
+              volume: Path | str | None):
         read_fd, write_fd = output_pipe()
         unshared_r, unshared_w = os.pipe2(os.O_CLOEXEC)  # child -> harness: namespaces and pid 1 exist
         go_r, go_w = os.pipe2(os.O_CLOEXEC)  # harness -> child: the network is plugged in
@@ -138,7 +150,7 @@ class ContainerInstance(ChildInstance):
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child, and must never return into the harness
             try:
-                _child(spec, cfg, address, procs, write_fd, unshared_w, go_r, err_w)
+                _child(spec, cfg, address, volume, procs, write_fd, unshared_w, go_r, err_w)
             finally:
                 os._exit(127)
         for fd in (write_fd, unshared_w, go_r, err_w):
@@ -250,7 +262,7 @@ def _read_all(fd: int, timeout_s: float | None = None) -> str:
     return b"".join(chunks).decode(errors="replace")
 
 
-def _child(spec, cfg, address, procs, out_fd, unshared_w, go_r, err_w) -> None:  # pragma: no cover
+def _child(spec, cfg, address, volume, procs, out_fd, unshared_w, go_r, err_w) -> None:  # pragma: no cover
     """Runs in the forked child (its caller _exits): namespaces, then pid 1's setup."""
     try:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):  # not the harness's Python handlers
@@ -265,7 +277,7 @@ def _child(spec, cfg, address, procs, out_fd, unshared_w, go_r, err_w) -> None: 
         if pid1:
             os.write(unshared_w, f"{pid1}\n".encode())
             _shim(pid1, err_w, null)
-        _container_init(spec, cfg, address, [] if cfg.userns else procs, go_r)
+        _container_init(spec, cfg, address, volume, [] if cfg.userns else procs, go_r)
     except BaseException as exc:
         _report(err_w, exc)
 
@@ -291,7 +303,7 @@ def _shim(pid1: int, err_w: int, null: int) -> None:  # pragma: no cover
     os._exit(128 - code if code < 0 else code)
 
 
-def _container_init(spec: LaunchSpec, cfg: ContainerConfig, address, procs, go_r) -> None:  # pragma: no cover
+def _container_init(spec: LaunchSpec, cfg: ContainerConfig, address, volume, procs, go_r) -> None:  # pragma: no cover
     """pid 1: hostname, root filesystem, network, cgroup, privileges, then exec the workload."""
     cgroup_fds = [os.open(p, os.O_WRONLY) for p in procs]  # opened while the host's cgroupfs is visible
     if cfg.userns:  # nothing privileged until the harness has written our id maps
@@ -299,7 +311,7 @@ def _container_init(spec: LaunchSpec, cfg: ContainerConfig, address, procs, go_r
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
     linux.sethostname(spec.name[:63])
-    build_root(spec.rootfs, Path(cfg.state_dir) / spec.name, cfg.volume)
+    build_root(spec.rootfs, Path(cfg.state_dir) / spec.name, volume)
     if not cfg.userns:
         _expect(go_r, "the network")
     configure_inside(address if cfg.network == "bridge" else None)
@@ -321,8 +333,8 @@ def build_root(image: str, base: Path, volume: str | None) -> None:  # pragma: n
     linux.mount("overlay", root, "overlay", 0,
                 f"lowerdir={image},upperdir={base / 'upper'},workdir={base / 'work'}")
     if volume:
-        os.makedirs(f"{root}/mnt/volume", exist_ok=True)
-        linux.mount(volume, f"{root}/mnt/volume", None, linux.MS_BIND | linux.MS_REC)
+        os.makedirs(root + VOLUME_AT, exist_ok=True)
+        linux.mount(str(volume), root + VOLUME_AT, None, linux.MS_BIND | linux.MS_REC)
     mount_dev(root)
     mount_proc(root)
     linux.mount("sysfs", f"{root}/sys", "sysfs", linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
 
-from bench.spec import LaunchSpec
+from bench.spec import SCRATCH, LaunchSpec
 from runners._child import ChildInstance, output_pipe, pinned
 from runners._taskstats import TaskstatsListener
 from runners.base import GUEST_ENV, Runner
@@ -13,6 +17,8 @@ from runners.base import GUEST_ENV, Runner
 class ProcessRunner(Runner):
     name = "process"
     description = "plain child process (posix_spawn); the baseline"
+    provides = frozenset({"scratch", "server"})
+    state_dir = Path("/tmp")  # a disk workload's scratch: /tmp/bench-<instance>/
 
     def __init__(self) -> None:
         self._taskstats: TaskstatsListener | None = None
@@ -26,11 +32,22 @@ class ProcessRunner(Runner):
         return {"spawn": "posix_spawn", "mem_peak": self._mem_method}
 
     def launch(self, spec: LaunchSpec) -> ChildInstance:
-        return self.spawn(host_path(spec, spec.argv[0]), list(spec.argv), spec)
+        scratch = self.state_dir / spec.name
+        argv, cleanup = with_scratch(spec, scratch, str(scratch))
+        return self.spawn(host_path(spec, argv[0]), host_argv(spec, argv), spec, on_teardown=cleanup)
 
-    def spawn(self, path: str, argv: list[str], spec: LaunchSpec, instance_cls=None) -> "TaskInstance":
+    def server_side(self) -> tuple[str | None, str]:
+        return None, "127.0.0.1"  # loopback: the host's own network stack, nothing in between
+
+    def spawn(self, path: str, argv: list[str], spec: LaunchSpec, instance_cls=None,
+              on_teardown: Callable[[], None] | None = None) -> "TaskInstance":
         taskstats = self._listener()
-        read_fd, write_fd = output_pipe()
+        try:
+            read_fd, write_fd = output_pipe()
+        except BaseException:
+            if on_teardown:
+                on_teardown()
+            raise
         actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                    (os.POSIX_SPAWN_DUP2, write_fd, 1), (os.POSIX_SPAWN_DUP2, write_fd, 2)]
         try:
@@ -40,10 +57,12 @@ class ProcessRunner(Runner):
                 pid = os.posix_spawn(path, argv, GUEST_ENV, file_actions=actions)
         except BaseException:
             os.close(read_fd)
+            if on_teardown:
+                on_teardown()
             raise
         finally:
             os.close(write_fd)
-        return (instance_cls or TaskInstance)(pid, read_fd, spec.marker, taskstats)
+        return (instance_cls or TaskInstance)(pid, read_fd, spec.marker, taskstats, on_teardown)
 
     def _listener(self) -> TaskstatsListener | None:
         if self._mem_method is None:
@@ -71,6 +90,25 @@ class TaskInstance(ChildInstance):
             return None
         kib = self.taskstats.tree_peak_kib(self.pid)
         return None if kib is None else kib / 1024
+
+
+def with_scratch(spec: LaunchSpec, host_dir: Path, guest_dir: str) -> tuple[tuple[str, ...], Callable[[], None] | None]:
+    """argv with SCRATCH filled in, and what removes the scratch dir again (None: no disk workload).
+    For a process or a chroot the environment's own storage and a volume are the same directory."""
+    if not spec.scratch:
+        return spec.argv, None
+    host_dir.mkdir(parents=True)
+    return spec.argv_with({SCRATCH: guest_dir}), lambda: shutil.rmtree(host_dir, ignore_errors=True)
+
+
+def host_argv(spec: LaunchSpec, argv: tuple[str, ...]) -> list[str]:
+    """argv[1:] with our own guest tools named by their host copies (`sh -c "/bin/bench-rr ..."`);
+    the rest of the image is copied from the host's own paths, which a process finds as they are."""
+    ours = {guest: host for guest, host in spec.host_paths.items() if guest != host}
+    if not ours:
+        return list(argv)
+    pattern = re.compile(r"(?<![\w/.-])(" + "|".join(map(re.escape, ours)) + r")(?![\w/.-])")
+    return [argv[0], *(pattern.sub(lambda m: ours[m.group(1)], arg) for arg in argv[1:])]
 
 
 def host_path(spec: LaunchSpec, guest: str) -> str:

@@ -20,9 +20,9 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 from bench.errors import MeasurementError
-from bench.spec import LaunchSpec
-from runners._child import ChildInstance
-from runners.base import Runner
+from bench.spec import SCRATCH, LaunchSpec
+from runners._child import ChildInstance, run_quietly
+from runners.base import GUEST_ENV, Runner
 
 QBOOT = "/usr/share/qemu/qboot.rom"
 QEMU = "/usr/bin/qemu-system-x86_64"
@@ -32,6 +32,9 @@ KVM_PROBE_TIMEOUT_S = 10.0
 CMDLINE = ("console=ttyS0 quiet loglevel=0 reboot=t panic=-1 i8042.noaux i8042.nokbd i8042.nopnp "
            "mitigations=off tsc=reliable no_timer_check 8250.nr_uarts=1 cryptomgr.notests random.trust_cpu=on "
            "initcall_blacklist=crypto_kdf108_init,init_kprobe_trace")
+SCRATCH_MIB = 256  # the virtio-blk scratch disk of a disk workload (fio uses 64 MiB of it)
+SCRATCH_AT = "/mnt/scratch"
+MKFS = "/usr/sbin/mkfs.ext4"
 _EXIT = re.compile(rb"BENCH-EXIT (\d+)")
 _MEM = re.compile(rb"BENCH-MEM (\d+) (\d+)")
 
@@ -44,6 +47,7 @@ class VmConfig:
     state_dir: str = "/tmp"
     default_cpus: int = 1
     default_memory_mib: int = 512
+    subnet: str = "10.214.0.0/30"  # the tap's host end is .1, the guest's eth0 .2
 
     def __post_init__(self) -> None:
         if self.accel not in ("auto", "kvm", "tcg"):
@@ -51,9 +55,17 @@ class VmConfig:
 
 
 def domain_xml(name: str, accel: str, vcpus: int, memory_mib: int, kernel: str, initrd: str,
-               cmdline: str, console: str) -> str:
-    """Pure: the smallest domain that boots: no USB, no balloon, no display, one serial port."""
+               cmdline: str, console: str, disk: str | None = None, tap: str | None = None) -> str:
+    """Pure: the smallest domain that boots: no USB, no balloon, no display, one serial port; a
+    virtio-blk scratch disk (host page cache bypassed) and a virtio NIC on our own tap when asked."""
     cpu = "<cpu mode='host-passthrough'/>" if accel == "kvm" else ""
+    extra = ""
+    if disk:
+        extra += (f"<disk type='file' device='disk'><driver name='qemu' type='raw' cache='none' io='native'/>"
+                  f"<source file='{escape(disk)}'/><target dev='vda' bus='virtio'/></disk>\n    ")
+    if tap:
+        extra += (f"<interface type='ethernet'><target dev='{escape(tap)}' managed='no'/>"
+                  f"<model type='virtio'/></interface>\n    ")
     return f"""<domain type='{'kvm' if accel == 'kvm' else 'qemu'}'>
   <name>{escape(name)}</name>
   <memory unit='MiB'>{memory_mib}</memory>
@@ -73,7 +85,7 @@ def domain_xml(name: str, accel: str, vcpus: int, memory_mib: int, kernel: str, 
   <on_crash>destroy</on_crash>
   <devices>
     <emulator>{QEMU}</emulator>
-    <serial type='unix'><source mode='connect' path='{escape(console)}'/><target port='0'/></serial>
+    {extra}<serial type='unix'><source mode='connect' path='{escape(console)}'/><target port='0'/></serial>
     <controller type='usb' model='none'/>
     <memballoon model='none'/>
   </devices>
@@ -81,12 +93,14 @@ def domain_xml(name: str, accel: str, vcpus: int, memory_mib: int, kernel: str, 
 </domain>"""
 
 
-def guest_cmdline(argv: tuple[str, ...], modules: list[str]) -> str:
-    """The kernel command line carrying the workload (base64 of a shell-quoted command)."""
+def guest_cmdline(argv: tuple[str, ...], modules: list[str], scratch: str | None = None, net: str | None = None) -> str:
+    """The kernel command line carrying the workload (base64 of a shell-quoted command), the modules
+    to load, the scratch disk to mount at SCRATCH_AT and eth0's address."""
     import shlex
 
     cmd = base64.b64encode(shlex.join(argv).encode()).decode()
-    return f"{CMDLINE} bench.cmd={cmd}" + (f" bench.modules={','.join(modules)}" if modules else "")
+    return (f"{CMDLINE} bench.cmd={cmd}" + (f" bench.modules={','.join(modules)}" if modules else "")
+            + (f" bench.scratch={scratch}" if scratch else "") + (f" bench.net={net}" if net else ""))
 
 
 def cached_accel(cache_dir: str) -> str:
@@ -104,9 +118,11 @@ def cached_accel(cache_dir: str) -> str:
 class VmRunner(Runner):
     name = "vm"
     description = "libvirt/QEMU domain: own kernel (PVH, qboot), rootfs as initramfs; KVM or TCG"
+    provides = frozenset({"scratch", "server"})
 
     def __init__(self, **options) -> None:
         self.cfg = VmConfig(**options)
+        self.tap: Tap | None = None
         self.conn = None
         self.kernel = None
         self.initrd: Path | None = None
@@ -188,17 +204,35 @@ class VmRunner(Runner):
     def launch(self, spec: LaunchSpec) -> "VmInstance":
         return self._start(spec, self.accel)
 
+    def server_side(self) -> tuple[str | None, str]:
+        """The host end of our own tap: traffic crosses virtio-net and the tap, nothing else."""
+        if self.tap is None:
+            self.tap = Tap(f"bench-tap{os.getpid() % 100000}", self.cfg.subnet)
+        return None, self.tap.host_address
+
     def _start(self, spec: LaunchSpec, accel: str) -> "VmInstance":
+        from bench.kernel import load_order
+
         env = spec.envelope
         state = Path(self.cfg.state_dir) / spec.name
         state.mkdir(parents=True, exist_ok=True)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
+            argv, disk, modules = spec.argv, None, []
+            if spec.scratch:  # own or volume: a VM's writable storage is a disk either way
+                disk = scratch_disk(state / "scratch.img")
+                argv = spec.argv_with({SCRATCH: SCRATCH_AT})
+                modules += ["virtio_pci", "virtio_blk"]
+            tap = self.tap if spec.server else None
+            if tap:
+                modules += ["virtio_pci", "virtio_net"]
+            modules = list(load_order(self.kernel.modules, dict.fromkeys(modules)))
             listener.bind(str(state / "console.sock"))
             listener.listen(1)
+            cmdline = guest_cmdline(argv, modules, "/dev/vda" if disk else None, tap.guest_address if tap else None)
             xml = domain_xml(spec.name, accel, max(1, round(env.cpus or self.cfg.default_cpus)),
                              env.memory_mib or self.cfg.default_memory_mib, str(self.kernel.vmlinux),
-                             str(self.initrd), guest_cmdline(spec.argv, []), str(state / "console.sock"))
+                             str(self.initrd), cmdline, str(state / "console.sock"), disk, tap.name if tap else None)
             domain = self.conn.createXML(xml, 0)  # transient: gone once destroyed
             try:
                 if not select.select([listener], [], [], 10)[0]:
@@ -216,9 +250,63 @@ class VmRunner(Runner):
         return VmInstance(pid, console, spec.marker, domain, state)
 
     def close(self) -> None:
+        if self.tap is not None:
+            self.tap.remove()
+            self.tap = None
         if self.conn is not None:
             self.conn.close()
             self.conn = None
+
+
+def scratch_disk(path: Path) -> str:
+    """A sparse raw file with an ext4 on it, for the guest's /dev/vda."""
+    with open(path, "wb") as f:
+        f.truncate(SCRATCH_MIB << 20)
+    if run_quietly([MKFS, "-q", "-F", "-E", "nodiscard", str(path)], GUEST_ENV) != 0:
+        raise MeasurementError(f"{MKFS} failed on {path} (is e2fsprogs installed?)")
+    return str(path)
+
+
+class Tap:
+    """A persistent tap on the host with the subnet's first address; QEMU attaches to it by name
+    (libvirt's managed='no'). The guest gets the second address and no route beyond it."""
+
+    TUNSETIFF, TUNSETPERSIST = 0x400454CA, 0x400454CB
+    IFF_TAP, IFF_NO_PI = 0x0002, 0x1000
+
+    def __init__(self, name: str, subnet: str) -> None:
+        import fcntl
+        import ipaddress
+        import struct
+
+        from runners.network import ip
+
+        net = ipaddress.ip_network(subnet)
+        if not net.is_private:
+            raise ValueError(f"subnet {subnet} is not a private range")
+        self.name = name
+        self.host_address = str(net.network_address + 1)
+        self.guest_address = f"{net.network_address + 2}/{net.prefixlen}"
+        fd = os.open("/dev/net/tun", os.O_RDWR)
+        try:
+            fcntl.ioctl(fd, self.TUNSETIFF, struct.pack("16sH", name.encode(), self.IFF_TAP | self.IFF_NO_PI))
+            fcntl.ioctl(fd, self.TUNSETPERSIST, 1)
+        finally:
+            os.close(fd)
+        try:
+            ip("addr", "add", f"{self.host_address}/{net.prefixlen}", "dev", name)
+            ip("link", "set", name, "up")
+        except OSError:
+            self.remove()
+            raise
+
+    def remove(self) -> None:
+        from runners.network import ip
+
+        try:
+            ip("link", "delete", self.name)
+        except OSError:
+            pass  # already gone
 
 
 def _destroy(domain) -> None:

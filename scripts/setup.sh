@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
-    busybox-static stress-ng fio iperf3   # the guest image and its workloads
+    busybox-static stress-ng fio iperf3 e2fsprogs   # the guest image and its workloads (mkfs for a VM's scratch disk)
     gcc libc6-dev                         # the static READY probe
     python3-venv python3-dev              # .venv; libvirt-python builds from source (no wheels)
     procps                                # pgrep, to start each daemon only once
@@ -52,7 +52,11 @@ if ! pgrep -x dockerd >/dev/null; then
     if [[ -d /run/systemd/system ]]; then
         systemctl start containerd docker
     else
-        pgrep -x containerd >/dev/null || setsid containerd >/var/log/containerd.log 2>&1 </dev/null &
+        # Not `pgrep || setsid containerd &`: that backgrounds a subshell which keeps our stdout open,
+        # and anything reading setup's output (make | tail, CI) would wait for containerd to end.
+        if ! pgrep -x containerd >/dev/null; then
+            setsid containerd >/var/log/containerd.log 2>&1 </dev/null &
+        fi
         for _ in $(seq 50); do [[ -S /run/containerd/containerd.sock ]] && break; sleep 0.1; done
         setsid dockerd --iptables=false --bridge=none --containerd=/run/containerd/containerd.sock \
             >/var/log/dockerd.log 2>&1 </dev/null &

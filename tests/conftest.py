@@ -43,9 +43,10 @@ def host_left_clean():
         return
     from bench.clean import (cgroups, docker_containers, domains, mounts, network, oci_containers,
                              qemu_processes, state_dirs)
+    from bench.cli import cache_dir
 
     left = [*domains(), *qemu_processes(), *docker_containers(), *oci_containers(), *cgroups(), *network(),
-            *mounts(), *state_dirs()]
+            *mounts(), *state_dirs(cache_dir())]
     assert not left, f"the test suite left residue on the host: {left}"
 
 

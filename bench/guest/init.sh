@@ -8,16 +8,27 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 cmd=
 modules=
+scratch=
+net=
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         bench.cmd=*) cmd=$(echo "${arg#bench.cmd=}" | base64 -d) ;;
         bench.modules=*) modules=$(echo "${arg#bench.modules=}" | tr , ' ') ;;
+        bench.scratch=*) scratch=${arg#bench.scratch=} ;;
+        bench.net=*) net=${arg#bench.net=} ;;
     esac
 done
 for m in $modules; do
     insmod "/lib/modules/$m.ko" || echo "BENCH-WARN cannot load $m"
 done
 hostname bench-vm
+ip link set lo up
+if [ -n "$net" ]; then  # the host's tap is the only peer: no default route
+    ip addr add "$net" dev eth0 && ip link set eth0 up || echo "BENCH-WARN cannot configure eth0"
+fi
+if [ -n "$scratch" ]; then
+    mkdir -p /mnt/scratch && mount -t ext4 "$scratch" /mnt/scratch || echo "BENCH-WARN cannot mount $scratch"
+fi
 eval "$cmd" </dev/null
 code=$?
 set -- $(grep -E '^(MemTotal|MemAvailable):' /proc/meminfo)

@@ -22,10 +22,55 @@ def test_throughput_in_process_chroot_and_container(tmp_path):
     assert out.returncode == 0, out.stderr
     df, meta = load_run((tmp_path / "latest").resolve())
     assert df["ok"].all(), df[~df["ok"]]["error"].tolist()
-    metrics = set(df["metric"])
-    assert metrics == {"cpu_ops_s", "mem_bw_mib_s", "syscalls_s", "forks_s"}
+    every = {"cpu_ops_s", "mem_bw_mib_s", "syscalls_s", "forks_s", "disk_randread_iops", "disk_randwrite_iops",
+             "disk_seq_read_mib_s", "net_gbit_s", "net_rr_us"}  # DESIGN's throughput table
+    for runner in ("process", "chroot", "container"):
+        assert set(df[df["runner"] == runner]["metric"]) == every
+    assert set(df[df["metric"] == "disk_randread_iops"]["workload"]) == {"disk", "disk-volume"}
     assert (df["value"] > 0).all()
     assert meta["envelope"] == {"cpus": 1.0, "memory_mib": 512, "pids": None}  # the suite's default envelope
+    assert meta["not_run"] == {}
+
+
+def test_disk_and_net_in_a_vm(tmp_path):
+    """fio on a virtio-blk scratch disk, bench-rr and iperf3 across a virtio NIC to our own tap."""
+    out = subprocess.run([*BENCH, "run", "--suite", "throughput", "--workloads", "disk,net", "--runners", "vm",
+                          "--repeat", "1", "--results-dir", str(tmp_path), "--no-report"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    df, meta = load_run((tmp_path / "latest").resolve())
+    assert df["ok"].all(), df[~df["ok"]]["error"].tolist()
+    assert set(df["metric"]) == {"disk_randread_iops", "disk_randwrite_iops", "disk_seq_read_mib_s", "net_gbit_s",
+                                 "net_rr_us"}
+    assert (df["value"] > 0).all()
+    assert meta["runners"]["vm"]["accel"] in ("kvm", "tcg")
+
+
+def test_peers_without_scratch_or_servers_are_left_out_and_say_why(tmp_path):
+    out = subprocess.run([*BENCH, "run", "--suite", "throughput", "--workloads", "disk,syscall", "--runners",
+                          "process,bwrap", "--repeat", "1", "--results-dir", str(tmp_path), "--no-report"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    df, meta = load_run((tmp_path / "latest").resolve())
+    assert set(df[df["runner"] == "bwrap"]["workload"]) == {"syscall"}
+    assert meta["not_run"] == {"bwrap/disk": "bwrap does not provide a scratch directory or disk"}
+
+
+def test_memory_suite(tmp_path):
+    out = subprocess.run([*BENCH, "run", "--suite", "memory", "--runners", "process,container,vm", "--repeat", "1",
+                          "--warmup", "0", "--density", "2", "--results-dir", str(tmp_path),
+                          "--reports-dir", str(tmp_path / "reports")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    df, meta = load_run((tmp_path / "latest").resolve())
+    assert df["ok"].all(), df[~df["ok"]]["error"].tolist()
+    value = df.set_index(["workload", "runner"])["value"]
+    assert abs(value["idle", "process"]) < 1  # the same idle process twice: no overhead
+    assert 0 < value["idle", "container"] < value["idle", "vm"]
+    assert value["density", "vm"] > 64  # a guest kernel and its unpacked initramfs live in its RAM
+    assert meta["density"] == 2
+    html = next((tmp_path / "reports").glob("*/index.html")).read_text()
+    assert "Against a plain process" in html and "MiB" in html
 
 
 def measure_in_process(image, workload):

@@ -45,3 +45,42 @@ def test_vm_console_output_parses_too():
     line = "stress-ng: metrc: [7] cpu                3164      2.00      2.00      0.00      1581.61        1581.60\r\n"
     assert parse_stress_ng_rate(line) == 1581.61
     assert parse_bench_syscall("syscalls_per_s 123\r\n") == 123
+
+
+def test_fio_json(data_dir):
+    from bench.parsers import parse_fio
+
+    values = parse_fio((data_dir / "fio-randread-randwrite-seqread.json").read_text())
+    assert values == pytest.approx({"disk_randread_iops": 15010.494753, "disk_randwrite_iops": 15332.833583,
+                                    "disk_seq_read_mib_s": 1169847 / 1024}, rel=1e-6)
+
+
+def test_fio_failures_are_errors(data_dir):
+    import json
+
+    from bench.parsers import parse_fio
+
+    report = json.loads((data_dir / "fio-randread-randwrite-seqread.json").read_text())
+    report["jobs"][1]["error"] = 22
+    with pytest.raises(ValueError, match="fio job randwrite failed"):
+        parse_fio(json.dumps(report))
+    with pytest.raises(ValueError, match="no fio JSON"):
+        parse_fio("fio: pid=12, err=22/file:filesetup.c:240, func=open, error=Invalid argument\n")
+
+
+def test_net_rr_then_iperf3(data_dir):
+    from bench.parsers import parse_net
+
+    values = parse_net((data_dir / "net-bench-rr-iperf3.txt").read_text())
+    assert values["net_rr_us"] == 49.61
+    assert values["net_gbit_s"] == pytest.approx(23863755819.035625 / 1e9)
+
+
+def test_net_failures_are_errors(data_dir):
+    from bench.parsers import parse_net
+
+    refused = (data_dir / "iperf3-refused.json").read_text()
+    with pytest.raises(ValueError, match="unable to connect"):
+        parse_net("rr_us 49.61 transactions 20200 seconds 1.002\n" + refused)
+    with pytest.raises(ValueError, match="no rr_us line"):
+        parse_net("connect: Connection refused\n")

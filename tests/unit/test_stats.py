@@ -39,3 +39,36 @@ def test_no_baseline_gives_no_ratio():
     df = frame()
     table = summarize(df[df["runner"] == "chroot"])
     assert table["ratio"].isna().all()
+
+
+def rows(metric, unit, by_runner):
+    return [dict(run_id="r", suite="s", workload="w", runner=runner, iteration=i, metric=metric, value=float(v),
+                 unit=unit, ok=True, error="") for runner, values in by_runner.items() for i, v in enumerate(values)]
+
+
+def test_memory_overheads_are_differences_not_ratios():
+    df = pd.DataFrame(rows("mem_overhead_mib", "MiB", {"process": [0.01, -0.01, 0.0], "vm": [300, 301, 302]}))
+    table = summarize(df).set_index("runner")
+    assert table["ratio"].isna().all()
+    assert table.loc["vm", "diff"] == pytest.approx(301)
+
+
+def test_headline_ratio_with_a_bootstrap_interval_around_it():
+    from bench.stats import headline
+
+    df = pd.DataFrame(rows("cpu_ops_s", "ops/s", {"process": [100, 102, 98, 101, 99], "vm": [50, 51, 49, 50, 52]})
+                      + rows("mem_overhead_mib", "MiB", {"process": [0, 0.1, -0.1], "vm": [300, 310, 305]}))
+    table = headline(df).set_index("metric")
+    cpu = table.loc["cpu_ops_s"]
+    assert cpu["runner"] == "vm" and cpu["kind"] == "ratio" and cpu["value"] == pytest.approx(0.5)
+    assert cpu["ci_low"] <= 0.5 <= cpu["ci_high"] and 0.45 < cpu["ci_low"] and cpu["ci_high"] < 0.55
+    mem = table.loc["mem_overhead_mib"]
+    assert mem["kind"] == "difference" and mem["value"] == pytest.approx(305)
+    assert mem["ci_low"] <= 305 <= mem["ci_high"]
+
+
+def test_headline_has_no_interval_from_one_sample():
+    from bench.stats import headline
+
+    table = headline(pd.DataFrame(rows("net_gbit_s", "Gbit/s", {"process": [20.0], "container": [18.0]})))
+    assert table.loc[0, "value"] == pytest.approx(0.9) and math.isnan(table.loc[0, "ci_low"])

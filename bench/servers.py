@@ -1,0 +1,77 @@
+"""The host side of a network workload: a bench-rr and an iperf3 server, each serving one client,
+started for one sample in the network namespace the runner names (the bench bridge's for a
+container, the host's for a process or a VM's tap) and stopped after it. Traffic stays there."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import time
+
+from bench.errors import MeasurementError
+from bench.spec import IPERF_PORT, RR_PORT, SERVER
+
+NSENTER = "/usr/bin/nsenter"
+IPERF3 = "/usr/bin/iperf3"
+LISTEN_TIMEOUT_S = 5.0
+
+
+def ports() -> tuple[int, int]:
+    """Ports per measuring process, so that two runs at once never meet on loopback."""
+    rr = 40000 + 2 * (os.getpid() % 10000)
+    return rr, rr + 1
+
+
+class HostServers:
+    def __init__(self, netns: str | None, address: str, rr_binary: str) -> None:
+        self.netns, self.address, self.rr_binary = netns, address, rr_binary
+        self.procs: list[tuple[int, int]] = []  # (pid, stdout read end)
+
+    def placeholders(self) -> dict[str, str]:
+        rr, iperf = ports()
+        return {SERVER: self.address, RR_PORT: str(rr), IPERF_PORT: str(iperf)}
+
+    def start(self) -> None:
+        rr, iperf = ports()
+        try:
+            self._spawn([self.rr_binary, "server", self.address, str(rr)])
+            self._spawn([IPERF3, "--server", "--one-off", "--forceflush", "--bind", self.address, "--port", str(iperf)])
+        except BaseException:
+            self.stop()
+            raise
+
+    def _spawn(self, argv: list[str]) -> None:
+        if self.netns:
+            argv = [NSENTER, f"--net={self.netns}", "--", *argv]
+        read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+        actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                   (os.POSIX_SPAWN_DUP2, write_fd, 1), (os.POSIX_SPAWN_DUP2, write_fd, 2)]
+        try:
+            pid = os.posix_spawn(argv[0], argv, {"PATH": "/usr/bin:/bin"}, file_actions=actions)
+        finally:
+            os.close(write_fd)
+        self.procs.append((pid, read_fd))
+        self._await_listening(read_fd)
+
+    def _await_listening(self, fd: int) -> None:
+        seen, deadline = b"", time.monotonic() + LISTEN_TIMEOUT_S
+        while b"listening" not in seen:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise MeasurementError(f"host-side server did not start listening within {LISTEN_TIMEOUT_S:g} s")
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                raise MeasurementError(f"host-side server exited: {seen.decode(errors='replace').strip()[-200:]}")
+            seen += chunk
+
+    def stop(self) -> None:
+        """Kill what still runs (a server whose client never came) and reap it. Idempotent."""
+        for pid, fd in self.procs:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.waitpid(pid, 0)
+            os.close(fd)
+        self.procs = []

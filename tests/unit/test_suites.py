@@ -1,0 +1,79 @@
+"""How the disk, network and memory workloads are planned and set up, without running them."""
+
+import pytest
+
+from bench.measure import host_used_kib
+from bench.run import plan_runs
+from bench.spec import SCRATCH, LaunchSpec
+from bench.workloads import WORKLOADS
+from runners.process import host_argv
+from runners.vm import domain_xml, guest_cmdline
+
+
+def workloads(*names):
+    return [w for w in WORKLOADS if w.name in names]
+
+
+def test_runners_that_lack_what_a_workload_needs_are_left_out_with_the_reason():
+    status = {"process": {"provides": ["scratch", "server"]}, "bwrap": {"provides": []},
+              "container": {"provides": ["scratch"]}}  # container with network=none
+    plan, not_run = plan_runs(workloads("cpu", "disk", "net"), ["process", "bwrap", "container"], status)
+    assert [(w.name, names) for w, names in plan] == [
+        ("cpu", ["process", "bwrap", "container"]), ("disk", ["process", "container"]), ("net", ["process"])]
+    assert not_run == {"bwrap/disk": "bwrap does not provide a scratch directory or disk",
+                       "bwrap/net": "bwrap does not provide a network path to host-side servers",
+                       "container/net": "container does not provide a network path to host-side servers"}
+
+
+def test_every_throughput_and_memory_metric_of_the_design_is_produced():
+    metrics = {m for w in WORKLOADS for m, _ in w.metrics}
+    assert {"cpu_ops_s", "mem_bw_mib_s", "syscalls_s", "forks_s", "disk_randread_iops", "disk_randwrite_iops",
+            "disk_seq_read_mib_s", "net_gbit_s", "net_rr_us", "mem_overhead_mib", "mem_per_instance_mib"} <= metrics
+
+
+def test_placeholders_are_filled_in():
+    (disk,) = workloads("disk")
+    spec = LaunchSpec("bench-x", disk.argv, "/rootfs", scratch="own")
+    assert f"--directory={SCRATCH}" in spec.argv
+    assert "--directory=/mnt/scratch" in spec.argv_with({SCRATCH: "/mnt/scratch"})
+
+
+def test_a_process_runs_the_host_copies_of_our_guest_tools():
+    spec = LaunchSpec("bench-x", (), "/rootfs", host_paths={"/bin/bench-rr": "/cache/bench-rr",
+                                                             "/usr/bin/iperf3": "/usr/bin/iperf3"})
+    argv = host_argv(spec, ("/bin/sh", "-c", "/bin/bench-rr client 1 && /usr/bin/iperf3 -c 1; /x/bin/bench-rr"))
+    assert argv == ["/bin/sh", "-c", "/cache/bench-rr client 1 && /usr/bin/iperf3 -c 1; /x/bin/bench-rr"]
+
+
+def test_a_vm_gets_a_scratch_disk_and_a_nic_only_when_asked():
+    plain = domain_xml("bench-1", "tcg", 1, 512, "/k", "/i", "console=ttyS0", "/c.sock")
+    assert "<disk" not in plain and "<interface" not in plain
+    both = domain_xml("bench-1", "tcg", 1, 512, "/k", "/i", "console=ttyS0", "/c.sock", "/s.img", "bench-tap7")
+    assert "<source file='/s.img'/>" in both and "cache='none'" in both and "bus='virtio'" in both
+    assert "<target dev='bench-tap7' managed='no'/>" in both and "<model type='virtio'/>" in both
+    cmdline = guest_cmdline(("true",), ["virtio_blk"], "/dev/vda", "10.214.0.2/30")
+    assert cmdline.endswith("bench.modules=virtio_blk bench.scratch=/dev/vda bench.net=10.214.0.2/30")
+
+
+@pytest.mark.parametrize("text, used", [("MemTotal: 1000 kB\nMemFree: 10 kB\nMemAvailable: 600 kB\n", 400)])
+def test_host_memory_in_use(text, used):
+    assert host_used_kib(text) == used
+
+
+def test_stream_gets_the_hosts_last_level_cache_size(tmp_path):
+    from bench.measure import host_l3_kib
+
+    for i, size in enumerate(("32K", "1024K", "32768K")):
+        (tmp_path / f"index{i}").mkdir()
+        (tmp_path / f"index{i}" / "size").write_text(size + "\n")
+    assert host_l3_kib(str(tmp_path)) == 32768
+    assert host_l3_kib(str(tmp_path / "none")) == 2048  # stress-ng's own default
+
+
+def test_streams_arrays_fit_half_the_envelope(monkeypatch):
+    from bench import measure
+
+    monkeypatch.setattr(measure, "host_l3_kib", lambda: 32768)
+    assert measure.stream_cache_kib(None) == 32768
+    assert measure.stream_cache_kib(512) == 21845  # 12 x 21845K = 256 MiB, half of 512M
+    assert measure.stream_cache_kib(4096) == 32768
