@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from bench.baseline import WINDOW
 from bench.errors import MeasurementError, UsageError
 from bench.spec import Envelope, parse_cpus, parse_size_mib, positive_int
 
@@ -69,12 +70,27 @@ def build_parser() -> Parser:
     rep.add_argument("--out", type=Path, help="folder for the report (default: reports/<run_id>, "
                                               "or reports/history-<last run> for several runs)")
 
-    cmp = sub.add_parser("compare", help="regressions between two stored runs (exit 1 if any)")
-    cmp.add_argument("base", metavar="BASE")
-    cmp.add_argument("new", metavar="NEW")
+    cmp = sub.add_parser("compare", help="regressions between two stored runs (exit 1 if any)",
+                         usage="bench compare BASE NEW | --baseline-of-host NEW [--threshold PCT] [--json]")
+    cmp.add_argument("runs", nargs="+", metavar="RUN")
+    cmp.add_argument("--baseline-of-host", action="store_true",
+                     help="compare NEW against the baseline runs of the host it ran on (bench baseline)")
     cmp.add_argument("--threshold", default="5", help="smallest change that counts, in percent (default 5)")
     cmp.add_argument("--json", action="store_true")
     cmp.add_argument("--results-dir", default="results", type=Path)
+    cmp.add_argument("--baselines-dir", type=Path, help="default: <cache>/baselines")
+
+    bl = sub.add_parser("baseline", help="rolling per-host baselines: the last good runs of each machine")
+    blsub = bl.add_subparsers(dest="action", required=True, metavar="update|show")
+    up = blsub.add_parser("update", help="add good runs to their host's baseline (the newest --window stay)")
+    up.add_argument("runs", nargs="+", metavar="RUN")
+    up.add_argument("--window", default=str(WINDOW), help=f"runs kept per host (default {WINDOW})")
+    show = blsub.add_parser("show", help="the hosts with baselines and their runs")
+    show.add_argument("--json", action="store_true")
+    show.add_argument("--host-of", metavar="RUN", help="only the host this run came from (exit 1 if it has none)")
+    for b in (up, show):
+        b.add_argument("--results-dir", default="results", type=Path)
+        b.add_argument("--baselines-dir", type=Path, help="default: <cache>/baselines")
 
     ex = sub.add_parser("export", help="a stored run as csv, json or pytest-benchmark JSON")
     ex.add_argument("run", metavar="RUN")
@@ -163,6 +179,12 @@ def cmd_report(args, console) -> int:
     from bench.store import resolve_run
 
     run_dirs = [resolve_run(arg, args.results_dir) for arg in args.runs]
+    if len(run_dirs) > 1 and several_hosts(run_dirs):
+        from bench.report import render_hosts
+
+        out = args.out or Path("reports") / f"hosts-{run_dirs[-1].name}"
+        console.print(f"report: {render_hosts(run_dirs, out)}", soft_wrap=True)
+        return 0
     if len(run_dirs) > 1:
         from bench.report import render_history
 
@@ -173,6 +195,13 @@ def cmd_report(args, console) -> int:
     out = args.out or Path("reports") / run_dirs[0].name
     console.print(f"report: {render_report(run_dirs[0], out, baseline)}", soft_wrap=True)
     return 0
+
+
+def several_hosts(run_dirs: list[Path]) -> bool:
+    from bench.baseline import host_key
+    from bench.store import load_meta
+
+    return len({host_key(load_meta(d).get("host", {})) for d in run_dirs}) > 1
 
 
 def cmd_compare(args, console) -> int:
@@ -186,16 +215,62 @@ def cmd_compare(args, console) -> int:
         raise UsageError(f"bad --threshold {args.threshold!r}: a percentage such as 5") from None
     if not 0 <= threshold < 1:
         raise UsageError(f"bad --threshold {args.threshold!r}: from 0 to 100")
-    base, _ = load_run(resolve_run(args.base, args.results_dir))
-    new, _ = load_run(resolve_run(args.new, args.results_dir))
+    if args.baseline_of_host:
+        from bench.baseline import baseline_of
+
+        if len(args.runs) != 1:
+            raise UsageError("--baseline-of-host takes one run: the new one")
+        new, meta = load_run(resolve_run(args.runs[0], args.results_dir))
+        key, base = baseline_of(baselines_dir(args), meta)
+        what = f"the baseline of host {key}"
+    else:
+        if len(args.runs) != 2:
+            raise UsageError("compare takes two runs, BASE and NEW (or --baseline-of-host NEW)")
+        base, _ = load_run(resolve_run(args.runs[0], args.results_dir))
+        new, _ = load_run(resolve_run(args.runs[1], args.results_dir))
+        what = "the two runs"
     verdicts = compare(base, new, threshold)
     if not verdicts:
-        raise UsageError("the two runs have no (suite, workload, runner, metric) in common")
+        raise UsageError(f"{what} and the new run have no (suite, workload, runner, metric) in common")
     if args.json:
         print(json.dumps(as_json(verdicts), indent=1))
     else:
         print_verdicts(verdicts, console)
     return 1 if any(v.verdict == "regression" for v in verdicts) else 0
+
+
+def baselines_dir(args) -> Path:
+    return args.baselines_dir or cache_dir() / "baselines"
+
+
+def cmd_baseline(args, console) -> int:
+    from bench import baseline
+    from bench.store import resolve_run
+
+    store = baselines_dir(args)
+    if args.action == "update":
+        window = positive_int(args.window, "--window")
+        run_dirs = [resolve_run(arg, args.results_dir) for arg in args.runs]  # all checked before any is added
+        for run_dir in run_dirs:
+            key, kept = baseline.update(store, run_dir, window)
+            console.print(f"baseline of {key}: {', '.join(kept)}", soft_wrap=True)
+        return 0
+    found = {key: [r.name for r in runs] for key, runs in baseline.hosts(store).items()}
+    if args.host_of:
+        from bench.store import load_meta
+
+        key = baseline.host_key(load_meta(resolve_run(args.host_of, args.results_dir)).get("host", {}))
+        found = {key: found[key]} if found.get(key) else {}
+        if not found:
+            console.print(f"no baseline for host {key} in {store}")
+            return 1
+    if args.json:
+        print(json.dumps(found, indent=1))
+    elif not found:
+        console.print(f"no baselines in {store}")
+    for key, runs in ([] if args.json else found.items()):
+        console.print(f"{key}: {len(runs)} run{'s' if len(runs) != 1 else ''}: {', '.join(runs)}", soft_wrap=True)
+    return 0
 
 
 def cmd_export(args, console) -> int:
@@ -219,7 +294,7 @@ def cmd_clean(args, console) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "exec": cmd_exec, "compare": cmd_compare, "export": cmd_export, "list": cmd_list, "doctor": cmd_doctor, "report": cmd_report, "clean": cmd_clean}
+COMMANDS = {"run": cmd_run, "exec": cmd_exec, "compare": cmd_compare, "baseline": cmd_baseline, "export": cmd_export, "list": cmd_list, "doctor": cmd_doctor, "report": cmd_report, "clean": cmd_clean}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,6 +33,14 @@ def collect_cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def collect_cpu_mhz() -> float | None:
+    """The clock as measured now: it jitters from run to run, so a host's identity ignores it."""
+    for line in (_read("/proc/cpuinfo") or "").splitlines():
+        if line.startswith("cpu MHz"):
+            return round(float(line.split(":", 1)[1]), 1)
+    return None
+
+
 def collect_cgroup_version() -> str:
     if Path("/sys/fs/cgroup/cgroup.controllers").exists():
         return "v2"
@@ -51,6 +59,7 @@ def fingerprint() -> dict:
         "kernel": platform.release(),
         "arch": platform.machine(),
         "cpu_model": collect_cpu_model(),
+        "cpu_mhz": collect_cpu_mhz(),
         "cores": os.cpu_count(),
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "cgroup_version": collect_cgroup_version(),

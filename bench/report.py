@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from jinja2 import Environment, FileSystemLoader, select_autoescape  # noqa: E402
 
-from bench.stats import headline, runner_order, summarize  # noqa: E402
+from bench.stats import HOST_SEP, headline, runner_order, summarize  # noqa: E402
 from bench.store import STAGING_PREFIX  # noqa: E402
 from bench.views import fmt_number, ordered, vs_process  # noqa: E402
 
@@ -130,6 +130,45 @@ def render_report(run_dir: Path, out_dir: Path, baseline_dir: Path | None = None
     from bench.store import load_run
 
     df, meta = load_run(run_dir)
+    return _render(df, meta, out_dir, baseline_dir)
+
+
+def host_labels(metas: list[dict]) -> list[str]:
+    """A label per run's host: its hostname, or its host key where two machines share a hostname."""
+    from bench.baseline import host_key
+
+    keys = [host_key(m.get("host", {})) for m in metas]
+    names = {k: m.get("host", {}).get("hostname", "host") for k, m in zip(keys, metas)}
+    unique = len(set(names.values())) == len(names)
+    return [names[k] if unique else k for k in keys]
+
+
+def render_hosts(run_dirs: list[Path], out_dir: Path) -> Path:
+    """Runs from several machines side by side: every row is one runner on one host, each compared
+    with process on that same host; no two hosts are ever merged into one row."""
+    from bench.store import load_run
+
+    runs = [load_run(d) for d in run_dirs]
+    labels = host_labels([meta for _, meta in runs])
+    frames, hosts, runners = [], {}, {}
+    for (df, meta), label in zip(runs, labels):
+        frames.append(df.assign(host=label, runner=df["runner"] + HOST_SEP + label))
+        h = meta.get("host", {})
+        hosts[label] = (f"{h.get('cpu_model')}, {h.get('cores')} cores, {h.get('memory_gib')} GiB, kernel "
+                        f"{h.get('kernel')}, cgroup {h.get('cgroup_version')}"
+                        + (", itself a VM" if h.get("virtualized") else "") + f" (run {meta.get('run_id')})")
+        runners.update({f"{n}{HOST_SEP}{label}": cfg for n, cfg in meta.get("runners", {}).items()})
+    last = runs[-1][1]
+    meta = {**last, "run_id": " + ".join(m.get("run_id", "?") for _, m in runs),
+            "started": min(m.get("started", "") for _, m in runs), "host": {"hostname": ", ".join(hosts), **hosts},
+            "runners": runners}
+    return _render(pd.concat(frames, ignore_index=True), meta, out_dir, None)
+
+
+def _render(df: pd.DataFrame, meta: dict, out_dir: Path, baseline_dir: Path | None) -> Path:
+    from bench.compare import compare
+    from bench.store import load_run
+
     summary = summarize(df)
     baseline = None
     if baseline_dir is not None:

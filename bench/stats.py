@@ -12,10 +12,19 @@ KEYS = ["suite", "workload", "runner", "metric", "unit"]
 DIFFERENCE_METRICS = {"mem_overhead_mib", "mem_per_instance_mib"}
 
 
+HOST_SEP = " @ "  # runs from several hosts: runners are labelled "container @ host-a"
+
+
+def base_runner(label: str) -> str:
+    return label.split(HOST_SEP)[0]
+
+
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per (suite, workload, runner, metric): n, failed, median, p5, p95, cv, ratio to process."""
+    """One row per (suite, workload, runner, metric): n, failed, median, p5, p95, cv, ratio to process
+    (of the same host, when the frame holds several: a `host` column)."""
+    keys = KEYS + (["host"] if "host" in df.columns else [])
     ok = df[df["ok"]]
-    grouped = ok.groupby(KEYS, sort=False)["value"]
+    grouped = ok.groupby(keys, sort=False)["value"]
     table = pd.DataFrame({
         "n": grouped.count(),
         "median": grouped.median(),
@@ -23,9 +32,9 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
         "p95": grouped.quantile(0.95),
         "cv": grouped.std(ddof=1) / grouped.mean(),
     })
-    failed = df[~df["ok"]].groupby(KEYS, sort=False).size().rename("failed")
-    appearance = df[KEYS].drop_duplicates()
-    table = appearance.merge(table.join(failed, how="outer").reset_index(), on=KEYS, how="left")
+    failed = df[~df["ok"]].groupby(keys, sort=False).size().rename("failed")
+    appearance = df[keys].drop_duplicates()
+    table = appearance.merge(table.join(failed, how="outer").reset_index(), on=keys, how="left")
     table["n"] = table["n"].fillna(0).astype(int)
     table["failed"] = table["failed"].fillna(0).astype(int)
     base = _baseline_medians(table)
@@ -50,12 +59,14 @@ def headline(df: pd.DataFrame) -> pd.DataFrame:
 
     rows = []
     ok = df[df["ok"]]
-    for (suite, workload, metric, unit), part in ok.groupby(["suite", "workload", "metric", "unit"], sort=False):
-        base = part.loc[part["runner"] == BASELINE, "value"].to_numpy()
+    hosts = ["host"] if "host" in df.columns else []
+    for (suite, workload, metric, unit, *_), part in ok.groupby(["suite", "workload", "metric", "unit", *hosts], sort=False):
+        is_base = part["runner"].map(base_runner) == BASELINE
+        base = part.loc[is_base, "value"].to_numpy()
         if not len(base):
             continue
         statistic = _difference if metric in DIFFERENCE_METRICS else _ratio
-        for runner, group in part[part["runner"] != BASELINE].groupby("runner", sort=False):
+        for runner, group in part[~is_base].groupby("runner", sort=False):
             new = group["value"].to_numpy()
             low = high = float("nan")
             if len(base) >= 2 and len(new) >= 2 and np.ptp(np.concatenate([base, new])) > 0:
@@ -70,12 +81,13 @@ def headline(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _baseline_medians(table: pd.DataFrame) -> pd.Series:
-    base = table[table["runner"] == BASELINE].set_index(["suite", "workload", "metric"])["median"]
-    index = pd.MultiIndex.from_frame(table[["suite", "workload", "metric"]])
+    match = ["suite", "workload", "metric"] + (["host"] if "host" in table.columns else [])
+    base = table[table["runner"].map(base_runner) == BASELINE].set_index(match)["median"]
+    index = pd.MultiIndex.from_frame(table[match])
     return pd.Series(base.reindex(index).to_numpy(), index=table.index)
 
 
 def runner_order(runners) -> list[str]:
     """The baseline first, then the others in the order given."""
     runners = list(dict.fromkeys(runners))
-    return sorted(runners, key=lambda r: r != BASELINE)
+    return sorted(runners, key=lambda r: base_runner(r) != BASELINE)

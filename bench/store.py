@@ -79,6 +79,17 @@ def resolve_run(arg: str, results_dir: Path) -> Path:
     raise UsageError(f"no run {arg!r}: give a run folder or a run id under {results_dir}")
 
 
+def load_meta(path: Path) -> dict:
+    """A stored run's meta.json alone; UsageError when it is missing or corrupt."""
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read run {path}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+    if not isinstance(meta, dict) or "schema_version" not in meta:
+        raise UsageError(f"run {path} is not an isobench run (missing schema_version)")
+    return meta
+
+
 def load_run(path: Path):
     """(samples DataFrame, meta dict) of a stored run; UsageError when it is missing or corrupt."""
     import pandas as pd

