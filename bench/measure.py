@@ -131,15 +131,13 @@ def _idle_private_kib(runner: Runner, spec: LaunchSpec) -> int:
 
 def _used_per_instance_kib(runner: Runner, spec: LaunchSpec, n: int) -> float:
     """Host memory in use (MemTotal - MemAvailable) with n instances up, minus before, over n."""
-    time.sleep(SETTLE_S)  # what the previous sample freed is gone
-    before = host_used_kib()
+    before = settled_used_kib()  # what the previous sample (a VM's 512 MiB) frees, freed
     instances = []
     try:
         for i in range(n):
             instances.append(runner.launch(replace(spec, name=f"{spec.name}-{i}")))
             instances[-1].wait_ready(spec.timeout_s)
-        time.sleep(SETTLE_S)
-        after = host_used_kib()
+        after = settled_used_kib()
     finally:
         for instance in reversed(instances):
             instance.teardown()
@@ -164,6 +162,18 @@ def host_l3_kib(cpu: str = "/sys/devices/system/cpu/cpu0/cache") -> int:
         unit = {"K": 1, "M": 1024}.get(text[-1:], None)
         sizes.append(int(text[:-1]) * unit if unit else int(text) // 1024)
     return max(sizes, default=2048)
+
+
+def settled_used_kib(step_s: float = 0.25, within_kib: int = 512, limit_s: float = 5.0) -> int:
+    """Host memory in use once it stops moving: two readings step_s apart within within_kib."""
+    deadline = time.monotonic() + limit_s
+    last = host_used_kib()
+    while True:
+        time.sleep(step_s)
+        now = host_used_kib()
+        if abs(now - last) <= within_kib or time.monotonic() > deadline:
+            return now
+        last = now
 
 
 def host_used_kib(meminfo: str | None = None) -> int:
