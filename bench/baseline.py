@@ -67,12 +67,34 @@ def hosts(store: Path) -> dict[str, list[Path]]:
     return {d.name: runs_of(d) for d in sorted(store.iterdir()) if d.is_dir()}
 
 
+def tolerances(frames) -> dict:
+    """Per (suite, workload, runner, metric, unit), how much this host's numbers move by themselves,
+    learned from its baseline runs: the larger of the typical within-run coefficient of variation
+    and twice the largest distance of one run's median from the pooled median. Measured here: a
+    process's ready_ms varies 12% within a run and its median 15% between runs minutes apart, a
+    container's teardown_ms 31%, stress-ng's cpu rate 1-3%. A fixed 5% would flag that noise."""
+    import pandas as pd
+
+    keys = ["suite", "workload", "runner", "metric", "unit"]
+    per_run = pd.concat([f[f["ok"]].assign(_run=i) for i, f in enumerate(frames)])
+    grouped = per_run.groupby([*keys, "_run"])["value"]
+    stats = pd.DataFrame({"median": grouped.median(), "cv": grouped.std() / grouped.mean()}).reset_index()
+    pooled = per_run.groupby(keys)["value"].median().rename("pooled").reset_index()
+    stats = stats.merge(pooled, on=keys)
+    stats["drift"] = (stats["median"] / stats["pooled"] - 1).abs()
+    learned = stats.groupby(keys).agg(cv=("cv", "median"), drift=("drift", "max"))
+    tolerance = pd.concat([learned["cv"].abs(), 2 * learned["drift"]], axis=1).max(axis=1).fillna(0.0)
+    return {key: float(v) for key, v in tolerance.items()}
+
+
 def baseline_of(store: Path, meta: dict):
-    """(host key, the pooled samples of the baseline runs of the host a run came from)."""
+    """(host key, the pooled samples of the baseline runs of the host a run came from, their
+    learned tolerances)."""
     import pandas as pd
 
     key = host_key(meta.get("host", {}))
     runs = runs_of(store / key) if (store / key).is_dir() else []
     if not runs:
         raise UsageError(f"no baseline for host {key} in {store}: run `bench baseline update RUN` first")
-    return key, pd.concat([load_run(r)[0] for r in runs], ignore_index=True)
+    frames = [load_run(r)[0] for r in runs]
+    return key, pd.concat(frames, ignore_index=True), tolerances(frames)

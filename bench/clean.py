@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.errors import UsageError
 from bench.store import STAGING_PREFIX
 
 STATE_DIR = Path("/tmp")
@@ -100,6 +101,29 @@ REMOVERS = {"domain": _destroy_domain, "docker container": _remove_docker, "qemu
             "crun container": lambda name: subprocess.run(["crun", "delete", "--force", name], capture_output=True),
             "staging dir": _remove_path, "state dir": _remove_path, "cgroup": _remove_cgroup,
             "netns": _remove_netns, "link": _remove_link, "mount": _unmount}
+
+
+def lock_path() -> Path:
+    return Path("/run/lock/isobench.lock") if os.geteuid() == 0 else Path(f"/tmp/isobench-{os.getuid()}.lock")
+
+
+def run_lock(exclusive: bool) -> int:
+    """`bench run` holds the lock shared while it runs; `bench clean` needs it exclusive, so that it
+    never removes the cgroups, netns or domains of a run that is still going. Returns the fd."""
+    import fcntl
+
+    path = lock_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        if exclusive:
+            raise UsageError("a bench run is in progress on this host: clean after it ends "
+                             "(it removes what it creates itself)") from None
+        raise UsageError("bench clean is running on this host: run again when it is done") from None
+    return fd
 
 
 def staging_dirs(results_dir: Path, reports_dir: Path, cache_dir: Path) -> list[Residue]:

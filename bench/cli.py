@@ -134,10 +134,14 @@ def cmd_run(args, console) -> int:
         report=not args.no_report, cache_dir=cache_dir(), options=parse_options(args.option, scoped=True),
         **({"density": positive_int(args.density, "--density")} if args.density is not None else {}))
     code, run_dir = run(opts, console)
+    if run_dir is None:
+        return code
     from bench.views import print_summary
 
     print_summary(run_dir, console)
     console.print(f"results: {run_dir.resolve()}", soft_wrap=True)
+    if code >= 128:  # interrupted: stop now; `bench report RUN` makes its report later
+        return code
     if opts.report:
         from bench.report import render_report
 
@@ -221,15 +225,15 @@ def cmd_compare(args, console) -> int:
         if len(args.runs) != 1:
             raise UsageError("--baseline-of-host takes one run: the new one")
         new, meta = load_run(resolve_run(args.runs[0], args.results_dir))
-        key, base = baseline_of(baselines_dir(args), meta)
+        key, base, learned = baseline_of(baselines_dir(args), meta)
         what = f"the baseline of host {key}"
     else:
         if len(args.runs) != 2:
             raise UsageError("compare takes two runs, BASE and NEW (or --baseline-of-host NEW)")
         base, _ = load_run(resolve_run(args.runs[0], args.results_dir))
         new, _ = load_run(resolve_run(args.runs[1], args.results_dir))
-        what = "the two runs"
-    verdicts = compare(base, new, threshold)
+        what, learned = "the two runs", None
+    verdicts = compare(base, new, threshold, learned)
     if not verdicts:
         raise UsageError(f"{what} and the new run have no (suite, workload, runner, metric) in common")
     if args.json:
@@ -283,13 +287,19 @@ def cmd_export(args, console) -> int:
 
 
 def cmd_clean(args, console) -> int:
-    from bench.clean import residues
+    from bench.clean import residues, run_lock
 
-    found = residues(args.results_dir, args.reports_dir, cache_dir())
+    lock = run_lock(exclusive=True)  # never while a run is going: its resources are not leftovers
+    try:
+        found = residues(args.results_dir, args.reports_dir, cache_dir())
+    except BaseException:
+        os.close(lock)
+        raise
     for residue in found:
         console.print(f"{'would remove' if args.dry_run else 'removing'} {residue.kind} {residue.name}")
         if not args.dry_run:
             residue.remove()
+    os.close(lock)
     console.print(f"{len(found)} leftovers {'found' if args.dry_run else 'removed'}")
     return 0
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from dataclasses import asdict
 
+from bench.errors import UsageError
 from bench.spec import Envelope
 
 
@@ -22,6 +24,10 @@ class WorkerClient:
         if not line:
             raise RuntimeError(f"the measuring worker died (exit code {self.proc.wait()})")
         reply = json.loads(line)
+        if reply["op"] == "interrupted":  # Ctrl-C reached the worker first: it stopped cleanly
+            raise KeyboardInterrupt
+        if reply["op"] == "error" and reply.get("kind") == "usage":
+            raise UsageError(reply["message"])
         if reply["op"] == "error":
             raise RuntimeError(f"worker: {reply['message']}")
         return reply
@@ -32,9 +38,17 @@ class WorkerClient:
                             image_digest=image.digest, cache_dir=str(cache_dir), envelope=asdict(envelope),
                             options=options)["runners"]
 
+    def interrupt(self) -> None:
+        """Ask the worker to stop: it tears down the instance it is measuring (its SIGTERM handler)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
     def close(self) -> None:
         if self.proc.poll() is None:
-            self.proc.stdin.close()
+            try:
+                self.proc.stdin.close()
+            except BrokenPipeError:
+                pass
             try:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:

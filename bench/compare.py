@@ -29,6 +29,7 @@ class Verdict:
     n_base: int
     n_new: int
     verdict: str  # regression, improvement, no change, inconclusive
+    threshold: float = float("nan")  # the smallest change that counted for this metric
 
 
 def higher_is_better(unit: str) -> bool:
@@ -58,7 +59,10 @@ def judge(base: np.ndarray, new: np.ndarray, unit: str, threshold: float) -> tup
     return verdict, float(p), float(ci.low), float(ci.high)
 
 
-def compare(base: pd.DataFrame, new: pd.DataFrame, threshold: float) -> list[Verdict]:
+def compare(base: pd.DataFrame, new: pd.DataFrame, threshold: float,
+            tolerances: dict | None = None) -> list[Verdict]:
+    """tolerances: per (suite, workload, runner, metric, unit), a larger threshold learned from a
+    baseline window (see bench.baseline.tolerances)."""
     keys = ["suite", "workload", "runner", "metric", "unit"]
     verdicts = []
     groups_new = {k: g["value"].to_numpy() for k, g in new[new["ok"]].groupby(keys, sort=False)}
@@ -66,9 +70,10 @@ def compare(base: pd.DataFrame, new: pd.DataFrame, threshold: float) -> list[Ver
         if key not in groups_new:
             continue
         a, b = group["value"].to_numpy(), groups_new[key]
-        verdict, p, low, high = judge(a, b, key[4], threshold)
+        limit = max(threshold, (tolerances or {}).get(key, 0.0))
+        verdict, p, low, high = judge(a, b, key[4], limit)
         verdicts.append(Verdict(*key, float(np.median(a)), float(np.median(b)), float(np.median(b) / np.median(a)),
-                                low, high, p, len(a), len(b), verdict))
+                                low, high, p, len(a), len(b), verdict, limit))
     return verdicts
 
 

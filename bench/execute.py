@@ -45,7 +45,17 @@ def execute(runner_name: str, argv: list[str], envelope: Envelope, options: dict
     """Run argv in a fresh instance, stream its output, and return its exit code (128+N for signal N)."""
     if not argv:
         raise UsageError("nothing to run: bench exec --runner R -- CMD [ARG...]")
+    from bench.clean import run_lock
+
     runner = make_runner(runner_name, options)
+    lock = run_lock(exclusive=False)  # what this instance creates is not a leftover for `bench clean`
+    try:
+        return _execute(runner, argv, envelope, cache_dir)
+    finally:
+        os.close(lock)
+
+
+def _execute(runner, argv: list[str], envelope: Envelope, cache_dir: Path) -> int:
     image = build_image(cache_dir)
     runner.prepare(str(image.rootfs), image.digest, str(cache_dir))
     command = (resolve_command(image.rootfs, argv[0]), *argv[1:])

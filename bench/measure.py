@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -14,6 +15,16 @@ from bench.workloads import DENSITY, RR_GUEST_PATH, Workload
 from runners.base import Runner
 
 SETTLE_S = 0.5  # after an idle instance is up, before its memory is read
+
+
+def undisturbed(teardown) -> None:
+    """Run a teardown with SIGINT and SIGTERM held back until it is done: a Ctrl-C that lands in the
+    middle of one (the worker's handler raises) would leave a cgroup or a mount behind."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        teardown()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def measure_startup(runner: Runner, spec: LaunchSpec, workload: Workload, iteration: int, **_) -> list[Sample]:
@@ -35,7 +46,7 @@ def measure_startup(runner: Runner, spec: LaunchSpec, workload: Workload, iterat
         error = f"{type(exc).__name__}: {exc}"
     finally:
         if instance is not None:
-            instance.teardown()
+            undisturbed(instance.teardown)
     t_clean = time.monotonic_ns()
     if not error:
         values["teardown_ms"] = (t_clean - instance.t_exit) / 1e6
@@ -82,9 +93,9 @@ def measure_throughput(runner: Runner, spec: LaunchSpec, workload: Workload, ite
         error = f"{type(exc).__name__}: {exc}"
     finally:
         if instance is not None:
-            instance.teardown()
+            undisturbed(instance.teardown)
         if servers is not None:
-            servers.stop()
+            undisturbed(servers.stop)
     return [_sample(runner, workload, iteration, metric, unit, values.get(metric), error)
             for metric, unit in workload.metrics]
 
@@ -126,7 +137,7 @@ def _idle_private_kib(runner: Runner, spec: LaunchSpec) -> int:
         time.sleep(SETTLE_S)
         return tree_private_kib(instance.pid)
     finally:
-        instance.teardown()
+        undisturbed(instance.teardown)
 
 
 def _used_per_instance_kib(runner: Runner, spec: LaunchSpec, n: int) -> float:
@@ -140,7 +151,7 @@ def _used_per_instance_kib(runner: Runner, spec: LaunchSpec, n: int) -> float:
         after = settled_used_kib()
     finally:
         for instance in reversed(instances):
-            instance.teardown()
+            undisturbed(instance.teardown)
     return (after - before) / n
 
 

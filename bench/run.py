@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -73,15 +75,52 @@ def suite_envelope(envelope: Envelope, workloads: list[Workload]) -> Envelope:
                    memory_mib=envelope.memory_mib if envelope.memory_mib is not None else defaults.get("memory_mib"))
 
 
-def run(opts: RunOptions, console: Console) -> tuple[int, Path]:
+def writable_results_dir(path: Path) -> None:
+    """Checked before anything is measured (and without creating anything): a run that could not
+    be stored should not start."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"results dir {path}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"results dir {path}: {existing} is not writable")
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is: stop, tear down, keep what was measured."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated
+
+
+def run(opts: RunOptions, console: Console) -> tuple[int, Path | None]:
+    """Returns (exit code, run dir). Interrupted (SIGINT, SIGTERM) while measuring, the samples
+    completed so far are stored as a run marked incomplete, and the code is 128 + the signal."""
+    from bench.clean import run_lock
+
     workloads = select(opts.suite, opts.workloads)
     opts = replace(opts, envelope=suite_envelope(opts.envelope, workloads))
     wanted = choose_runners(opts.runners)
+    writable_results_dir(opts.results_dir)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     run_id = store.new_run_id()
+    lock = run_lock(exclusive=False)  # `bench clean` waits for no run
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _run(opts, console, workloads, wanted, started, run_id)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        os.close(lock)
+
+
+def _run(opts, console, workloads, wanted, started, run_id) -> tuple[int, Path | None]:
     with console.status("building the guest image"):
         image = build_image(opts.cache_dir)
     client = WorkerClient()
+    samples: list[dict] = []
+    interrupted = None
     try:
         targets = {n: registered()[n].target for n in (wanted or registered())}
         unknown = sorted(set(opts.options) - set(targets))
@@ -91,7 +130,11 @@ def run(opts: RunOptions, console: Console) -> tuple[int, Path]:
             status = client.init(targets, image, opts.envelope, opts.options, opts.cache_dir)
         names = active_runners(status, wanted)
         plan, not_run = plan_runs(workloads, names, status)
-        samples = measure_all(client, plan, opts, run_id, console)
+        try:
+            measure_all(client, plan, opts, run_id, console, samples)
+        except KeyboardInterrupt as exc:
+            interrupted = signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT
+            client.interrupt()  # the worker tears its current instance down, then exits
     finally:
         client.close()
     meta = {
@@ -105,8 +148,16 @@ def run(opts: RunOptions, console: Console) -> tuple[int, Path]:
         "runners": {n: {"kind": registered()[n].cls.kind, **status[n]["config"]} for n in names},
         "skipped_runners": {n: s["reason"] for n, s in status.items() if n not in names},
         "not_run": not_run, "density": opts.density,
+        "incomplete": interrupted is not None,
+        **({"interrupted_by": interrupted.name} if interrupted else {}),
     }
-    run_dir = store.write_run(opts.results_dir, run_id, samples, meta)
+    if interrupted and not samples:
+        console.print(f"bench: interrupted by {interrupted.name} before any sample was complete; nothing stored")
+        return 128 + interrupted, None
+    run_dir = store.write_run(opts.results_dir, run_id, samples, meta)  # UsageError, no half run, if it cannot
+    if interrupted:
+        console.print(f"bench: interrupted by {interrupted.name}: {len(samples)} samples stored as an incomplete run")
+        return 128 + interrupted, run_dir
     failed = sum(not s["ok"] for s in samples)
     return (1 if failed else 0), run_dir
 
@@ -130,11 +181,12 @@ def plan_runs(workloads: list[Workload], names: list[str], status: dict) -> tupl
     return plan, not_run
 
 
-def measure_all(client, plan, opts, run_id, console) -> list[dict]:
-    """Round-robin over runners inside each round, so that drift on the host hits them alike."""
+def measure_all(client, plan, opts, run_id, console, samples: list[dict]) -> None:
+    """Round-robin over runners inside each round, so that drift on the host hits them alike.
+    Samples are appended as they complete, so that an interrupted run keeps them."""
     plan = [(w, names, *rounds(w, opts)) for w, names in plan]
     total = sum((repeat + warmup) * len(names) for _, names, repeat, warmup in plan)
-    samples, n = [], 0
+    n = 0
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("measuring", total=total)
@@ -150,4 +202,3 @@ def measure_all(client, plan, opts, run_id, console) -> list[dict]:
                     if rnd >= warmup:
                         samples.extend(reply["samples"])
                     progress.advance(task)
-    return samples

@@ -119,12 +119,13 @@ VERDICT_STYLE = {"regression": "bold red", "improvement": "green", "no change": 
 
 def print_verdicts(verdicts, console: Console) -> None:
     table = Table(title="bench compare", title_justify="left", box=box.SIMPLE_HEAD)
-    for column in ("suite/workload", "runner", "metric", "base", "new", "ratio", "95% CI", "p", "verdict"):
+    for column in ("suite/workload", "runner", "metric", "base", "new", "ratio", "95% CI", "p", "counts", "verdict"):
         table.add_column(column, justify="left" if column in ("suite/workload", "runner", "metric", "verdict") else "right",
                          no_wrap=True)
     for v in verdicts:
         ci = "" if v.ci_low != v.ci_low else f"{v.ci_low:.2f}-{v.ci_high:.2f}"
         table.add_row(f"{v.suite}/{v.workload}", v.runner, v.metric, fmt_number(v.base_median), fmt_number(v.new_median),
                       f"{v.ratio:.2f}x", ci, "" if v.p_value != v.p_value else f"{v.p_value:.3f}",
+                      "" if v.threshold != v.threshold else f"±{v.threshold:.0%}",
                       f"[{VERDICT_STYLE[v.verdict]}]{v.verdict}[/]" if VERDICT_STYLE[v.verdict] else v.verdict)
     console.print(table)

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 
+from bench.errors import UsageError
 from bench.measure import MEASURES
 from bench.spec import Envelope, LaunchSpec
 from runners import _linux as linux
@@ -36,7 +37,10 @@ class Worker:
 
         report = {}
         for name, target in msg["runners"].items():
-            runner = load_target(target)(**msg.get("options", {}).get(name, {}))
+            try:
+                runner = load_target(target)(**msg.get("options", {}).get(name, {}))
+            except (TypeError, ValueError) as exc:  # an unknown or bad --option
+                raise UsageError(f"--option for {name}: {exc}") from None
             ok, reason = runner.available()
             if ok:
                 runner.prepare(msg["rootfs"], msg["image_digest"], msg["cache_dir"])
@@ -73,17 +77,24 @@ def main() -> None:
     linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGTERM)  # never outlive `bench`
     linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)  # orphans stay ours: reaped, and counted in the tree
     signal.signal(signal.SIGTERM, _interrupt)  # tear the current instance down, as on Ctrl-C
+    signal.signal(signal.SIGINT, _interrupt)
     worker = Worker()
     try:
         for line in commands:
             try:
                 reply = worker.handle(json.loads(line))
+            except UsageError as exc:  # bad input found here (a --kernel that is no kernel): exit 2 upstairs
+                reply = {"op": "error", "kind": "usage", "message": str(exc)}
             except (KeyError, ValueError, StopIteration) as exc:
                 reply = {"op": "error", "message": f"{type(exc).__name__}: {exc}"}
             replies.write(json.dumps(reply) + "\n")
             replies.flush()
     except KeyboardInterrupt:
-        pass
+        try:  # `bench` may be waiting for a reply: tell it why there is none
+            replies.write(json.dumps({"op": "interrupted"}) + "\n")
+            replies.flush()
+        except OSError:
+            pass
     finally:
         worker.close()
 
@@ -100,6 +111,10 @@ def reap_orphans() -> None:
 
 
 def _interrupt(signum, frame) -> None:
+    # Once: a second signal (Ctrl-C reaches us, and `bench` then sends SIGTERM) must not cut the
+    # teardown that the first one started.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 

@@ -14,6 +14,7 @@ import os
 import select
 import shutil
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,12 +49,17 @@ class ContainerConfig:
     volume: str | None = None  # host dir bind-mounted at /mnt/volume (default: a fresh one for disk-volume)
     state_dir: str = "/tmp"  # per-instance upper/work dirs: /tmp/bench-<instance>/
     userns: bool = False  # a user namespace: root inside is an unprivileged uid outside
+    upper_size: str | None = None  # e.g. 64M: the writable layer's size limit (its dirs on a tmpfs that big)
 
     def __post_init__(self) -> None:
         if isinstance(self.userns, str):  # from --option container.userns=true
             self.userns = self.userns.lower() in ("1", "true", "yes", "on")
         if self.network not in ("bridge", "none"):
             raise ValueError(f"network must be bridge or none, not {self.network!r}")
+        if self.upper_size is not None:
+            from bench.spec import parse_size_mib
+
+            self.upper_size = parse_size_mib(str(self.upper_size))
 
 
 class ContainerRunner(Runner):
@@ -83,7 +89,8 @@ class ContainerRunner(Runner):
         return {"cgroup_version": fs.version, "network": self.cfg.network, "subnet": self.cfg.subnet,
                 "namespaces": "pid,mnt,uts,ipc,net,cgroup", "rootfs": "overlay (image lower, per-instance upper)",
                 "capabilities": "docker default", "no_new_privs": True,
-                "userns": f"0 -> {USERNS_BASE} ({USERNS_SIZE} ids)" if self.cfg.userns else "none"}
+                "userns": f"0 -> {USERNS_BASE} ({USERNS_SIZE} ids)" if self.cfg.userns else "none",
+                "upper_size_mib": self.cfg.upper_size}
 
     def launch(self, spec: LaunchSpec) -> "ContainerInstance":
         if self.cgroups is None:
@@ -98,7 +105,13 @@ class ContainerRunner(Runner):
             inst.cgroup = self.cgroups.instance(spec.name)
             inst.cgroup.create()
             inst.cgroup.set_limits(spec.envelope.memory_mib, spec.envelope.cpus, spec.envelope.pids)
-            inst.dirs = overlay_dirs(Path(self.cfg.state_dir) / spec.name, self.cfg.userns, spec.scratch == "volume")
+            base = Path(self.cfg.state_dir) / spec.name
+            if self.cfg.upper_size:  # like Docker's --storage-opt size: writes beyond it get ENOSPC
+                base.mkdir(parents=True)
+                linux.mount("tmpfs", str(base), "tmpfs", linux.MS_NOSUID | linux.MS_NODEV,
+                            f"size={self.cfg.upper_size}m,mode=755")
+                inst.size_limited = base
+            inst.dirs = overlay_dirs(base, self.cfg.userns, spec.scratch == "volume")
             address = self.net.address(self.launched) if self.net else None
             if spec.scratch:  # own: /tmp, on the overlay (its writes land in the upper dir); or the volume
                 spec = replace(spec, argv=spec.argv_with({SCRATCH: VOLUME_AT if spec.scratch == "volume" else "/tmp"}))
@@ -137,6 +150,7 @@ class ContainerInstance(ChildInstance):
         self.cgroup: Cgroup | None = None
         self.dirs: dict[str, Path] = {}
         self.net: BridgeNetwork | None = None
+        self.size_limited: Path | None = None  # the tmpfs under the dirs, with upper_size
         self._torn_down = False
         self.pid = None
 
@@ -205,23 +219,31 @@ class ContainerInstance(ChildInstance):
         if self._torn_down:
             return
         if self.pid is not None:
-            self._kill_cgroup()
+            killed = self._kill_cgroup()
             super().teardown()  # the shim: killed if needed, reaped; the output pipe closed
+            _reap_orphans(killed)
         self._torn_down = True
         if self.net:
             self.net.detach(self.host_end)
         if self.cgroup:
             self.cgroup.remove()
-        if self.dirs:
-            shutil.rmtree(self.dirs["upper"].parent, ignore_errors=True)
+        if self.size_limited:
+            try:
+                linux.umount(str(self.size_limited), linux.MNT_DETACH)
+            except OSError:
+                pass  # already gone (bench clean, or a second teardown)
+        if self.dirs or self.size_limited:
+            shutil.rmtree(self.size_limited or self.dirs["upper"].parent, ignore_errors=True)
 
-    def _kill_cgroup(self) -> None:
+    def _kill_cgroup(self) -> list[int]:
         """SIGKILL whatever still runs in the cgroup (pid 1 going takes the namespace down)."""
-        for pid in self._cgroup_pids():
+        pids = self._cgroup_pids()
+        for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        return pids
 
     def _cgroup_pids(self) -> list[int]:
         if self.cgroup is None:
@@ -231,6 +253,22 @@ class ContainerInstance(ChildInstance):
                 return [int(line) for line in f if line.strip()]
         except OSError:
             return []
+
+
+def _reap_orphans(pids: list[int], timeout_s: float = 2.0) -> None:
+    """Reap the killed members that were reparented to us (the worker is a subreaper): a zombie
+    still holds its cgroup, which then cannot be removed. Only happens when teardown killed them."""
+    pending, deadline = set(pids), time.monotonic() + timeout_s
+    while pending and time.monotonic() < deadline:
+        for pid in list(pending):
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    pending.discard(pid)
+            except ChildProcessError:  # not ours: reaped by the shim, or gone
+                if not os.path.exists(f"/proc/{pid}"):
+                    pending.discard(pid)
+        if pending:
+            time.sleep(0.002)
 
 
 def write_id_maps(pid: int) -> None:
@@ -330,11 +368,15 @@ def build_root(image: str, base: Path, volume: str | None) -> None:  # pragma: n
     refuses them otherwise (mount_too_revealing)."""
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)  # nothing propagates to the host
     root = str(base / "merged")
-    linux.mount("overlay", root, "overlay", 0,
+    # nodev on everything the container can write to: with CAP_MKNOD (Docker's set) it may create a
+    # device node, but never open one, so the host's disks stay out of reach (Docker uses the devices
+    # cgroup for that; nodev works the same on cgroup v1 and v2). Its own /dev entries are bind mounts.
+    linux.mount("overlay", root, "overlay", linux.MS_NODEV,
                 f"lowerdir={image},upperdir={base / 'upper'},workdir={base / 'work'}")
     if volume:
         os.makedirs(root + VOLUME_AT, exist_ok=True)
         linux.mount(str(volume), root + VOLUME_AT, None, linux.MS_BIND | linux.MS_REC)
+        linux.mount(None, root + VOLUME_AT, None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_NODEV | linux.MS_NOSUID)
     mount_dev(root)
     mount_proc(root)
     linux.mount("sysfs", f"{root}/sys", "sysfs", linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
@@ -360,7 +402,7 @@ def mount_proc(root: str) -> None:  # pragma: no cover
 def mount_dev(root: str) -> None:  # pragma: no cover
     """A tmpfs /dev with the host's device nodes bound in (mknod is refused in a user namespace)."""
     dev = f"{root}/dev"
-    linux.mount("tmpfs", dev, "tmpfs", linux.MS_NOSUID | linux.MS_NOEXEC, "mode=755,size=64k")
+    linux.mount("tmpfs", dev, "tmpfs", linux.MS_NOSUID | linux.MS_NOEXEC | linux.MS_NODEV, "mode=755,size=64k")
     for name in DEVICES:
         os.close(os.open(f"{dev}/{name}", os.O_CREAT | os.O_WRONLY, 0o666))
         linux.mount(f"/dev/{name}", f"{dev}/{name}", None, linux.MS_BIND)

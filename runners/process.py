@@ -54,7 +54,8 @@ class ProcessRunner(Runner):
             if taskstats:
                 taskstats.reset()
             with pinned(spec.envelope.cpu_list(sorted(os.sched_getaffinity(0)))):
-                pid = os.posix_spawn(path, argv, GUEST_ENV, file_actions=actions)
+                # setsid: a Ctrl-C at the terminal reaches `bench`, which stops cleanly, not the workload
+                pid = os.posix_spawn(path, argv, GUEST_ENV, file_actions=actions, setsid=True)
         except BaseException:
             os.close(read_fd)
             if on_teardown:

@@ -50,15 +50,16 @@ def host_left_clean():
     assert not left, f"the test suite left residue on the host: {left}"
 
 
-def kill_run_then_clean(results_dir: Path, runners: str, after_s: float) -> str:
+def kill_run_then_clean(results_dir: Path, runners: str, after_s: float,
+                        suite: tuple[str, ...] = ("--suite", "startup", "--repeat", "500", "--warmup", "0")) -> str:
     """SIGKILL a whole `bench run` (worker included) after_s in, run `bench clean`, and return what
     a second `bench clean --dry-run` still finds."""
     import signal
     import subprocess
     import time
 
-    proc = subprocess.Popen([*BENCH, "run", "--suite", "startup", "--runners", runners, "--repeat", "500",
-                             "--warmup", "0", "--results-dir", str(results_dir), "--no-report"], cwd=ROOT,
+    proc = subprocess.Popen([*BENCH, "run", *suite, "--runners", runners,
+                             "--results-dir", str(results_dir), "--no-report"], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     time.sleep(after_s)
     os.killpg(proc.pid, signal.SIGKILL)

@@ -232,3 +232,68 @@ def test_user_namespace_root_is_unprivileged_outside(open_image):
     assert out[:3] == ["0", "100000", "65536"] and out[3] == "0"
     assert owned.st_uid == 100000  # root inside writes as an unprivileged uid on the host
     assert out[4:] == ["eth0", "lo", "1"]
+
+
+# The attacks of issue 9, each tried for real.
+
+def host_root_device():
+    st = os.stat("/")
+    return os.major(st.st_dev), os.minor(st.st_dev)
+
+
+def test_a_host_block_device_can_be_made_but_never_opened_or_mounted(runner, image, tmp_path):
+    """CAP_MKNOD is in Docker's set; every place the container can write is nodev."""
+    major, minor = host_root_device()
+    inst = runner.launch(LaunchSpec("bench-test-dev", ("/bin/sh", "-c", f"""
+        for dir in /tmp /dev /dev/shm /mnt/volume; do
+            mknod $dir/disk b {major} {minor} && echo made-$dir
+            head -c 512 $dir/disk >/dev/null 2>&1 && echo READ-$dir
+            mkdir -p /mnt/m && mount $dir/disk /mnt/m 2>/dev/null && echo MOUNTED-$dir
+        done; true"""), str(image.rootfs), image.host_paths, Envelope(), marker=None, scratch="volume"))
+    try:
+        assert inst.wait_exit(30) == 0
+        out = inst.output.decode()
+    finally:
+        inst.teardown()
+    assert "made-/tmp" in out  # the attack really got as far as a device node
+    assert "READ-" not in out and "MOUNTED-" not in out, out
+
+
+def test_no_kernel_modules_and_no_network_administration(runner, image):
+    code, out, _ = run(runner, image, "insmod /bin/busybox; echo rc=$?; "
+                                      "ip link add bench-evil type dummy; echo rc=$?; "
+                                      "ip link set lo mtu 1200; echo rc=$?")
+    assert out.count("rc=0") == 0 and out.count("Operation not permitted") >= 2, out
+
+
+def test_host_processes_are_out_of_sight_and_out_of_reach(runner, image):
+    me = os.getpid()
+    code, out, _ = run(runner, image, f"cat /proc/{me}/status 2>&1; kill -0 {me}; echo kill=$?; "
+                                      "grep -c . /proc/1/cmdline")
+    assert "kill=1" in out and "Name:" not in out, out
+
+
+def test_one_instance_cannot_read_anothers_files(runner, image):
+    a = start(runner, image, ["/bin/sh", "-c", "echo secret-of-a > /tmp/secret; echo READY; sleep 30"],
+              name="bench-test-a")
+    try:
+        deadline = time.monotonic() + 10
+        while b"READY" not in a.output and time.monotonic() < deadline:
+            a._read_once(0.2)
+        upper = Path("/tmp/bench-test-a/upper/tmp/secret")
+        assert upper.read_text() == "secret-of-a\n"  # it is there, on the host
+        code, out, _ = run(runner, image, "cat /tmp/secret; find / -xdev -name secret 2>/dev/null; "
+                                          "ls /tmp/bench-test-a 2>&1; echo done")
+        assert "secret-of-a" not in out and "done" in out, out
+    finally:
+        a.teardown()
+
+
+def test_the_upper_dir_size_limit_holds(image):
+    runner = ContainerRunner(upper_size="16M")
+    try:
+        code, out, inst = run(runner, image, "dd if=/dev/zero of=/tmp/fill bs=1M count=64 2>&1; echo rc=$?")
+    finally:
+        runner.close()
+    assert "No space left on device" in out and "rc=1" in out, out
+    assert not Path("/tmp/bench-test-c").exists()

@@ -75,7 +75,7 @@ def test_memory_suite(tmp_path):
 
 def measure_in_process(image, workload):
     spec = LaunchSpec(f"bench-test-{workload.name}", workload.argv, str(image.rootfs), image.host_paths,
-                      Envelope(), None)
+                      Envelope(), None, timeout_s=workload.timeout_s)
     runner = ProcessRunner()
     try:
         (sample,) = measure_throughput(runner, spec, workload, 0)

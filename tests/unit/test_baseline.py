@@ -31,8 +31,8 @@ def test_the_window_keeps_the_newest_good_runs(tmp_path):
         key, kept = baseline.update(store, a_run(tmp_path / "r", f"run{i}", f"2026-11-0{i + 1}T00:00:00Z"), window=2)
     assert kept == ["run2", "run3"]
     assert [p.name for p in baseline.hosts(store)[key]] == ["run2", "run3"]
-    found, pooled = baseline.baseline_of(store, {"host": {**HOST, "cpu_mhz": 1.0}})
-    assert found == key and len(pooled) == 6
+    found, pooled, learned = baseline.baseline_of(store, {"host": {**HOST, "cpu_mhz": 1.0}})
+    assert found == key and len(pooled) == 6 and set(learned) == {("startup", "probe", "process", "ready_ms", "ms")}
 
 
 def test_a_run_with_failures_is_refused(tmp_path):
@@ -45,3 +45,16 @@ def test_a_run_with_failures_is_refused(tmp_path):
 def test_no_baseline_for_a_new_host_says_how_to_make_one(tmp_path):
     with pytest.raises(UsageError, match="bench baseline update"):
         baseline.baseline_of(tmp_path, {"host": HOST})
+
+
+def test_tolerances_are_learned_from_the_window():
+    import pandas as pd
+
+    def frame(values):
+        return pd.DataFrame([dict(suite="s", workload="w", runner="r", metric="m", unit="ms", value=v, ok=True)
+                             for v in values])
+
+    steady = baseline.tolerances([frame([10.0, 10.0, 10.0]), frame([10.0, 10.0, 10.0])])
+    assert steady[("s", "w", "r", "m", "ms")] == 0.0  # compare's --threshold then decides alone
+    drifting = baseline.tolerances([frame([10.0, 10.0]), frame([12.0, 12.0])])  # pooled median 11
+    assert drifting[("s", "w", "r", "m", "ms")] == pytest.approx(2 * (1 - 10 / 11))

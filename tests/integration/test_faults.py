@@ -1,0 +1,147 @@
+"""Faults on purpose: signals, kills, hangs, crashes, a full disk, two runs at once. After each the
+host must be as it was, and a run on disk must be whole (or marked incomplete), never half."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from bench.store import load_run
+from bench.workloads import Workload
+from tests.conftest import BENCH, ROOT, kill_run_then_clean
+from tests.integration.test_throughput import measure_in_process
+
+pytestmark = pytest.mark.integration
+
+
+def leftovers(results_dir) -> str:
+    out = subprocess.run([*BENCH, "clean", "--dry-run", "--results-dir", str(results_dir)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def start_run(results_dir, runners, *extra):
+    return subprocess.Popen([*BENCH, "run", "--suite", "startup", "--runners", runners, "--repeat", "500",
+                             "--warmup", "0", "--results-dir", str(results_dir), "--no-report", *extra],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+@pytest.mark.parametrize("sig, runners, after_s", [
+    (signal.SIGINT, "process,chroot,container", 6),  # Ctrl-C: the whole process group gets it
+    (signal.SIGTERM, "process,container", 6),  # kill PID: bench alone
+    (signal.SIGINT, "process,vm", 12),  # in the middle of VM boots
+])
+def test_a_signal_stops_the_run_keeps_its_samples_and_leaves_nothing(tmp_path, sig, runners, after_s):
+    proc = start_run(tmp_path, runners)
+    time.sleep(after_s)
+    sent = time.monotonic()
+    if sig == signal.SIGINT:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    stopped_s = time.monotonic() - sent
+    assert proc.returncode == 128 + sig, err
+    assert stopped_s < 15, f"took {stopped_s:.1f} s to stop"
+    df, meta = load_run((tmp_path / "latest").resolve())
+    assert meta["incomplete"] is True and meta["interrupted_by"] == sig.name
+    assert len(df) > 0 and df["ok"].all()
+    assert set(df["runner"]) <= set(runners.split(","))
+    assert leftovers(tmp_path) == "0 leftovers found"
+
+
+def test_sigkill_mid_throughput_in_a_container_and_a_vm_then_bench_clean(tmp_path):
+    """Scratch dirs and disks, the bridge netns, the VM's tap, its domain: bench clean finds them all."""
+    left = kill_run_then_clean(tmp_path, "container,vm", 14,
+                               suite=("--suite", "throughput", "--workloads", "net,disk", "--repeat", "5"))
+    assert left == "0 leftovers found"
+
+
+def run_tool(image, argv, timeout_s=30):
+    return measure_in_process(image, Workload("w", "throughput", tuple(argv), "", (("syscalls_s", "calls/s"),),
+                                              "parse_bench_syscall", timeout_s=timeout_s))
+
+
+def test_a_hanging_workload_is_killed_at_its_timeout(image):
+    started = time.monotonic()
+    sample = run_tool(image, ["/bin/sleep", "600"], timeout_s=2)
+    assert not sample.ok and "still running after 2 s" in sample.error
+    assert time.monotonic() - started < 10
+
+
+def test_a_crashing_workload_is_ok_false_with_the_reason(image):
+    sample = run_tool(image, ["/bin/sh", "-c", "echo about to crash; kill -SEGV $$"])
+    assert not sample.ok and "exit code -11" in sample.error and "about to crash" in sample.error
+
+
+def test_a_full_results_disk_is_a_clear_error_and_no_half_run(tmp_path):
+    full = tmp_path / "full"
+    full.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(full)], check=True)
+    try:
+        subprocess.run(["dd", "if=/dev/zero", f"of={full}/filler", "bs=4k"], capture_output=True)
+        out = subprocess.run([*BENCH, "run", "--suite", "startup", "--runners", "process", "--repeat", "3",
+                              "--results-dir", str(full), "--no-report"], cwd=ROOT, capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 2  # the results dir is unusable: bad input, as a read-only one would be
+        (line,) = out.stderr.strip().splitlines()
+        assert line.startswith("bench: cannot write results to") and "No space left on device" in line
+        assert sorted(p.name for p in full.iterdir()) == ["filler"]  # no run, no staging dir, no latest
+    finally:
+        subprocess.run(["umount", str(full)], check=True)
+
+
+def test_two_runs_at_once_do_not_clobber_each_other_and_clean_waits(tmp_path):
+    args = ("--suite", "startup", "--runners", "process,container", "--repeat", "150", "--results-dir", str(tmp_path),
+            "--no-report")
+    procs = [subprocess.Popen([*BENCH, "run", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    time.sleep(4)
+    assert all(p.poll() is None for p in procs), "the runs ended before bench clean could meet them"
+    clean = subprocess.run([*BENCH, "clean"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [e for _, e in outs]
+    assert clean.returncode == 2 and "a bench run is in progress" in clean.stderr
+    runs = sorted(p for p in tmp_path.iterdir() if p.is_dir() and not p.is_symlink())
+    assert len(runs) == 2
+    for run in runs:
+        df, meta = load_run(run)
+        assert df["ok"].all() and len(df) == 150 * 2 * 4 and not meta["incomplete"]
+    assert leftovers(tmp_path) == "0 leftovers found"
+
+
+@pytest.mark.parametrize("make_bad, message", [
+    (lambda run: (run / "meta.json").write_text("{not json"), "cannot read run"),
+    (lambda run: (run / "samples.parquet").write_bytes(b"PAR1 garbage"), "cannot read run"),
+    (lambda run: (run / "meta.json").write_text(json.dumps({"hello": 1})), "not an isobench run"),
+])
+def test_a_corrupt_run_given_to_report_or_compare_is_one_line_and_exit_2(tmp_path, make_bad, message):
+    out = subprocess.run([*BENCH, "run", "--suite", "startup", "--runners", "process", "--repeat", "2",
+                          "--results-dir", str(tmp_path), "--no-report"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    run = (tmp_path / "latest").resolve()
+    make_bad(run)
+    for argv in (["report", str(run), "--out", str(tmp_path / "rep")], ["compare", str(run), str(run)]):
+        out = subprocess.run([*BENCH, *argv], cwd=ROOT, capture_output=True, text=True)
+        assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+        assert message in out.stderr
+    assert not (tmp_path / "rep").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--option", "vm.kernel=/etc/passwd"], "is not a Linux kernel"),
+    (["--option", "vm.kernal=/boot/vmlinuz"], "unexpected keyword argument 'kernal'"),
+    (["--results-dir", "/etc/passwd/results"], "is not a directory"),
+])
+def test_bad_input_found_late_is_still_one_line_exit_2_and_writes_nothing(tmp_path, argv, message):
+    argv = [*argv] if "--results-dir" in argv else [*argv, "--results-dir", str(tmp_path / "r")]
+    out = subprocess.run([*BENCH, "run", "--suite", "startup", "--runners", "vm", "--repeat", "1", "--no-report",
+                          *argv], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert message in out.stderr
+    assert not (tmp_path / "r").exists()
