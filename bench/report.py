@@ -89,6 +89,9 @@ def memory_png(summary: pd.DataFrame, path: Path) -> None:
 
 def warnings(df: pd.DataFrame, summary: pd.DataFrame, meta: dict) -> list[str]:
     found = []
+    if meta.get("incomplete"):
+        found.append(f"this run is incomplete: {meta.get('interrupted_by', 'a signal')} stopped it; "
+                     "only the samples completed before that are here")
     failed = df[~df["ok"]]
     if len(failed):
         first = failed.iloc[0]

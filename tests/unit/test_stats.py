@@ -72,3 +72,11 @@ def test_headline_has_no_interval_from_one_sample():
 
     table = headline(pd.DataFrame(rows("net_gbit_s", "Gbit/s", {"process": [20.0], "container": [18.0]})))
     assert table.loc[0, "value"] == pytest.approx(0.9) and math.isnan(table.loc[0, "ci_low"])
+
+
+def test_an_incomplete_run_says_so_first():
+    from bench.report import warnings
+
+    df = frame()
+    found = warnings(df, summarize(df), {"incomplete": True, "interrupted_by": "SIGINT"})
+    assert found[0].startswith("this run is incomplete: SIGINT stopped it")
