@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import signal
 import time
 from dataclasses import replace
 from pathlib import Path
 
 from bench.errors import MeasurementError
+from bench.interrupts import held
 from bench.servers import HostServers
 from bench.spec import HOST_L3, LaunchSpec, Sample
 from bench.workloads import DENSITY, RR_GUEST_PATH, Workload
@@ -18,13 +18,9 @@ SETTLE_S = 0.5  # after an idle instance is up, before its memory is read
 
 
 def undisturbed(teardown) -> None:
-    """Run a teardown with SIGINT and SIGTERM held back until it is done: a Ctrl-C that lands in the
-    middle of one (the worker's handler raises) would leave a cgroup or a mount behind."""
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
+    """Run a teardown to its end even when Ctrl-C arrives meanwhile (see bench.interrupts)."""
+    with held():
         teardown()
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def measure_startup(runner: Runner, spec: LaunchSpec, workload: Workload, iteration: int, **_) -> list[Sample]:
@@ -32,7 +28,8 @@ def measure_startup(runner: Runner, spec: LaunchSpec, workload: Workload, iterat
     instance, values, extra, error = None, {}, {}, ""
     t_launch = time.monotonic_ns()
     try:
-        instance = runner.launch(spec)
+        with held():  # a Ctrl-C here is raised once `instance` holds what launch made
+            instance = runner.launch(spec)
         t_ready = instance.wait_ready(spec.timeout_s)
         code = instance.wait_exit(spec.timeout_s)
         if code != 0:
@@ -79,7 +76,8 @@ def measure_throughput(runner: Runner, spec: LaunchSpec, workload: Workload, ite
             servers = HostServers(*runner.server_side(), spec.host_paths[RR_GUEST_PATH])
             spec = replace(spec, argv=spec.argv_with(servers.placeholders()), server=servers.address)
             servers.start()
-        instance = runner.launch(spec)
+        with held():  # a Ctrl-C here is raised once `instance` holds what launch made
+            instance = runner.launch(spec)
         code = instance.wait_exit(spec.timeout_s)
         if code != 0:
             raise MeasurementError(f"exit code {code}: {_tail(instance.output)}")
@@ -131,13 +129,16 @@ def measure_memory(runner: Runner, spec: LaunchSpec, workload: Workload, iterati
 
 
 def _idle_private_kib(runner: Runner, spec: LaunchSpec) -> int:
-    instance = runner.launch(spec)
+    instance = None
     try:
+        with held():
+            instance = runner.launch(spec)
         instance.wait_ready(spec.timeout_s)
         time.sleep(SETTLE_S)
         return tree_private_kib(instance.pid)
     finally:
-        undisturbed(instance.teardown)
+        if instance is not None:
+            undisturbed(instance.teardown)
 
 
 def _used_per_instance_kib(runner: Runner, spec: LaunchSpec, n: int) -> float:
@@ -146,7 +147,8 @@ def _used_per_instance_kib(runner: Runner, spec: LaunchSpec, n: int) -> float:
     instances = []
     try:
         for i in range(n):
-            instances.append(runner.launch(replace(spec, name=f"{spec.name}-{i}")))
+            with held():
+                instances.append(runner.launch(replace(spec, name=f"{spec.name}-{i}")))
             instances[-1].wait_ready(spec.timeout_s)
         after = settled_used_kib()
     finally:

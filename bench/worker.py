@@ -10,6 +10,7 @@ import json
 import os
 import signal
 
+from bench import interrupts
 from bench.errors import UsageError
 from bench.measure import MEASURES
 from bench.spec import Envelope, LaunchSpec
@@ -76,8 +77,8 @@ def main() -> None:
     os.dup2(2, 1)
     linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGTERM)  # never outlive `bench`
     linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)  # orphans stay ours: reaped, and counted in the tree
-    signal.signal(signal.SIGTERM, _interrupt)  # tear the current instance down, as on Ctrl-C
-    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, interrupts.handler)  # tear the current instance down, as on Ctrl-C
+    signal.signal(signal.SIGINT, interrupts.handler)
     worker = Worker()
     try:
         for line in commands:
@@ -108,14 +109,6 @@ def reap_orphans() -> None:
             return
         if pid == 0:
             return
-
-
-def _interrupt(signum, frame) -> None:
-    # Once: a second signal (Ctrl-C reaches us, and `bench` then sends SIGTERM) must not cut the
-    # teardown that the first one started.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

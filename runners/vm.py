@@ -20,6 +20,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 from bench.errors import MeasurementError
+from bench.interrupts import held
 from bench.spec import SCRATCH, LaunchSpec
 from runners._child import ChildInstance, run_quietly
 from runners.base import GUEST_ENV, Runner
@@ -183,7 +184,8 @@ class VmRunner(Runner):
         spec = LaunchSpec(f"bench-kvmprobe-{os.getpid()}", ("/bin/bench-probe",), rootfs)
         started = time.monotonic()
         try:
-            inst = self._start(spec, "kvm")
+            with held():  # a Ctrl-C here must not lose the probe's domain
+                inst = self._start(spec, "kvm")
         except Exception as exc:
             return "tcg", f"KVM guest failed to start: {str(exc).splitlines()[0]}"
         try:

@@ -35,6 +35,7 @@ def start_run(results_dir, runners, *extra):
     (signal.SIGINT, "process,chroot,container", 6),  # Ctrl-C: the whole process group gets it
     (signal.SIGTERM, "process,container", 6),  # kill PID: bench alone
     (signal.SIGINT, "process,vm", 12),  # in the middle of VM boots
+    (signal.SIGINT, "process,bwrap,runc,docker", 8),  # peers
 ])
 def test_a_signal_stops_the_run_keeps_its_samples_and_leaves_nothing(tmp_path, sig, runners, after_s):
     proc = start_run(tmp_path, runners)
