@@ -75,14 +75,14 @@ def tolerances(frames) -> dict:
     container's teardown_ms 31%, stress-ng's cpu rate 1-3%. A fixed 5% would flag that noise."""
     import pandas as pd
 
-    keys = ["suite", "workload", "runner", "metric", "unit"]
-    per_run = pd.concat([f[f["ok"]].assign(_run=i) for i, f in enumerate(frames)])
-    grouped = per_run.groupby([*keys, "_run"])["value"]
-    stats = pd.DataFrame({"median": grouped.median(), "cv": grouped.std() / grouped.mean()}).reset_index()
-    pooled = per_run.groupby(keys)["value"].median().rename("pooled").reset_index()
-    stats = stats.merge(pooled, on=keys)
-    stats["drift"] = (stats["median"] / stats["pooled"] - 1).abs()
-    learned = stats.groupby(keys).agg(cv=("cv", "median"), drift=("drift", "max"))
+    from bench.stats import KEYS, summarize
+
+    per_run = pd.concat([summarize(f) for f in frames])  # each run's median and cv per metric
+    pooled = pd.concat(frames)
+    pooled = pooled[pooled["ok"]].groupby(KEYS)["value"].median().rename("pooled").reset_index()
+    per_run = per_run.merge(pooled, on=KEYS)
+    per_run["drift"] = (per_run["median"] / per_run["pooled"] - 1).abs()
+    learned = per_run.groupby(KEYS).agg(cv=("cv", "median"), drift=("drift", "max"))
     tolerance = pd.concat([learned["cv"].abs(), 2 * learned["drift"]], axis=1).max(axis=1).fillna(0.0)
     return {key: float(v) for key, v in tolerance.items()}
 

@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from bench.stats import median_ratio
+
 ALPHA = 0.05
 HIGHER_IS_BETTER_UNITS = ("/s",)  # ops/s, MiB/s, calls/s, forks/s, Gbit/s: more is better
 
@@ -44,8 +46,8 @@ def judge(base: np.ndarray, new: np.ndarray, unit: str, threshold: float) -> tup
     if len(base) < 2 or len(new) < 2:
         return "inconclusive", float("nan"), float("nan"), float("nan")
     p = stats.mannwhitneyu(base, new, alternative="two-sided").pvalue
-    ci = stats.bootstrap((base, new), lambda b, n: np.median(n) / np.median(b), vectorized=False,
-                         n_resamples=2000, method="percentile", random_state=0).confidence_interval
+    ci = stats.bootstrap((base, new), median_ratio, vectorized=True, n_resamples=2000, method="percentile",
+                         random_state=0).confidence_interval
     below, above = ci.high < 1 - threshold, ci.low > 1 + threshold
     worse, better = (below, above) if higher_is_better(unit) else (above, below)
     if p < ALPHA and worse:

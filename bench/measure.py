@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import replace
@@ -164,6 +165,7 @@ def stream_cache_kib(memory_mib: int | None) -> int:
     return l3 if memory_mib is None else min(l3, memory_mib * 1024 // 24)
 
 
+@functools.cache
 def host_l3_kib(cpu: str = "/sys/devices/system/cpu/cpu0/cache") -> int:
     """The largest cache of CPU 0 (stress-ng's own fallback when sysfs says nothing: 2 MiB)."""
     sizes = []
@@ -191,7 +193,7 @@ def settled_used_kib(step_s: float = 0.25, within_kib: int = 512, limit_s: float
 
 def host_used_kib(meminfo: str | None = None) -> int:
     fields = {}
-    for line in (meminfo if meminfo is not None else open("/proc/meminfo").read()).splitlines():
+    for line in (meminfo if meminfo is not None else Path("/proc/meminfo").read_text()).splitlines():
         key, _, rest = line.partition(":")
         fields[key] = int(rest.split()[0])
     return fields["MemTotal"] - fields["MemAvailable"]

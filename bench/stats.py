@@ -44,7 +44,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def _ratio(base, new, axis=-1):
+def median_ratio(base, new, axis=-1):
     return np.median(new, axis=axis) / np.median(base, axis=axis)
 
 
@@ -65,7 +65,7 @@ def headline(df: pd.DataFrame) -> pd.DataFrame:
         base = part.loc[is_base, "value"].to_numpy()
         if not len(base):
             continue
-        statistic = _difference if metric in DIFFERENCE_METRICS else _ratio
+        statistic = _difference if metric in DIFFERENCE_METRICS else median_ratio
         for runner, group in part[~is_base].groupby("runner", sort=False):
             new = group["value"].to_numpy()
             low = high = float("nan")

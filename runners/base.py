@@ -53,7 +53,14 @@ class Runner(ABC):
     cannot_measure: ClassVar[dict[str, str]] = {}  # metric -> why this runner can never measure it
     # What disk and network workloads need (Workload.needs): "scratch", a directory for SCRATCH
     # (LaunchSpec.scratch: "own" or "volume"); "server", host-side servers it can reach (server_side).
+    # Never inherited: it depends on how a class launches, so a subclass that launches its own way
+    # (every peer built on ProcessRunner or VmRunner) provides nothing unless it says so.
     provides: ClassVar[frozenset[str]] = frozenset()
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if "provides" not in cls.__dict__:
+            cls.provides = frozenset()
 
     @abstractmethod
     def available(self) -> tuple[bool, str]:

@@ -11,7 +11,6 @@ from runners.process import ProcessRunner, TaskInstance
 class BwrapRunner(ProcessRunner):
     name = "bwrap"
     kind = "peer"
-    provides = frozenset()  # not wired for the disk and net workloads (no scratch, no host-side servers)
     description = "bubblewrap --unshare-all on the guest rootfs"
 
     def available(self) -> tuple[bool, str]:

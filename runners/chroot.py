@@ -25,6 +25,7 @@ def host_busybox() -> str | None:
 class ChrootRunner(ProcessRunner):
     name = "chroot"
     description = "child process chroot()ed into the guest rootfs (busybox chroot)"
+    provides = frozenset({"scratch", "server"})  # scratch inside the jail; the host's loopback
 
     def available(self) -> tuple[bool, str]:
         if os.geteuid() != 0:
@@ -39,5 +40,6 @@ class ChrootRunner(ProcessRunner):
     def launch(self, spec: LaunchSpec) -> TaskInstance:
         busybox = host_busybox()
         # A disk workload's scratch is inside the jail, the only place a chroot can write to.
-        argv, cleanup = with_scratch(spec, Path(spec.rootfs) / "tmp" / spec.name, f"/tmp/{spec.name}")
+        argv, cleanup = (with_scratch(spec, Path(spec.rootfs) / "tmp" / spec.name, f"/tmp/{spec.name}")
+                         if spec.scratch else (spec.argv, None))
         return self.spawn(busybox, [busybox, "chroot", spec.rootfs, *argv], spec, on_teardown=cleanup)

@@ -25,7 +25,6 @@ class DockerRunner(ProcessRunner):
 
     name = "docker"
     kind = "peer"
-    provides = frozenset()  # not wired for the disk and net workloads (no scratch, no host-side servers)
     description = "docker run --network none of the guest rootfs, imported as an image"
     cannot_measure = {"mem_peak_mib": "the container's processes belong to containerd, not to the harness, "
                                       "and its cgroup is gone before a probe's exit can be read"}

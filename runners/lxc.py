@@ -28,7 +28,6 @@ def lxc_config(spec: LaunchSpec, cgroup_version: int) -> str:
 class LxcRunner(ProcessRunner):
     name = "lxc"
     kind = "peer"
-    provides = frozenset()  # not wired for the disk and net workloads (no scratch, no host-side servers)
     description = "lxc-execute on the guest rootfs, empty network, envelope as cgroup limits"
 
     def __init__(self, state_dir: str = "/tmp") -> None:

@@ -12,7 +12,6 @@ from runners.process import ProcessRunner, TaskInstance
 class NspawnRunner(ProcessRunner):
     name = "nspawn"
     kind = "peer"
-    provides = frozenset()  # not wired for the disk and net workloads (no scratch, no host-side servers)
     description = "systemd-nspawn --read-only --private-network on the guest rootfs"
 
     def available(self) -> tuple[bool, str]:

@@ -61,7 +61,6 @@ class OciRunner(ProcessRunner):
 
     runtime = "runc"
     kind = "peer"
-    provides = frozenset()  # not wired for the disk and net workloads (no scratch, no host-side servers)
     state_root = "/run/runc"
 
     def __init__(self, state_dir: str = "/tmp") -> None:

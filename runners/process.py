@@ -32,8 +32,7 @@ class ProcessRunner(Runner):
         return {"spawn": "posix_spawn", "mem_peak": self._mem_method}
 
     def launch(self, spec: LaunchSpec) -> ChildInstance:
-        scratch = self.state_dir / spec.name
-        argv, cleanup = with_scratch(spec, scratch, str(scratch))
+        argv, cleanup = with_scratch(spec, self.state_dir / spec.name, None) if spec.scratch else (spec.argv, None)
         return self.spawn(host_path(spec, argv[0]), host_argv(spec, argv), spec, on_teardown=cleanup)
 
     def server_side(self) -> tuple[str | None, str]:
@@ -93,18 +92,19 @@ class TaskInstance(ChildInstance):
         return None if kib is None else kib / 1024
 
 
-def with_scratch(spec: LaunchSpec, host_dir: Path, guest_dir: str) -> tuple[tuple[str, ...], Callable[[], None] | None]:
-    """argv with SCRATCH filled in, and what removes the scratch dir again (None: no disk workload).
-    For a process or a chroot the environment's own storage and a volume are the same directory."""
-    if not spec.scratch:
-        return spec.argv, None
+def with_scratch(spec: LaunchSpec, host_dir: Path, guest_dir: str | None) -> tuple[tuple[str, ...], Callable[[], None]]:
+    """For a disk workload: argv with SCRATCH filled in (guest_dir, or host_dir itself when None),
+    and what removes the scratch dir again. For a process or a chroot the environment's own storage
+    and a volume are the same directory."""
     host_dir.mkdir(parents=True)
-    return spec.argv_with({SCRATCH: guest_dir}), lambda: shutil.rmtree(host_dir, ignore_errors=True)
+    return spec.argv_with({SCRATCH: guest_dir or str(host_dir)}), lambda: shutil.rmtree(host_dir, ignore_errors=True)
 
 
 def host_argv(spec: LaunchSpec, argv: tuple[str, ...]) -> list[str]:
     """argv[1:] with our own guest tools named by their host copies (`sh -c "/bin/bench-rr ..."`);
     the rest of the image is copied from the host's own paths, which a process finds as they are."""
+    if len(argv) < 2:  # the usual case, and a launch being timed: nothing to rewrite
+        return list(argv)
     ours = {guest: host for guest, host in spec.host_paths.items() if guest != host}
     if not ours:
         return list(argv)

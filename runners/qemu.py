@@ -45,7 +45,6 @@ class QemuInstance(GuestConsole, TaskInstance):
 class QemuRunner(VmRunner):
     name = "qemu"
     kind = "peer"
-    provides = frozenset()  # not wired for the disk and net workloads (no scratch, no host-side servers)
     description = "the vm runner's guest started by qemu-system directly, without libvirt"
 
     def __init__(self, **options) -> None:
