@@ -1,11 +1,13 @@
 """Our own container, from kernel primitives: new namespaces, a cgroup, an overlay root, pivot_root.
 
 launch() reads top to bottom:
-  1. a cgroup with the envelope's limits;           4. a shim forks pid 1 of the new pid namespace;
+  1. a cgroup with the envelope's limits;           4. it forks pid 1 of the new pid namespace;
   2. the instance's overlay dirs (upper, work);      5. the harness plugs a veth into the netns;
-  3. fork; the child unshares the namespaces;        6. pid 1 builds its root, joins the cgroup, execs.
-Teardown undoes it in reverse; the mounts live only in the container's mount namespace, so they
-vanish with it even when the harness is killed.
+  3. bench-container-init is spawned and unshares;   6. pid 1 builds its root, joins the cgroup, execs.
+Steps 3, 4 and 6 are container_init.c beside this file, carrying out what this module decides (the
+paths, the kept capabilities, the masked /proc paths): startup is what we measure, and a Python child
+took ~5 ms longer than the C one to reach exec. Teardown undoes it all in reverse; the mounts live
+only in the container's mount namespace, so they vanish with it even when the harness is killed.
 """
 
 from __future__ import annotations
@@ -15,10 +17,8 @@ import select
 import shutil
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-
-from dataclasses import replace
 
 from bench.errors import MeasurementError
 from bench.spec import SCRATCH, LaunchSpec
@@ -26,10 +26,9 @@ from runners import _linux as linux
 from runners._child import ChildInstance, output_pipe
 from runners.base import GUEST_ENV, Runner
 from runners.cgroups import Cgroup, detect
-from runners.network import NETNS_DIR, BridgeNetwork, configure_inside
+from runners.network import NETNS_DIR, BridgeNetwork
 
-NAMESPACES = (linux.CLONE_NEWNS | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC | linux.CLONE_NEWNET
-              | linux.CLONE_NEWPID)
+INIT_SOURCE = Path(__file__).with_name("container_init.c")
 # Docker's default capability set (moby/oci/caps/defaults.go); every other one leaves the bounding set.
 DOCKER_CAPS = {0: "CHOWN", 1: "DAC_OVERRIDE", 3: "FOWNER", 4: "FSETID", 5: "KILL", 6: "SETGID", 7: "SETUID",
                8: "SETPCAP", 10: "NET_BIND_SERVICE", 13: "NET_RAW", 18: "SYS_CHROOT", 27: "MKNOD",
@@ -72,6 +71,7 @@ class ContainerRunner(Runner):
         self.provides = frozenset({"scratch", "server"} if self.net else {"scratch"})
         self.cgroups = None
         self.launched = 0
+        self.init: str | None = None  # the bench-container-init binary, built by prepare()
 
     def available(self) -> tuple[bool, str]:
         if os.geteuid() != 0:
@@ -84,6 +84,12 @@ class ContainerRunner(Runner):
             return False, "the kernel has no overlayfs"
         return True, f"root, cgroup v{fs.version}, overlayfs"
 
+    def prepare(self, rootfs: str, image_digest: str, cache_dir: str) -> None:
+        if self.init is None:
+            from bench.image import build_static, compiler
+
+            self.init = build_static(Path(cache_dir), INIT_SOURCE, compiler())
+
     def config(self) -> dict:
         fs = detect()
         return {"cgroup_version": fs.version, "network": self.cfg.network, "subnet": self.cfg.subnet,
@@ -93,6 +99,8 @@ class ContainerRunner(Runner):
                 "upper_size_mib": self.cfg.upper_size}
 
     def launch(self, spec: LaunchSpec) -> "ContainerInstance":
+        if self.init is None:
+            raise MeasurementError("container: prepare() builds bench-container-init before the first launch")
         if self.cgroups is None:
             self.cgroups = detect()
             self.cgroups.ensure_parent()
@@ -101,21 +109,25 @@ class ContainerRunner(Runner):
         self.launched += 1
         host_end = f"bench-{os.getpid() % 1000:03d}{self.launched % 1000000:06d}"  # IFNAMSIZ: 15 chars
         inst = ContainerInstance(spec.name, spec.marker, host_end)
+        base = Path(self.cfg.state_dir) / spec.name
+        dirs = overlay_dirs(base, spec.scratch == "volume")
+        address = self.net.address(self.launched) if self.net else None
+        if spec.scratch:  # own: /tmp, on the overlay (its writes land in the upper dir); or the volume
+            spec = replace(spec, argv=spec.argv_with({SCRATCH: VOLUME_AT if spec.scratch == "volume" else "/tmp"}))
         try:
             inst.cgroup = self.cgroups.instance(spec.name)
+            inst.spawn(self.init, spec, self.cfg, address, self.cfg.volume or dirs.get("volume"), base)
+            # init execs and unshares on the other core meanwhile; pid 1 waits for these
             inst.cgroup.create()
             inst.cgroup.set_limits(spec.envelope.memory_mib, spec.envelope.cpus, spec.envelope.pids)
-            base = Path(self.cfg.state_dir) / spec.name
             if self.cfg.upper_size:  # like Docker's --storage-opt size: writes beyond it get ENOSPC
                 base.mkdir(parents=True)
                 linux.mount("tmpfs", str(base), "tmpfs", linux.MS_NOSUID | linux.MS_NODEV,
                             f"size={self.cfg.upper_size}m,mode=755")
                 inst.size_limited = base
-            inst.dirs = overlay_dirs(base, self.cfg.userns, spec.scratch == "volume")
-            address = self.net.address(self.launched) if self.net else None
-            if spec.scratch:  # own: /tmp, on the overlay (its writes land in the upper dir); or the volume
-                spec = replace(spec, argv=spec.argv_with({SCRATCH: VOLUME_AT if spec.scratch == "volume" else "/tmp"}))
-            inst.start(spec, self.cfg, address, self.net, self.cfg.volume or inst.dirs.get("volume"))
+            inst.dirs = dirs
+            make_dirs(dirs, self.cfg.userns)
+            inst.connect(self.net, self.cfg.userns)
         except BaseException:
             inst.teardown()
             raise
@@ -133,13 +145,15 @@ class ContainerRunner(Runner):
             self.cgroups.remove_parent()
 
 
-def overlay_dirs(base: Path, userns: bool, volume: bool = False) -> dict[str, Path]:
-    dirs = {name: base / name for name in ("upper", "work", "merged", *(("volume",) if volume else ()))}
+def overlay_dirs(base: Path, volume: bool = False) -> dict[str, Path]:
+    return {name: base / name for name in ("upper", "work", "merged", *(("volume",) if volume else ()))}
+
+
+def make_dirs(dirs: dict[str, Path], userns: bool) -> None:
     for d in dirs.values():
         d.mkdir(parents=True, exist_ok=True)
         if userns:  # the overlay is written by the container's root, which is USERNS_BASE out here
             os.chown(d, USERNS_BASE, USERNS_BASE)
-    return dirs
 
 
 class ContainerInstance(ChildInstance):
@@ -152,51 +166,77 @@ class ContainerInstance(ChildInstance):
         self.net: BridgeNetwork | None = None
         self.size_limited: Path | None = None  # the tmpfs under the dirs, with upper_size
         self._torn_down = False
+        self._setup_fds: tuple[int, ...] = ()  # init's pipes, until connect() is done with them
         self.pid = None
 
-    def start(self, spec: LaunchSpec, cfg: ContainerConfig, address: str | None, net: BridgeNetwork | None,
-              volume: Path | str | None):
+    def spawn(self, init: str, spec: LaunchSpec, cfg: ContainerConfig, address: str | None,
+              volume: Path | str | None, base: Path) -> None:
+        """Start bench-container-init; what pid 1 needs from the harness comes later, through connect()."""
         read_fd, write_fd = output_pipe()
-        unshared_r, unshared_w = os.pipe2(os.O_CLOEXEC)  # child -> harness: namespaces and pid 1 exist
-        go_r, go_w = os.pipe2(os.O_CLOEXEC)  # harness -> child: the network is plugged in
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)  # child -> harness: why setup failed (EOF: exec'd)
-        procs = self.cgroup.procs_files
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child, and must never return into the harness
-            try:
-                _child(spec, cfg, address, volume, procs, write_fd, unshared_w, go_r, err_w)
-            finally:
-                os._exit(127)
-        for fd in (write_fd, unshared_w, go_r, err_w):
-            os.close(fd)
-        super().__init__(pid, read_fd, spec.marker)
+        sync_r, sync_w = os.pipe2(os.O_CLOEXEC)  # init -> harness: the netns exists ("n"), then pid 1's pid
+        go_r, go_w = os.pipe2(os.O_CLOEXEC)  # harness -> pid 1: cgroup and dirs made ("p"), network plugged in ("g")
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)  # init -> harness: why setup failed (EOF: the workload's exec)
+        argv = [init, f"--sync={sync_w}", f"--go={go_r}", f"--error={err_w}", f"--hostname={spec.name[:63]}",
+                f"--lower={spec.rootfs}", f"--base={base}",
+                f"--devices={','.join(DEVICES)}", f"--readonly={','.join(READONLY_PROC)}",
+                f"--masked={','.join(MASKED_PROC)}", f"--keep-caps={','.join(map(str, DOCKER_CAPS))}",
+                *([f"--volume={volume}", f"--volume-at={VOLUME_AT}"] if volume else []),
+                *([f"--address={address}"] if address else []),
+                # a mapped root may not write the host's cgroupfs: then the harness moves pid 1
+                *(["--userns"] if cfg.userns else [f"--join={p}" for p in self.cgroup.self_join_files]),
+                "--", *spec.argv]
+        actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                   (os.POSIX_SPAWN_DUP2, write_fd, 1), (os.POSIX_SPAWN_DUP2, write_fd, 2)]
         try:
-            if self.cgroup.early_procs_file:
-                with open(self.cgroup.early_procs_file, "w") as f:
-                    f.write(str(pid))
-            pid1 = _expect_pid(unshared_r)
-            if cfg.userns:
-                write_id_maps(pid)
+            for fd in (sync_w, go_r, err_w):  # init marks them close-on-exec again, for the workload
+                os.set_inheritable(fd, True)
+            # setsid: a Ctrl-C at the terminal reaches `bench`, which tears the container down itself
+            pid = os.posix_spawn(init, argv, GUEST_ENV, file_actions=actions, setsid=True,
+                                 setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))
+        except BaseException:
+            for fd in (read_fd, sync_r, go_w, err_r):
+                os.close(fd)
+            raise
+        finally:
+            for fd in (write_fd, sync_w, go_r, err_w):
+                os.close(fd)
+        super().__init__(pid, read_fd, spec.marker)
+        self._setup_fds = (sync_r, go_w, err_r)
+
+    def connect(self, net: BridgeNetwork | None, userns: bool) -> None:
+        """Tell pid 1 its cgroup and dirs exist, plug the veth into the new netns, let pid 1 go on,
+        and wait until it execs the workload (or says why it could not)."""
+        sync_r, go_w, err_r = self._setup_fds
+        try:
+            os.write(go_w, b"p")
+            _expect(sync_r, "the network namespace")
+            if userns:
+                write_id_maps(self.pid)
             if net:
                 self.net = net
-                net.attach(pid, self.host_end)
-            if cfg.userns:  # a mapped root may not write the host's cgroupfs: the harness moves pid 1
+                net.attach(self.pid, self.host_end)
+            if userns:
+                pid1 = _expect_pid(sync_r)
                 for path in self.cgroup.procs_files:
                     with open(path, "w") as f:
                         f.write(str(pid1))
             os.write(go_w, b"g")
-        except OSError as exc:  # the child's own reason, when it has one, says more
+        except (OSError, MeasurementError) as exc:  # init's own reason, when it has one, says more
             reason = _read_all(err_r, 1.0) or f"{exc} ({self._child_status()})"
             raise MeasurementError(f"container setup failed: {reason}") from exc
         finally:
-            os.close(unshared_r)
-            os.close(go_w)
+            self._close_setup_fds(sync_r, go_w)
         try:
             error = _read_all(err_r)
         finally:
-            os.close(err_r)
+            self._close_setup_fds(err_r)
         if error:
             raise MeasurementError(f"container setup failed: {error}")
+
+    def _close_setup_fds(self, *fds: int) -> None:
+        for fd in fds:
+            os.close(fd)
+        self._setup_fds = tuple(fd for fd in self._setup_fds if fd not in fds)
 
     def _child_status(self) -> str:
         if select.select([self.pidfd], [], [], 1.0)[0]:
@@ -218,6 +258,7 @@ class ContainerInstance(ChildInstance):
     def teardown(self) -> None:
         if self._torn_down:
             return
+        self._close_setup_fds(*self._setup_fds)  # pid 1, if waiting for the harness, gives up
         if self.pid is not None:
             killed = self._kill_cgroup()
             super().teardown()  # the shim: killed if needed, reaped; the output pipe closed
@@ -277,151 +318,26 @@ def write_id_maps(pid: int) -> None:
             f.write(f"0 {USERNS_BASE} {USERNS_SIZE}\n")
 
 
+def _expect(fd: int, what: str) -> None:
+    if not select.select([fd], [], [], SETUP_TIMEOUT_S)[0]:
+        raise MeasurementError(f"no word from bench-container-init about {what}")
+    if not os.read(fd, 1):
+        raise MeasurementError(f"bench-container-init ended before {what} existed")
+
+
 def _expect_pid(fd: int) -> int:
     """The shim's word: pid 1's pid, as the harness sees it."""
     if not select.select([fd], [], [], SETUP_TIMEOUT_S)[0]:
-        raise MeasurementError("container setup: no word from the child about the namespaces")
+        raise MeasurementError("no word from bench-container-init about the namespaces")
     text = os.read(fd, 32).decode()
     if not text.endswith("\n"):
-        raise MeasurementError("container setup: the child died before creating pid 1")
+        raise MeasurementError("bench-container-init ended before creating pid 1")
     return int(text)
 
 
-def _expect(fd: int, what: str) -> None:
-    if not select.select([fd], [], [], SETUP_TIMEOUT_S)[0] or not os.read(fd, 1):
-        raise MeasurementError(f"container setup: no word from the child about {what}")
-
-
 def _read_all(fd: int, timeout_s: float | None = None) -> str:
-    """Everything the child reports until it execs or exits (or until timeout_s)."""
+    """Everything init reports until the workload's exec or its exit (or until timeout_s)."""
     chunks = []
     while select.select([fd], [], [], timeout_s)[0] and (chunk := os.read(fd, 4096)):
         chunks.append(chunk)
     return b"".join(chunks).decode(errors="replace")
-
-
-def _child(spec, cfg, address, volume, procs, out_fd, unshared_w, go_r, err_w) -> None:  # pragma: no cover
-    """Runs in the forked child (its caller _exits): namespaces, then pid 1's setup."""
-    try:
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):  # not the harness's Python handlers
-            signal.signal(sig, signal.SIG_DFL)
-        os.setsid()
-        null = os.open(os.devnull, os.O_RDWR)
-        os.dup2(null, 0)
-        os.dup2(out_fd, 1)
-        os.dup2(out_fd, 2)
-        linux.unshare(NAMESPACES | (linux.CLONE_NEWUSER if cfg.userns else 0))
-        pid1 = os.fork()
-        if pid1:
-            os.write(unshared_w, f"{pid1}\n".encode())
-            _shim(pid1, err_w, null)
-        _container_init(spec, cfg, address, volume, [] if cfg.userns else procs, go_r)
-    except BaseException as exc:
-        _report(err_w, exc)
-
-
-def _report(err_w: int, exc: BaseException) -> None:  # pragma: no cover
-    """Tell the harness why setup failed, if it is still listening."""
-    try:
-        os.write(err_w, f"{type(exc).__name__}: {exc}".encode())
-    except OSError:
-        pass
-
-
-def _shim(pid1: int, err_w: int, null: int) -> None:  # pragma: no cover
-    """The namespace's parent: waits for pid 1 and exits as it did (a signal N becomes 128+N).
-
-    It shares pid 1's mount namespace, so pid 1's pivot_root moves its root too: it must not touch
-    a path from here on (it did, and lost races against pid 1 mounting /dev)."""
-    os.close(err_w)
-    os.dup2(null, 1)  # let go of the output pipe: EOF when the container's last process is gone
-    os.dup2(null, 2)
-    _, status = os.waitpid(pid1, 0)
-    code = os.waitstatus_to_exitcode(status)
-    os._exit(128 - code if code < 0 else code)
-
-
-def _container_init(spec: LaunchSpec, cfg: ContainerConfig, address, volume, procs, go_r) -> None:  # pragma: no cover
-    """pid 1: hostname, root filesystem, network, cgroup, privileges, then exec the workload."""
-    cgroup_fds = [os.open(p, os.O_WRONLY) for p in procs]  # opened while the host's cgroupfs is visible
-    if cfg.userns:  # nothing privileged until the harness has written our id maps
-        _expect(go_r, "the id maps")
-        os.setresgid(0, 0, 0)
-        os.setresuid(0, 0, 0)
-    linux.sethostname(spec.name[:63])
-    build_root(spec.rootfs, Path(cfg.state_dir) / spec.name, volume)
-    if not cfg.userns:
-        _expect(go_r, "the network")
-    configure_inside(address if cfg.network == "bridge" else None)
-    drop_privileges()
-    for fd in cgroup_fds:  # last, so the harness's own Python pages are not charged to the container
-        os.write(fd, b"0")
-        os.close(fd)
-    linux.unshare(linux.CLONE_NEWCGROUP)  # rooted at the instance cgroup
-    os.execve(spec.argv[0], list(spec.argv), GUEST_ENV)
-
-
-def build_root(image: str, base: Path, volume: str | None) -> None:  # pragma: no cover
-    """Overlay root with /dev, /proc and a read-only /sys, then pivot_root and drop the old root.
-
-    /proc and /sys are mounted while the host's are still visible: in a user namespace the kernel
-    refuses them otherwise (mount_too_revealing)."""
-    linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)  # nothing propagates to the host
-    root = str(base / "merged")
-    # nodev on everything the container can write to: with CAP_MKNOD (Docker's set) it may create a
-    # device node, but never open one, so the host's disks stay out of reach (Docker uses the devices
-    # cgroup for that; nodev works the same on cgroup v1 and v2). Its own /dev entries are bind mounts.
-    linux.mount("overlay", root, "overlay", linux.MS_NODEV,
-                f"lowerdir={image},upperdir={base / 'upper'},workdir={base / 'work'}")
-    if volume:
-        os.makedirs(root + VOLUME_AT, exist_ok=True)
-        linux.mount(str(volume), root + VOLUME_AT, None, linux.MS_BIND | linux.MS_REC)
-        linux.mount(None, root + VOLUME_AT, None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_NODEV | linux.MS_NOSUID)
-    mount_dev(root)
-    mount_proc(root)
-    linux.mount("sysfs", f"{root}/sys", "sysfs", linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
-    os.chdir(root)
-    linux.pivot_root(".", ".")  # as runc does: the old root ends up stacked on "/", then detached
-    linux.umount(".", linux.MNT_DETACH)
-    os.chdir("/")
-
-
-def mount_proc(root: str) -> None:  # pragma: no cover
-    nosuid = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
-    linux.mount("proc", f"{root}/proc", "proc", nosuid)
-    for path in READONLY_PROC:
-        target = root + path
-        if os.path.exists(target):
-            linux.mount(target, target, None, linux.MS_BIND)
-            linux.mount(None, target, None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY | nosuid)
-    for path in MASKED_PROC:
-        if os.path.exists(root + path):
-            linux.mount(f"{root}/dev/null", root + path, None, linux.MS_BIND)
-
-
-def mount_dev(root: str) -> None:  # pragma: no cover
-    """A tmpfs /dev with the host's device nodes bound in (mknod is refused in a user namespace)."""
-    dev = f"{root}/dev"
-    linux.mount("tmpfs", dev, "tmpfs", linux.MS_NOSUID | linux.MS_NOEXEC | linux.MS_NODEV, "mode=755,size=64k")
-    for name in DEVICES:
-        os.close(os.open(f"{dev}/{name}", os.O_CREAT | os.O_WRONLY, 0o666))
-        linux.mount(f"/dev/{name}", f"{dev}/{name}", None, linux.MS_BIND)
-    os.mkdir(f"{dev}/pts")
-    linux.mount("devpts", f"{dev}/pts", "devpts", linux.MS_NOSUID | linux.MS_NOEXEC,
-                "newinstance,ptmxmode=0666,mode=620")
-    os.symlink("pts/ptmx", f"{dev}/ptmx")
-    os.mkdir(f"{dev}/shm")
-    linux.mount("shm", f"{dev}/shm", "tmpfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC, "mode=1777,size=64m")
-    for fd, name in enumerate(("stdin", "stdout", "stderr")):
-        os.symlink(f"/proc/self/fd/{fd}", f"{dev}/{name}")
-    os.symlink("/proc/self/fd", f"{dev}/fd")
-
-
-def drop_privileges() -> None:  # pragma: no cover
-    """Bounding set down to Docker's defaults (root's exec then gets no more), no_new_privs on."""
-    last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
-    for cap in range(last + 1):
-        if cap not in DOCKER_CAPS:
-            linux.prctl(linux.PR_CAPBSET_DROP, cap)
-    linux.prctl(linux.PR_CAP_AMBIENT, linux.PR_CAP_AMBIENT_CLEAR_ALL)
-    linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)

@@ -22,20 +22,15 @@ BRIDGE = "bench-br0"
 DEFAULT_SUBNET = "10.213.0.0/16"
 NETNS_DIR = Path("/run/netns")
 
-RTM_NEWLINK, RTM_DELLINK, RTM_NEWADDR = 16, 17, 20
+RTM_NEWLINK, RTM_DELLINK = 16, 17
 IFLA_IFNAME, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_PID = 3, 10, 18, 19
 IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
-IFA_ADDRESS, IFA_LOCAL = 1, 2
 IFF_UP = 0x1
 
 
 def ifinfomsg(index: int = 0, up: bool = False) -> bytes:
     flags = IFF_UP if up else 0
     return struct.pack("BxHiII", socket.AF_UNSPEC, 0, index, flags, IFF_UP if up else 0)
-
-
-def ifaddrmsg(prefixlen: int, index: int) -> bytes:
-    return struct.pack("BBBBI", socket.AF_INET, prefixlen, 0, 0, index)
 
 
 def ip(*args: str) -> None:
@@ -123,21 +118,6 @@ class BridgeNetwork:
             self.rtnl = None
         if (NETNS_DIR / self.netns).exists():
             ip("netns", "delete", self.netns)
-
-
-def configure_inside(address: str | None) -> None:
-    """In the container: lo up; eth0 up with its address. No default route."""
-    rtnl = NetlinkSocket(socket.NETLINK_ROUTE)
-    try:
-        rtnl.request(RTM_NEWLINK, ifinfomsg(socket.if_nametoindex("lo"), up=True))
-        if address:
-            iface = ipaddress.ip_interface(address)
-            eth0 = socket.if_nametoindex("eth0")
-            rtnl.request(RTM_NEWADDR, ifaddrmsg(iface.network.prefixlen, eth0) + attr(IFA_LOCAL, iface.ip.packed)
-                         + attr(IFA_ADDRESS, iface.ip.packed), NLM_F_CREATE | NLM_F_EXCL)
-            rtnl.request(RTM_NEWLINK, ifinfomsg(eth0, up=True))
-    finally:
-        rtnl.close()
 
 
 def leftover_netns() -> list[str]:

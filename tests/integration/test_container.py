@@ -18,13 +18,20 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def runner():
-    r = ContainerRunner()
+def runner(image):
+    r = prepared(ContainerRunner(), image)
     yield r
     r.close()
 
 
+def prepared(runner, image):
+    """What `bench run` does before the first launch: builds bench-container-init (into the image's cache)."""
+    runner.prepare(str(image.rootfs), image.digest, str(image.rootfs.parents[2]))
+    return runner
+
+
 def start(runner, image, argv, envelope=Envelope(), name="bench-test-c"):
+    prepared(runner, image)
     return runner.launch(LaunchSpec(name, tuple(argv), str(image.rootfs), image.host_paths, envelope, marker=None))
 
 

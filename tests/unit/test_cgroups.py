@@ -38,7 +38,7 @@ def test_v2_limits_and_accounting(tmp_path):
     assert (cg.dir / "cpu.max").read_text() == "50000 100000"
     assert (cg.dir / "pids.max").read_text() == "32"
     assert cg.procs_files == [str(cg.dir / "cgroup.procs")]
-    assert cg.early_procs_file is None
+    assert cg.self_join_files == cg.procs_files  # v2 has no per-thread move for a domain cgroup
     (cg.dir / "memory.peak").write_text("1048576\n")
     (cg.dir / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
     (cg.dir / "cpu.stat").write_text("usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n")
@@ -86,7 +86,8 @@ def test_v1_limits_go_to_each_controller(tmp_path):
     assert (cg.by_controller["memory"] / "memory.memsw.limit_in_bytes").read_text() == str(64 << 20)
     assert (cg.by_controller["cpu"] / "cpu.cfs_quota_us").read_text() == "150000"
     assert (cg.by_controller["pids"] / "pids.max").read_text() == "10"
-    assert len(cg.procs_files) == 4 and cg.early_procs_file.endswith("cpu/bench/bench-x/cgroup.procs")
+    assert len(cg.procs_files) == 4
+    assert sorted(cg.self_join_files) == sorted(str(d / "tasks") for d in cg.dirs)  # a thread moving itself: no RCU wait
     (cg.by_controller["memory"] / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")
     assert cg.oom_kills() == 2
 
