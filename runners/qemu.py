@@ -56,10 +56,11 @@ class QemuRunner(VmRunner):
 
     def launch(self, spec: LaunchSpec) -> QemuInstance:
         env = spec.envelope
+        vcpus = max(1, round(env.cpus or self.cfg.default_cpus))
         argv = [QEMU, "-M", "pc", "-accel", self.accel, "-m", str(env.memory_mib or self.cfg.default_memory_mib),
-                "-smp", str(max(1, round(env.cpus or self.cfg.default_cpus))), "-nodefaults", "-no-user-config",
+                "-smp", str(vcpus), "-nodefaults", "-no-user-config",
                 "-display", "none", "-bios", QBOOT, "-kernel", str(self.kernel.vmlinux), "-initrd", str(self.initrd),
-                "-append", guest_cmdline(spec.argv, []), "-serial", "stdio", "-no-reboot", "-name", spec.name]
+                "-append", guest_cmdline(spec.argv, [], vcpus=vcpus), "-serial", "stdio", "-no-reboot", "-name", spec.name]
         argv += ["-cpu", "host"] if self.accel == "kvm" else []
         return self.spawner.spawn(QEMU, argv, spec, QemuInstance)
 

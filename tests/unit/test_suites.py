@@ -55,6 +55,11 @@ def test_a_vm_gets_a_scratch_disk_and_a_nic_only_when_asked():
     assert cmdline.endswith("bench.modules=virtio_blk bench.scratch=/dev/vda bench.net=10.214.0.2/30")
 
 
+def test_only_a_single_vcpu_guest_goes_without_the_apic_timer():
+    assert " noapictimer " in guest_cmdline(("true",), [], vcpus=1)
+    assert "noapictimer" not in guest_cmdline(("true",), [], vcpus=2)  # each CPU needs its own timer
+
+
 @pytest.mark.parametrize("text, used", [("MemTotal: 1000 kB\nMemFree: 10 kB\nMemAvailable: 600 kB\n", 400)])
 def test_host_memory_in_use(text, used):
     assert host_used_kib(text) == used
