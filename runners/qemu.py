@@ -1,4 +1,4 @@
-"""Plain QEMU as a peer: the vm runner's kernel, initramfs, command line and accelerator, started
+"""Plain QEMU as a peer: the vm runner's kernel, initramfs, root disk, command line and accelerator, started
 by qemu-system directly, without libvirt, to show what libvirt itself costs."""
 
 from __future__ import annotations
@@ -8,9 +8,10 @@ import os
 import signal
 import time
 
+from bench.kernel import load_order
 from bench.spec import LaunchSpec
 from runners.process import ProcessRunner, TaskInstance
-from runners.vm import QBOOT, QEMU, GuestConsole, VmRunner, guest_cmdline, peak_rss_kib
+from runners.vm import QBOOT, QEMU, ROOT_MODULES, ROOT_SERIAL, GuestConsole, VmRunner, guest_cmdline, peak_rss_kib
 
 
 class QemuInstance(GuestConsole, TaskInstance):
@@ -60,7 +61,11 @@ class QemuRunner(VmRunner):
         argv = [QEMU, "-M", "pc", "-accel", self.accel, "-m", str(env.memory_mib or self.cfg.default_memory_mib),
                 "-smp", str(vcpus), "-nodefaults", "-no-user-config",
                 "-display", "none", "-bios", QBOOT, "-kernel", str(self.kernel.vmlinux), "-initrd", str(self.initrd),
-                "-append", guest_cmdline(spec.argv, [], vcpus=vcpus), "-serial", "stdio", "-no-reboot", "-name", spec.name]
+                "-drive", f"file={self.root_disk},if=none,id=root,format=raw,readonly=on",
+                "-device", f"virtio-blk-pci,drive=root,serial={ROOT_SERIAL}",
+                "-append", guest_cmdline(spec.argv, list(load_order(self.kernel.modules, dict.fromkeys(ROOT_MODULES))),
+                                         vcpus=vcpus),
+                "-serial", "stdio", "-no-reboot", "-name", spec.name]
         argv += ["-cpu", "host"] if self.accel == "kvm" else []
         return self.spawner.spawn(QEMU, argv, spec, QemuInstance)
 

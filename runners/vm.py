@@ -1,5 +1,5 @@
-"""The virtual machine: a transient libvirt/QEMU domain booting its own kernel with the guest rootfs
-as its initramfs. PVH boot of the uncompressed vmlinux through qboot; KVM when a probe boot works,
+"""The virtual machine: a transient libvirt/QEMU domain booting its own kernel; a small initramfs
+mounts the guest rootfs from a read-only virtio disk and runs the workload in it. PVH boot of the uncompressed vmlinux through qboot; KVM when a probe boot works,
 TCG (emulation) otherwise. The READY marker arrives over the serial console, on a unix socket the
 host listens on (QEMU connects to it at start), read as bytes arrive.
 """
@@ -33,6 +33,8 @@ KVM_PROBE_TIMEOUT_S = 10.0
 CMDLINE = ("console=ttyS0 quiet loglevel=0 reboot=t panic=-1 i8042.noaux i8042.nokbd i8042.nopnp "
            "mitigations=off tsc=reliable no_timer_check 8250.nr_uarts=1 cryptomgr.notests random.trust_cpu=on "
            "initcall_blacklist=crypto_kdf108_init,init_kprobe_trace")
+ROOT_MODULES = ("virtio_pci", "virtio_blk")  # what the init needs to reach the root disk
+ROOT_SERIAL, SCRATCH_SERIAL = "bench-root", "bench-scratch"  # how the init tells the disks apart
 SCRATCH_MIB = 256  # the virtio-blk scratch disk of a disk workload (fio uses 64 MiB of it)
 SCRATCH_AT = "/mnt/scratch"
 MKFS = "/usr/sbin/mkfs.ext4"
@@ -55,15 +57,17 @@ class VmConfig:
             raise ValueError(f"accel must be auto, kvm or tcg, not {self.accel!r}")
 
 
-def domain_xml(name: str, accel: str, vcpus: int, memory_mib: int, kernel: str, initrd: str,
+def domain_xml(name: str, accel: str, vcpus: int, memory_mib: int, kernel: str, initrd: str, root: str,
                cmdline: str, console: str, disk: str | None = None, tap: str | None = None) -> str:
-    """Pure: the smallest domain that boots: no USB, no balloon, no display, one serial port; a
-    virtio-blk scratch disk (host page cache bypassed) and a virtio NIC on our own tap when asked."""
+    """Pure: the smallest domain that boots: no USB, no balloon, no display, one serial port; the
+    read-only root disk; a virtio-blk scratch disk (host page cache bypassed) and a virtio NIC on our
+    own tap when asked."""
     cpu = "<cpu mode='host-passthrough'/>" if accel == "kvm" else ""
     extra = ""
     if disk:
         extra += (f"<disk type='file' device='disk'><driver name='qemu' type='raw' cache='none' io='native'/>"
-                  f"<source file='{escape(disk)}'/><target dev='vda' bus='virtio'/></disk>\n    ")
+                  f"<source file='{escape(disk)}'/><target dev='vdb' bus='virtio'/><serial>{SCRATCH_SERIAL}</serial>"
+                  f"</disk>\n    ")
     if tap:
         extra += (f"<interface type='ethernet'><target dev='{escape(tap)}' managed='no'/>"
                   f"<model type='virtio'/></interface>\n    ")
@@ -86,6 +90,8 @@ def domain_xml(name: str, accel: str, vcpus: int, memory_mib: int, kernel: str, 
   <on_crash>destroy</on_crash>
   <devices>
     <emulator>{QEMU}</emulator>
+    <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='{escape(root)}'/>
+      <target dev='vda' bus='virtio'/><serial>{ROOT_SERIAL}</serial><readonly/></disk>
     {extra}<serial type='unix'><source mode='connect' path='{escape(console)}'/><target port='0'/></serial>
     <controller type='usb' model='none'/>
     <memballoon model='none'/>
@@ -97,7 +103,7 @@ def domain_xml(name: str, accel: str, vcpus: int, memory_mib: int, kernel: str, 
 def guest_cmdline(argv: tuple[str, ...], modules: list[str], scratch: str | None = None, net: str | None = None,
                   vcpus: int = 1) -> str:
     """The kernel command line carrying the workload (base64 of a shell-quoted command), the modules
-    to load, the scratch disk to mount at SCRATCH_AT and eth0's address.
+    to load, the scratch disk's serial (mounted at SCRATCH_AT) and eth0's address.
 
     With one vCPU the local APIC timer is left off (noapictimer): calibrating it counts 100 ms of
     emulated time against the PIT (about 120 ms of a TCG boot here), and a lone CPU needs no
@@ -124,7 +130,7 @@ def cached_accel(cache_dir: str) -> str:
 
 class VmRunner(Runner):
     name = "vm"
-    description = "libvirt/QEMU domain: own kernel (PVH, qboot), rootfs as initramfs; KVM or TCG"
+    description = "libvirt/QEMU domain: own kernel (PVH, qboot), rootfs on a read-only virtio disk; KVM or TCG"
     provides = frozenset({"scratch", "server"})
 
     def __init__(self, **options) -> None:
@@ -133,6 +139,7 @@ class VmRunner(Runner):
         self.conn = None
         self.kernel = None
         self.initrd: Path | None = None
+        self.root_disk: Path | None = None
         self.accel, self.accel_reason = None, ""
 
     def available(self) -> tuple[bool, str]:
@@ -157,15 +164,21 @@ class VmRunner(Runner):
         return self.conn
 
     def prepare(self, rootfs: str, image_digest: str, cache_dir: str) -> None:
+        from bench import initramfs
         from bench import kernel as kernels
-        from bench.initramfs import INIT_SOURCE, build_initramfs
+        from bench.image import file_digest
 
         self.kernel = kernels.from_path(self.cfg.kernel) if self.cfg.kernel else kernels.fetch(Path(cache_dir))
-        key = hashlib.sha256(f"{image_digest} {self.kernel.release} ".encode() + INIT_SOURCE.read_bytes()).hexdigest()[:16]
+        busybox = Path(rootfs) / "bin/busybox"
+        builder = initramfs.INIT_SOURCE.read_bytes() + Path(initramfs.__file__).read_bytes()
+        key = hashlib.sha256(f"{self.kernel.release} {file_digest(busybox)} ".encode() + builder).hexdigest()[:16]
         self.initrd = Path(cache_dir) / "initramfs" / f"{key}.cpio"
+        self.root_disk = Path(cache_dir) / "initramfs" / f"root-{image_digest}-{key}.ext4"
+        self.initrd.parent.mkdir(parents=True, exist_ok=True)
         if not self.initrd.exists():
-            self.initrd.parent.mkdir(parents=True, exist_ok=True)
-            build_initramfs(Path(rootfs), self.kernel.modules, self.initrd)
+            initramfs.build_initramfs(busybox, self.kernel.modules, self.initrd)
+        if not self.root_disk.exists():
+            initramfs.build_root_disk(Path(rootfs), self.root_disk, MKFS)
         self.accel, self.accel_reason = self._choose_accel(Path(cache_dir), rootfs)
 
     def _choose_accel(self, cache_dir: Path, rootfs: str) -> tuple[str, str]:
@@ -206,6 +219,7 @@ class VmRunner(Runner):
         return {"accel": self.accel, "accel_reason": self.accel_reason,
                 "kernel": self.kernel.release if self.kernel else None, "boot": "PVH vmlinux via qboot",
                 "machine": "pc", "initramfs_mib": round(self.initrd.stat().st_size / 2**20, 1) if self.initrd else None,
+                "root": "the guest rootfs, ext4 on a read-only virtio disk",
                 "cmdline": CMDLINE, "default_vcpus": self.cfg.default_cpus,
                 "default_memory_mib": self.cfg.default_memory_mib}
 
@@ -226,11 +240,10 @@ class VmRunner(Runner):
         state.mkdir(parents=True, exist_ok=True)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            argv, disk, modules = spec.argv, None, []
+            argv, disk, modules = spec.argv, None, list(ROOT_MODULES)
             if spec.scratch:  # own or volume: a VM's writable storage is a disk either way
                 disk = scratch_disk(state / "scratch.img")
                 argv = spec.argv_with({SCRATCH: SCRATCH_AT})
-                modules += ["virtio_pci", "virtio_blk"]
             tap = self.tap if spec.server else None
             if tap:
                 modules += ["virtio_pci", "virtio_net"]
@@ -238,10 +251,11 @@ class VmRunner(Runner):
             listener.bind(str(state / "console.sock"))
             listener.listen(1)
             vcpus = max(1, round(env.cpus or self.cfg.default_cpus))
-            cmdline = guest_cmdline(argv, modules, "/dev/vda" if disk else None, tap.guest_address if tap else None, vcpus)
+            cmdline = guest_cmdline(argv, modules, SCRATCH_SERIAL if disk else None, tap.guest_address if tap else None, vcpus)
             xml = domain_xml(spec.name, accel, vcpus,
                              env.memory_mib or self.cfg.default_memory_mib, str(self.kernel.vmlinux),
-                             str(self.initrd), cmdline, str(state / "console.sock"), disk, tap.name if tap else None)
+                             str(self.initrd), str(self.root_disk), cmdline, str(state / "console.sock"), disk,
+                             tap.name if tap else None)
             domain = self.conn.createXML(xml, 0)  # transient: gone once destroyed
             try:
                 if not select.select([listener], [], [], 10)[0]:
@@ -268,7 +282,7 @@ class VmRunner(Runner):
 
 
 def scratch_disk(path: Path) -> str:
-    """A sparse raw file with an ext4 on it, for the guest's /dev/vda."""
+    """A sparse raw file with an ext4 on it, for the guest's scratch disk."""
     with open(path, "wb") as f:
         f.truncate(SCRATCH_MIB << 20)
     if run_quietly([MKFS, "-q", "-F", "-E", "nodiscard", str(path)], GUEST_ENV) != 0:

@@ -67,7 +67,7 @@ def test_memory_suite(tmp_path):
     value = df.set_index(["workload", "runner"])["value"]
     assert abs(value["idle", "process"]) < 1  # the same idle process twice: no overhead
     assert 0 < value["idle", "container"] < value["idle", "vm"]
-    assert value["density", "vm"] > 64  # a guest kernel and its unpacked initramfs live in its RAM
+    assert value["density", "vm"] > 64  # a guest kernel, its page cache and QEMU itself
     assert meta["density"] == 2
     html = next((tmp_path / "reports").glob("*/index.html")).read_text()
     assert "Against a plain process" in html and "MiB" in html

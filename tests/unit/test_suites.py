@@ -46,13 +46,23 @@ def test_a_process_runs_the_host_copies_of_our_guest_tools():
 
 
 def test_a_vm_gets_a_scratch_disk_and_a_nic_only_when_asked():
-    plain = domain_xml("bench-1", "tcg", 1, 512, "/k", "/i", "console=ttyS0", "/c.sock")
-    assert "<disk" not in plain and "<interface" not in plain
-    both = domain_xml("bench-1", "tcg", 1, 512, "/k", "/i", "console=ttyS0", "/c.sock", "/s.img", "bench-tap7")
-    assert "<source file='/s.img'/>" in both and "cache='none'" in both and "bus='virtio'" in both
+    plain = domain_xml("bench-1", "tcg", 1, 512, "/k", "/i", "/root.ext4", "console=ttyS0", "/c.sock")
+    assert plain.count("<disk") == 1 and "<interface" not in plain  # the read-only root disk only
+    assert "<source file='/root.ext4'/>" in plain and "<serial>bench-root</serial><readonly/>" in plain
+    both = domain_xml("bench-1", "tcg", 1, 512, "/k", "/i", "/root.ext4", "console=ttyS0", "/c.sock", "/s.img", "bench-tap7")
+    assert "<source file='/s.img'/>" in both and "cache='none'" in both and "<serial>bench-scratch</serial>" in both
     assert "<target dev='bench-tap7' managed='no'/>" in both and "<model type='virtio'/>" in both
-    cmdline = guest_cmdline(("true",), ["virtio_blk"], "/dev/vda", "10.214.0.2/30")
-    assert cmdline.endswith("bench.modules=virtio_blk bench.scratch=/dev/vda bench.net=10.214.0.2/30")
+    cmdline = guest_cmdline(("true",), ["virtio_blk"], "bench-scratch", "10.214.0.2/30")
+    assert cmdline.endswith("bench.modules=virtio_blk bench.scratch=bench-scratch bench.net=10.214.0.2/30")
+
+
+def test_a_modules_appended_signature_is_cut_off():
+    from bench.initramfs import SIGNATURE_MAGIC, unsigned
+
+    body, signature = b"\x7fELF module body", b"S" * 300
+    info = bytes(8) + len(signature).to_bytes(4, "big")  # struct module_signature: sig_len last, big-endian
+    assert unsigned(body + signature + info + SIGNATURE_MAGIC) == body
+    assert unsigned(body) == body  # unsigned already
 
 
 def test_only_a_single_vcpu_guest_goes_without_the_apic_timer():
