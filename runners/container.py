@@ -1,13 +1,14 @@
 """Our own container, from kernel primitives: new namespaces, a cgroup, an overlay root, pivot_root.
 
-launch() reads top to bottom:
-  1. a cgroup with the envelope's limits;           4. it forks pid 1 of the new pid namespace;
-  2. the instance's overlay dirs (upper, work);      5. the harness plugs a veth into the netns;
-  3. bench-container-init is spawned and unshares;   6. pid 1 builds its root, joins the cgroup, execs.
-Steps 3, 4 and 6 are container_init.c beside this file, carrying out what this module decides (the
-paths, the kept capabilities, the masked /proc paths): startup is what we measure, and a Python child
-took ~5 ms longer than the C one to reach exec. Teardown undoes it all in reverse; the mounts live
-only in the container's mount namespace, so they vanish with it even when the harness is killed.
+launch() reads top to bottom, on two cores at once:
+  1. bench-container-init is spawned;                4. it unshares the rest and forks pid 1;
+  2. the harness makes the cgroup with the limits    5. the harness plugs a veth into the netns
+     and the overlay dirs (upper, work) meanwhile;      while pid 1 builds its root;
+  3. init unshares the netns and says so;            6. pid 1 brings eth0 up, joins the cgroup, execs.
+Steps 1, 3, 4 and 6 are container_init.c beside this file, carrying out what this module decides
+(the paths, the kept capabilities, the masked /proc paths): startup is what we measure, and a Python
+child took ~5 ms longer than the C one to reach exec. Teardown undoes it all in reverse; the mounts
+live only in the container's mount namespace, so they vanish with it even when the harness is killed.
 """
 
 from __future__ import annotations
