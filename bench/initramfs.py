@@ -1,5 +1,5 @@
-"""The VM's boot files: a small initramfs (static busybox, the init, the kernel modules) as a newc cpio
-archive, and the guest rootfs as a read-only ext4 disk image that the init mounts and runs the
+"""The VM's boot files: a small initramfs (our static init, static busybox, the kernel modules) as a
+newc cpio archive, and the guest rootfs as a read-only ext4 disk image that the init mounts and runs the
 workload in.
 
 Not the rootfs itself as the initramfs: the kernel reads and unpacks an initramfs in full before
@@ -13,7 +13,7 @@ import stat
 import subprocess
 from pathlib import Path
 
-INIT_SOURCE = Path(__file__).parent / "guest" / "init.sh"
+INIT_SOURCE = Path(__file__).parent / "guest" / "init.c"
 SIGNATURE_MAGIC = b"~Module signature appended~\n"
 
 
@@ -46,13 +46,13 @@ def unsigned(ko: bytes) -> bytes:
     return ko[:end - 12 - sig_len]
 
 
-def build_initramfs(busybox: Path, modules: dict[str, Path], out: Path) -> Path:
-    """busybox with its applets + /init + /lib/modules/<name>.ko, written atomically to out."""
+def build_initramfs(init: Path, busybox: Path, modules: dict[str, Path], out: Path) -> Path:
+    """/init + busybox with its applets (for `ip`) + /lib/modules/<name>.ko, written atomically to out."""
     applets = subprocess.run([str(busybox), "--list"], capture_output=True, text=True, check=True).stdout.split()
     files = {d: (stat.S_IFDIR | 0o755, b"") for d in ("bin", "dev", "proc", "sys", "newroot", "lib", "lib/modules")}
     files["bin/busybox"] = (stat.S_IFREG | 0o755, busybox.read_bytes())
     files.update({f"bin/{name}": (stat.S_IFLNK | 0o777, b"busybox") for name in applets if name != "busybox"})
-    files["init"] = (stat.S_IFREG | 0o755, INIT_SOURCE.read_bytes())
+    files["init"] = (stat.S_IFREG | 0o755, init.read_bytes())
     for name, path in modules.items():
         files[f"lib/modules/{name}.ko"] = (stat.S_IFREG | 0o644, unsigned(path.read_bytes()))
     tmp = out.with_suffix(f".tmp{os.getpid()}")

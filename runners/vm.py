@@ -102,16 +102,14 @@ def domain_xml(name: str, accel: str, vcpus: int, memory_mib: int, kernel: str, 
 
 def guest_cmdline(argv: tuple[str, ...], modules: list[str], scratch: str | None = None, net: str | None = None,
                   vcpus: int = 1) -> str:
-    """The kernel command line carrying the workload (base64 of a shell-quoted command), the modules
+    """The kernel command line carrying the workload (base64 of its NUL-separated argv), the modules
     to load, the scratch disk's serial (mounted at SCRATCH_AT) and eth0's address.
 
     With one vCPU the local APIC timer is left off (noapictimer): calibrating it counts 100 ms of
     emulated time against the PIT (about 120 ms of a TCG boot here), and a lone CPU needs no
     per-CPU timer; the HPET ticks instead. With more vCPUs each needs its own, so it stays on."""
-    import shlex
-
-    cmd = base64.b64encode(shlex.join(argv).encode()).decode()
-    return (f"{CMDLINE}{' noapictimer' if vcpus == 1 else ''} bench.cmd={cmd}"
+    packed = base64.b64encode(b"\0".join(os.fsencode(a) for a in argv)).decode()
+    return (f"{CMDLINE}{' noapictimer' if vcpus == 1 else ''} bench.argv={packed}"
             + (f" bench.modules={','.join(modules)}" if modules else "")
             + (f" bench.scratch={scratch}" if scratch else "") + (f" bench.net={net}" if net else ""))
 
@@ -166,17 +164,18 @@ class VmRunner(Runner):
     def prepare(self, rootfs: str, image_digest: str, cache_dir: str) -> None:
         from bench import initramfs
         from bench import kernel as kernels
-        from bench.image import file_digest
+        from bench.image import build_static, compiler, file_digest
 
         self.kernel = kernels.from_path(self.cfg.kernel) if self.cfg.kernel else kernels.fetch(Path(cache_dir))
         busybox = Path(rootfs) / "bin/busybox"
-        builder = initramfs.INIT_SOURCE.read_bytes() + Path(initramfs.__file__).read_bytes()
-        key = hashlib.sha256(f"{self.kernel.release} {file_digest(busybox)} ".encode() + builder).hexdigest()[:16]
+        init = Path(build_static(Path(cache_dir), initramfs.INIT_SOURCE, compiler()))
+        key = hashlib.sha256(f"{self.kernel.release} {file_digest(busybox)} {file_digest(init)} ".encode()
+                             + Path(initramfs.__file__).read_bytes()).hexdigest()[:16]
         self.initrd = Path(cache_dir) / "initramfs" / f"{key}.cpio"
         self.root_disk = Path(cache_dir) / "initramfs" / f"root-{image_digest}-{key}.ext4"
         self.initrd.parent.mkdir(parents=True, exist_ok=True)
         if not self.initrd.exists():
-            initramfs.build_initramfs(busybox, self.kernel.modules, self.initrd)
+            initramfs.build_initramfs(init, busybox, self.kernel.modules, self.initrd)
         if not self.root_disk.exists():
             initramfs.build_root_disk(Path(rootfs), self.root_disk, MKFS)
         self.accel, self.accel_reason = self._choose_accel(Path(cache_dir), rootfs)
@@ -351,7 +350,7 @@ def peak_rss_kib(pid: int) -> int | None:
 
 
 class GuestConsole:
-    """The guest side of the console protocol (bench/guest/init.sh), for any instance whose output
+    """The guest side of the console protocol (bench/guest/init.c), for any instance whose output
     is a guest's console: "BENCH-EXIT n" is the workload's exit (t_exit is when it arrived),
     "BENCH-MEM total available" the guest's own view of its memory."""
 

@@ -65,6 +65,14 @@ def test_a_modules_appended_signature_is_cut_off():
     assert unsigned(body) == body  # unsigned already
 
 
+def test_the_workload_travels_as_its_argv_nul_separated():
+    import base64
+
+    cmdline = guest_cmdline(("/bin/sh", "-c", "echo 'a b'; exit 3"), [])
+    packed = next(a for a in cmdline.split() if a.startswith("bench.argv="))[len("bench.argv="):]
+    assert base64.b64decode(packed).split(b"\0") == [b"/bin/sh", b"-c", b"echo 'a b'; exit 3"]
+
+
 def test_only_a_single_vcpu_guest_goes_without_the_apic_timer():
     assert " noapictimer " in guest_cmdline(("true",), [], vcpus=1)
     assert "noapictimer" not in guest_cmdline(("true",), [], vcpus=2)  # each CPU needs its own timer
