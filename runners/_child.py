@@ -139,3 +139,9 @@ def run_quietly(argv: list[str], env: dict[str, str]) -> int:
 def output_pipe() -> tuple[int, int]:
     """(read end for the host, write end for the child): CLOEXEC so no other child inherits it."""
     return os.pipe2(os.O_CLOEXEC)
+
+
+def output_actions(write_fd: int) -> list[tuple]:
+    """posix_spawn file actions: stdin from /dev/null, stdout and stderr into output_pipe's write end."""
+    return [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_DUP2, write_fd, 1), (os.POSIX_SPAWN_DUP2, write_fd, 2)]

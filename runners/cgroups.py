@@ -91,9 +91,9 @@ class CgroupV1(Cgroup):
 
     @property
     def self_join_files(self) -> list[str]:
-        """The `tasks` files: a single-threaded process that writes "0" there moves without taking
-        cgroup_threadgroup_rwsem (only whole-process moves need it, since Linux 5.19), whose first
-        writer after a quiet spell waits an RCU grace period: 5 to 16 ms here, against 0.04 ms."""
+        """The `tasks` files: a single-threaded process that writes "0" there moves only itself, and
+        the kernel (6.18 here) then skips cgroup_threadgroup_rwsem, whose first writer after a quiet
+        spell waits an RCU grace period: 5 to 16 ms here, against 0.04 ms (measured)."""
         return [str(d / "tasks") for d in self.dirs]
 
     def set_limits(self, memory_mib, cpus, pids) -> None:

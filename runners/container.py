@@ -24,7 +24,7 @@ from pathlib import Path
 from bench.errors import MeasurementError
 from bench.spec import SCRATCH, LaunchSpec
 from runners import _linux as linux
-from runners._child import ChildInstance, output_pipe
+from runners._child import ChildInstance, output_actions, output_pipe
 from runners.base import GUEST_ENV, Runner
 from runners.cgroups import Cgroup, detect
 from runners.network import NETNS_DIR, BridgeNetwork
@@ -40,6 +40,9 @@ MASKED_PROC = ("/proc/kcore", "/proc/keys", "/proc/timer_list")
 SETUP_TIMEOUT_S = 10.0
 VOLUME_AT = "/mnt/volume"
 USERNS_BASE, USERNS_SIZE = 100_000, 65_536  # with the user namespace option: container 0 is host 100000
+# The same for every instance: built once, not on each (timed) launch.
+POLICY_ARGS = (f"--devices={','.join(DEVICES)}", f"--readonly={','.join(READONLY_PROC)}",
+               f"--masked={','.join(MASKED_PROC)}", f"--keep-caps={','.join(map(str, DOCKER_CAPS))}")
 
 
 @dataclass
@@ -178,16 +181,13 @@ class ContainerInstance(ChildInstance):
         go_r, go_w = os.pipe2(os.O_CLOEXEC)  # harness -> pid 1: cgroup and dirs made ("p"), network plugged in ("g")
         err_r, err_w = os.pipe2(os.O_CLOEXEC)  # init -> harness: why setup failed (EOF: the workload's exec)
         argv = [init, f"--sync={sync_w}", f"--go={go_r}", f"--error={err_w}", f"--hostname={spec.name[:63]}",
-                f"--lower={spec.rootfs}", f"--base={base}",
-                f"--devices={','.join(DEVICES)}", f"--readonly={','.join(READONLY_PROC)}",
-                f"--masked={','.join(MASKED_PROC)}", f"--keep-caps={','.join(map(str, DOCKER_CAPS))}",
+                f"--lower={spec.rootfs}", f"--base={base}", *POLICY_ARGS,
                 *([f"--volume={volume}", f"--volume-at={VOLUME_AT}"] if volume else []),
                 *([f"--address={address}"] if address else []),
                 # a mapped root may not write the host's cgroupfs: then the harness moves pid 1
                 *(["--userns"] if cfg.userns else [f"--join={p}" for p in self.cgroup.self_join_files]),
                 "--", *spec.argv]
-        actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                   (os.POSIX_SPAWN_DUP2, write_fd, 1), (os.POSIX_SPAWN_DUP2, write_fd, 2)]
+        actions = output_actions(write_fd)
         try:
             for fd in (sync_w, go_r, err_w):  # init marks them close-on-exec again, for the workload
                 os.set_inheritable(fd, True)
@@ -210,7 +210,7 @@ class ContainerInstance(ChildInstance):
         sync_r, go_w, err_r = self._setup_fds
         try:
             os.write(go_w, b"p")
-            _expect(sync_r, "the network namespace")
+            _word(sync_r, "the network namespace")
             if userns:
                 write_id_maps(self.pid)
             if net:
@@ -319,18 +319,19 @@ def write_id_maps(pid: int) -> None:
             f.write(f"0 {USERNS_BASE} {USERNS_SIZE}\n")
 
 
-def _expect(fd: int, what: str) -> None:
+def _word(fd: int, what: str, size: int = 1) -> bytes:
+    """What init says next on fd (up to size bytes)."""
     if not select.select([fd], [], [], SETUP_TIMEOUT_S)[0]:
         raise MeasurementError(f"no word from bench-container-init about {what}")
-    if not os.read(fd, 1):
+    data = os.read(fd, size)
+    if not data:
         raise MeasurementError(f"bench-container-init ended before {what} existed")
+    return data
 
 
 def _expect_pid(fd: int) -> int:
     """The shim's word: pid 1's pid, as the harness sees it."""
-    if not select.select([fd], [], [], SETUP_TIMEOUT_S)[0]:
-        raise MeasurementError("no word from bench-container-init about the namespaces")
-    text = os.read(fd, 32).decode()
+    text = _word(fd, "pid 1", 32).decode()
     if not text.endswith("\n"):
         raise MeasurementError("bench-container-init ended before creating pid 1")
     return int(text)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.spec import SCRATCH, LaunchSpec
-from runners._child import ChildInstance, output_pipe, pinned
+from runners._child import ChildInstance, output_actions, output_pipe, pinned
 from runners._taskstats import TaskstatsListener
 from runners.base import GUEST_ENV, Runner
 
@@ -47,8 +47,7 @@ class ProcessRunner(Runner):
             if on_teardown:
                 on_teardown()
             raise
-        actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                   (os.POSIX_SPAWN_DUP2, write_fd, 1), (os.POSIX_SPAWN_DUP2, write_fd, 2)]
+        actions = output_actions(write_fd)
         try:
             if taskstats:
                 taskstats.reset()

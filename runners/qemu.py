@@ -8,10 +8,9 @@ import os
 import signal
 import time
 
-from bench.kernel import load_order
 from bench.spec import LaunchSpec
 from runners.process import ProcessRunner, TaskInstance
-from runners.vm import QBOOT, QEMU, ROOT_MODULES, ROOT_SERIAL, GuestConsole, VmRunner, guest_cmdline, peak_rss_kib
+from runners.vm import QBOOT, QEMU, ROOT_SERIAL, GuestConsole, VmRunner, guest_cmdline, peak_rss_kib
 
 
 class QemuInstance(GuestConsole, TaskInstance):
@@ -57,14 +56,13 @@ class QemuRunner(VmRunner):
 
     def launch(self, spec: LaunchSpec) -> QemuInstance:
         env = spec.envelope
-        vcpus = max(1, round(env.cpus or self.cfg.default_cpus))
+        vcpus = self.vcpus(env)
         argv = [QEMU, "-M", "pc", "-accel", self.accel, "-m", str(env.memory_mib or self.cfg.default_memory_mib),
                 "-smp", str(vcpus), "-nodefaults", "-no-user-config",
                 "-display", "none", "-bios", QBOOT, "-kernel", str(self.kernel.vmlinux), "-initrd", str(self.initrd),
                 "-drive", f"file={self.root_disk},if=none,id=root,format=raw,readonly=on",
                 "-device", f"virtio-blk-pci,drive=root,serial={ROOT_SERIAL}",
-                "-append", guest_cmdline(spec.argv, list(load_order(self.kernel.modules, dict.fromkeys(ROOT_MODULES))),
-                                         vcpus=vcpus),
+                "-append", guest_cmdline(spec.argv, self.boot_modules(), vcpus=vcpus),
                 "-serial", "stdio", "-no-reboot", "-name", spec.name]
         argv += ["-cpu", "host"] if self.accel == "kvm" else []
         return self.spawner.spawn(QEMU, argv, spec, QemuInstance)

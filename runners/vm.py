@@ -1,5 +1,6 @@
 """The virtual machine: a transient libvirt/QEMU domain booting its own kernel; a small initramfs
-mounts the guest rootfs from a read-only virtio disk and runs the workload in it. PVH boot of the uncompressed vmlinux through qboot; KVM when a probe boot works,
+mounts the guest rootfs from a read-only virtio disk and runs the workload in it. PVH boot of the
+uncompressed vmlinux through qboot; KVM when a probe boot works,
 TCG (emulation) otherwise. The READY marker arrives over the serial console, on a unix socket the
 host listens on (QEMU connects to it at start), read as bytes arrive.
 """
@@ -225,6 +226,15 @@ class VmRunner(Runner):
     def launch(self, spec: LaunchSpec) -> "VmInstance":
         return self._start(spec, self.accel)
 
+    def vcpus(self, envelope) -> int:
+        return max(1, round(envelope.cpus or self.cfg.default_cpus))
+
+    def boot_modules(self, *extra: str) -> list[str]:
+        """The modules the init loads: the root disk's, extra ones, and their dependencies first."""
+        from bench.kernel import load_order
+
+        return list(load_order(self.kernel.modules, dict.fromkeys((*ROOT_MODULES, *extra))))
+
     def server_side(self) -> tuple[str | None, str]:
         """The host end of our own tap: traffic crosses virtio-net and the tap, nothing else."""
         if self.tap is None:
@@ -232,24 +242,20 @@ class VmRunner(Runner):
         return None, self.tap.host_address
 
     def _start(self, spec: LaunchSpec, accel: str) -> "VmInstance":
-        from bench.kernel import load_order
-
         env = spec.envelope
         state = Path(self.cfg.state_dir) / spec.name
         state.mkdir(parents=True, exist_ok=True)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            argv, disk, modules = spec.argv, None, list(ROOT_MODULES)
+            argv, disk = spec.argv, None
             if spec.scratch:  # own or volume: a VM's writable storage is a disk either way
                 disk = scratch_disk(state / "scratch.img")
                 argv = spec.argv_with({SCRATCH: SCRATCH_AT})
             tap = self.tap if spec.server else None
-            if tap:
-                modules += ["virtio_pci", "virtio_net"]
-            modules = list(load_order(self.kernel.modules, dict.fromkeys(modules)))
+            modules = self.boot_modules(*(["virtio_net"] if tap else []))
             listener.bind(str(state / "console.sock"))
             listener.listen(1)
-            vcpus = max(1, round(env.cpus or self.cfg.default_cpus))
+            vcpus = self.vcpus(env)
             cmdline = guest_cmdline(argv, modules, SCRATCH_SERIAL if disk else None, tap.guest_address if tap else None, vcpus)
             xml = domain_xml(spec.name, accel, vcpus,
                              env.memory_mib or self.cfg.default_memory_mib, str(self.kernel.vmlinux),

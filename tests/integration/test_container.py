@@ -1,5 +1,6 @@
 """The container runner for real: namespaces, overlay, cgroup limits, network. Each attack is tried."""
 
+import contextlib
 import os
 import shutil
 import socket
@@ -19,9 +20,18 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def runner(image):
-    r = prepared(ContainerRunner(), image)
-    yield r
-    r.close()
+    with own_runner(image) as r:
+        yield r
+
+
+@contextlib.contextmanager
+def own_runner(image, **options):
+    """A runner with options of its own for one test, prepared, and closed afterwards."""
+    r = prepared(ContainerRunner(**options), image)
+    try:
+        yield r
+    finally:
+        r.close()
 
 
 def prepared(runner, image):
@@ -72,15 +82,12 @@ def test_chroot_escape_attempt_stays_inside(runner, image, tmp_path):
     volume.mkdir()
     subprocess.run(["cc", "-static", "-O2", "-o", str(volume / "escape"), str(DATA / "chroot_escape.c")], check=True)
     (tmp_path / "secret").write_text("token-91c3")
-    r = ContainerRunner(volume=str(volume))
-    try:
+    with own_runner(image, volume=str(volume)) as r:
         inst = start(r, image, ["/mnt/volume/escape", "sh", "-c", f"cat {tmp_path}/secret; ls /; echo END"])
         try:
             inst.wait_exit(30)
         finally:
             inst.teardown()
-    finally:
-        r.close()
     out = inst.output.decode()
     assert out.strip().endswith("END"), out
     assert "token-91c3" not in out
@@ -158,11 +165,8 @@ def test_container_reaches_the_bridge(runner, image):
 
 
 def test_network_none_has_only_loopback(image):
-    r = ContainerRunner(network="none")
-    try:
+    with own_runner(image, network="none") as r:
         code, out, _ = run(r, image, "ls /sys/class/net")
-    finally:
-        r.close()
     assert out.split() == ["lo"]
 
 
@@ -224,8 +228,7 @@ def open_image():
 
 
 def test_user_namespace_root_is_unprivileged_outside(open_image):
-    r = ContainerRunner(userns="true")
-    try:
+    with own_runner(open_image, userns="true") as r:
         inst = start(r, open_image, ["/bin/sh", "-c", "cat /proc/self/uid_map; id -u; echo x > /owned; "
                                                       "ls /sys/class/net; echo $$"])
         try:
@@ -233,8 +236,6 @@ def test_user_namespace_root_is_unprivileged_outside(open_image):
             owned = (inst.dirs["upper"] / "owned").stat()
         finally:
             inst.teardown()
-    finally:
-        r.close()
     out = inst.output.decode().split()
     assert out[:3] == ["0", "100000", "65536"] and out[3] == "0"
     assert owned.st_uid == 100000  # root inside writes as an unprivileged uid on the host
@@ -297,10 +298,7 @@ def test_one_instance_cannot_read_anothers_files(runner, image):
 
 
 def test_the_upper_dir_size_limit_holds(image):
-    runner = ContainerRunner(upper_size="16M")
-    try:
-        code, out, inst = run(runner, image, "dd if=/dev/zero of=/tmp/fill bs=1M count=64 2>&1; echo rc=$?")
-    finally:
-        runner.close()
+    with own_runner(image, upper_size="16M") as r:
+        code, out, inst = run(r, image, "dd if=/dev/zero of=/tmp/fill bs=1M count=64 2>&1; echo rc=$?")
     assert "No space left on device" in out and "rc=1" in out, out
     assert not Path("/tmp/bench-test-c").exists()
