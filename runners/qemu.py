@@ -10,7 +10,7 @@ import time
 
 from bench.spec import LaunchSpec
 from runners.process import ProcessRunner, TaskInstance
-from runners.vm import QBOOT, QEMU, ROOT_SERIAL, GuestConsole, VmRunner, guest_cmdline, peak_rss_kib
+from runners.vm import MACHINE, QBOOT, QEMU, ROOT_SERIAL, ROOT_SLOT, GuestConsole, VmRunner, guest_cmdline, peak_rss_kib
 
 
 class QemuInstance(GuestConsole, TaskInstance):
@@ -57,11 +57,11 @@ class QemuRunner(VmRunner):
     def launch(self, spec: LaunchSpec) -> QemuInstance:
         env = spec.envelope
         vcpus = self.vcpus(env)
-        argv = [QEMU, "-M", "pc", "-accel", self.accel, "-m", str(env.memory_mib or self.cfg.default_memory_mib),
+        argv = [QEMU, "-M", MACHINE, "-accel", self.accel, "-m", str(env.memory_mib or self.cfg.default_memory_mib),
                 "-smp", str(vcpus), "-nodefaults", "-no-user-config",
                 "-display", "none", "-bios", QBOOT, "-kernel", str(self.kernel.vmlinux), "-initrd", str(self.initrd),
                 "-drive", f"file={self.root_disk},if=none,id=root,format=raw,readonly=on",
-                "-device", f"virtio-blk-pci,drive=root,serial={ROOT_SERIAL}",
+                "-device", f"virtio-blk-pci,drive=root,serial={ROOT_SERIAL},bus=pcie.0,addr={ROOT_SLOT}",
                 "-append", guest_cmdline(spec.argv, self.boot_modules(), vcpus=vcpus),
                 "-serial", "stdio", "-no-reboot", "-name", spec.name]
         argv += ["-cpu", "host"] if self.accel == "kvm" else []

@@ -56,6 +56,16 @@ def test_a_vm_gets_a_scratch_disk_and_a_nic_only_when_asked():
     assert cmdline.endswith("bench.modules=virtio_blk bench.scratch=bench-scratch bench.net=10.214.0.2/30")
 
 
+def test_every_vm_device_sits_on_its_own_slot_of_the_root_bus():
+    """No pcie-root-port for libvirt to add in between: each would be one more bridge to boot."""
+    import re
+
+    both = domain_xml("bench-1", "tcg", 1, 512, "/k", "/i", "/root.ext4", "console=ttyS0", "/c.sock", "/s.img", "bench-tap7")
+    addresses = re.findall(r"<address type='pci' domain='0' bus='0' slot='(\d+)' function='0'/>", both)
+    assert len(addresses) == 3 == len(set(addresses))  # root disk, scratch disk, NIC
+    assert "machine='q35'" in both
+
+
 def test_a_modules_appended_signature_is_cut_off():
     from bench.initramfs import SIGNATURE_MAGIC, unsigned
 
