@@ -1,4 +1,4 @@
-"""The VM's boot files: a small initramfs (our static init, static busybox, the kernel modules) as a
+"""The VM's boot files: a small initramfs (our static init and the kernel modules) as a
 newc cpio archive, and the guest rootfs as a read-only ext4 disk image that the init mounts and runs the
 workload in.
 
@@ -46,12 +46,11 @@ def unsigned(ko: bytes) -> bytes:
     return ko[:end - 12 - sig_len]
 
 
-def build_initramfs(init: Path, busybox: Path, modules: dict[str, Path], out: Path) -> Path:
-    """/init + busybox with its applets (for `ip`) + /lib/modules/<name>.ko, written atomically to out."""
-    applets = subprocess.run([str(busybox), "--list"], capture_output=True, text=True, check=True).stdout.split()
-    files = {d: (stat.S_IFDIR | 0o755, b"") for d in ("bin", "dev", "proc", "sys", "newroot", "lib", "lib/modules")}
-    files["bin/busybox"] = (stat.S_IFREG | 0o755, busybox.read_bytes())
-    files.update({f"bin/{name}": (stat.S_IFLNK | 0o777, b"busybox") for name in applets if name != "busybox"})
+def build_initramfs(init: Path, modules: dict[str, Path], out: Path) -> Path:
+    """/init + /lib/modules/<name>.ko, written atomically to out. No busybox: the kernel unpacks every
+    byte before init runs, and the one tool the init needs (`ip`, for the net workloads) is on the
+    root disk, which is mounted by then."""
+    files = {d: (stat.S_IFDIR | 0o755, b"") for d in ("dev", "proc", "sys", "newroot", "lib", "lib/modules")}
     files["init"] = (stat.S_IFREG | 0o755, init.read_bytes())
     for name, path in modules.items():
         files[f"lib/modules/{name}.ko"] = (stat.S_IFREG | 0o644, unsigned(path.read_bytes()))

@@ -179,15 +179,14 @@ class VmRunner(Runner):
         from bench.image import build_static, compiler, file_digest
 
         self.kernel = kernels.from_path(self.cfg.kernel) if self.cfg.kernel else kernels.fetch(Path(cache_dir))
-        busybox = Path(rootfs) / "bin/busybox"
         init = Path(build_static(Path(cache_dir), initramfs.INIT_SOURCE, compiler()))
-        key = hashlib.sha256(f"{self.kernel.release} {file_digest(busybox)} {file_digest(init)} ".encode()
+        key = hashlib.sha256(f"{self.kernel.release} {file_digest(init)} ".encode()
                              + Path(initramfs.__file__).read_bytes()).hexdigest()[:16]
         self.initrd = Path(cache_dir) / "initramfs" / f"{key}.cpio"
         self.root_disk = Path(cache_dir) / "initramfs" / f"root-{image_digest}-{key}.ext4"
         self.initrd.parent.mkdir(parents=True, exist_ok=True)
         if not self.initrd.exists():
-            initramfs.build_initramfs(init, busybox, self.kernel.modules, self.initrd)
+            initramfs.build_initramfs(init, self.kernel.modules, self.initrd)
         if not self.root_disk.exists():
             initramfs.build_root_disk(Path(rootfs), self.root_disk, MKFS)
         self.accel, self.accel_reason = self._choose_accel(Path(cache_dir), rootfs)
