@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import inspect
 import json
 import os
 import re
@@ -183,7 +184,9 @@ class VmRunner(Runner):
         key = hashlib.sha256(f"{self.kernel.release} {file_digest(init)} ".encode()
                              + Path(initramfs.__file__).read_bytes()).hexdigest()[:16]
         self.initrd = Path(cache_dir) / "initramfs" / f"{key}.cpio"
-        self.root_disk = Path(cache_dir) / "initramfs" / f"root-{image_digest}-{key}.ext4"
+        # The root disk holds the image and nothing of the init or the kernel: keyed by what makes it.
+        disk_key = hashlib.sha256(inspect.getsource(initramfs.build_root_disk).encode()).hexdigest()[:8]
+        self.root_disk = Path(cache_dir) / "initramfs" / f"root-{image_digest}-{disk_key}.ext4"
         self.initrd.parent.mkdir(parents=True, exist_ok=True)
         if not self.initrd.exists():
             initramfs.build_initramfs(init, self.kernel.modules, self.initrd)
