@@ -66,6 +66,9 @@ def test_bench_run_startup_vm(tmp_path):
     assert meta["runners"]["vm"]["accel"] in ("kvm", "tcg") and meta["runners"]["vm"]["accel_reason"]
     vm_ready = df[(df["runner"] == "vm") & (df["metric"] == "ready_ms")]["value"]
     assert len(vm_ready) == 2 and (vm_ready > 50).all()
+    libvirt = df[(df["runner"] == "vm") & (df["metric"] == "libvirt_start_ms")].set_index("iteration")["value"]
+    ready = df[(df["runner"] == "vm") & (df["metric"] == "ready_ms")].set_index("iteration")["value"]
+    assert len(libvirt) == 2 and ((libvirt > 0) & (libvirt < ready)).all()  # a part of ready_ms, not all of it
 
 
 def test_a_hanging_guest_is_recorded_not_fatal(tmp_path, vm, image):
