@@ -10,7 +10,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,21 +34,9 @@ def _remove_path(name: str) -> None:
 
 
 def _remove_cgroup(name: str) -> None:
-    """Kill what still runs in it, then rmdir (waiting briefly for the dying to leave)."""
-    path = Path(name)
-    deadline = time.monotonic() + 5
-    while path.exists():
-        for line in (path / "cgroup.procs").read_text().split():
-            try:
-                os.kill(int(line), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        try:
-            path.rmdir()
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
+    from runners.cgroups import kill_and_remove
+
+    kill_and_remove(Path(name))
 
 
 def _remove_netns(name: str) -> None:

@@ -7,6 +7,8 @@ v2 (unified): one directory; memory.max, memory.peak, cpu.max, pids.max.
 from __future__ import annotations
 
 import errno
+import os
+import signal
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -142,6 +144,25 @@ class CgroupV2(Cgroup):
 
     def oom_kills(self) -> int:
         return _keyed(self.dir / "memory.events").get("oom_kill", 0)
+
+
+def kill_and_remove(path: Path, timeout_s: float = 5.0) -> None:
+    """SIGKILL what still runs in one of our instance cgroups, then rmdir it, waiting briefly for the
+    dying to leave. For cgroups whose owner can no longer clean up (a runtime killed mid-start, a
+    run killed outright)."""
+    deadline = time.monotonic() + timeout_s
+    while path.exists():
+        for line in (path / "cgroup.procs").read_text().split():
+            try:
+                os.kill(int(line), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            path.rmdir()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 class CgroupFS:

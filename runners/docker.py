@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 
 from bench.spec import LaunchSpec
 from runners.base import GUEST_ENV
@@ -14,6 +15,7 @@ from runners.process import ProcessRunner, TaskInstance
 
 # Debian's docker.io client matches its daemon; a newer client elsewhere on PATH may not.
 CLIENTS = ("/usr/bin/docker", "/usr/local/bin/docker")
+CREATE_GRACE_S = 3.0  # how long dockerd may still be creating the container of a killed `docker run`
 
 
 def docker_cli() -> str | None:
@@ -70,9 +72,19 @@ class DockerRunner(ProcessRunner):
         argv += ["--memory", f"{env.memory_mib}m"] if env.memory_mib else []
         argv += ["--pids-limit", str(env.pids)] if env.pids else []
         instance = self.spawn(cli, [*argv, self.tag, *spec.argv], spec)
-        instance.on_teardown = lambda: self._remove(spec.name)
+        instance.on_teardown = lambda: self._remove(spec.name, killed=(instance.exit_code or 0) < 0)
         return instance
 
-    def _remove(self, name: str) -> None:
-        """Removal is teardown: without --rm the CLI returns when the workload exits, not after cleanup."""
+    def _remove(self, name: str, killed: bool = False) -> None:
+        """Removal is teardown: without --rm the CLI returns when the workload exits, not after cleanup.
+        A CLI killed mid-`run` (Ctrl-C) may already have sent its create request, and dockerd then
+        makes the container after `rm` found none: so look again for a while."""
         run_quietly([self.cli(), "rm", "--force", name], GUEST_ENV)
+        deadline = time.monotonic() + (CREATE_GRACE_S if killed else 0)
+        while time.monotonic() < deadline:
+            listed = subprocess.run([self.cli(), "ps", "--all", "--quiet", "--filter", f"name=^/{name}$"],
+                                    capture_output=True, text=True, check=False).stdout.strip()
+            if listed:
+                run_quietly([self.cli(), "rm", "--force", name], GUEST_ENV)
+                return
+            time.sleep(0.1)

@@ -99,9 +99,16 @@ class OciRunner(ProcessRunner):
             pass
 
     def _delete(self, name: str, bundle: Path) -> None:
-        """`run` deletes its container when it returns; force it only when state was left behind."""
+        """`run` deletes its container when it returns; force it only when state was left behind.
+        A runtime killed mid-start (Ctrl-C) may have made the container's cgroups but not yet its
+        state, so `delete` knows nothing of them: those are removed here by name."""
         if (Path(self.state_root) / name).exists():
             run_quietly([shutil.which(self.runtime), "delete", "--force", name], GUEST_ENV)
+        from runners.cgroups import detect, kill_and_remove
+
+        for leaf in detect().leftovers():
+            if leaf.name == name:
+                kill_and_remove(leaf)
         shutil.rmtree(bundle, ignore_errors=True)
 
 
