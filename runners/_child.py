@@ -67,6 +67,11 @@ class ChildInstance(Instance):
         _, self._status = os.waitpid(self.pid, 0)
         self.exit_code = os.waitstatus_to_exitcode(self._status)
 
+    @property
+    def killed(self) -> bool:
+        """It ended by a signal (teardown's SIGKILL of a child that had not exited), not by exiting."""
+        return (self.exit_code or 0) < 0
+
     def _marker_time(self) -> int | None:
         pos = self.output.find(self.marker)
         return None if pos < 0 else self._chunk_time_at(pos)

@@ -72,7 +72,7 @@ class DockerRunner(ProcessRunner):
         argv += ["--memory", f"{env.memory_mib}m"] if env.memory_mib else []
         argv += ["--pids-limit", str(env.pids)] if env.pids else []
         instance = self.spawn(cli, [*argv, self.tag, *spec.argv], spec)
-        instance.on_teardown = lambda: self._remove(spec.name, killed=(instance.exit_code or 0) < 0)
+        instance.on_teardown = lambda: self._remove(spec.name, killed=instance.killed)
         return instance
 
     def _remove(self, name: str, killed: bool = False) -> None:

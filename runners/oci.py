@@ -85,7 +85,7 @@ class OciRunner(ProcessRunner):
         runtime = shutil.which(self.runtime)
         argv = [runtime, "run", "--bundle", str(bundle), spec.name]
         instance = self.spawn(runtime, argv, spec)
-        instance.on_teardown = lambda: self._delete(spec.name, bundle)
+        instance.on_teardown = lambda: self._delete(spec.name, bundle, killed=instance.killed)
         return instance
 
     def close(self) -> None:
@@ -98,17 +98,19 @@ class OciRunner(ProcessRunner):
         except OSError:
             pass
 
-    def _delete(self, name: str, bundle: Path) -> None:
+    def _delete(self, name: str, bundle: Path, killed: bool = False) -> None:
         """`run` deletes its container when it returns; force it only when state was left behind.
         A runtime killed mid-start (Ctrl-C) may have made the container's cgroups but not yet its
-        state, so `delete` knows nothing of them: those are removed here by name."""
+        state, so `delete` knows nothing of them: those are removed here by name. Only then: the
+        search walks every cgroup hierarchy, and teardown is timed."""
         if (Path(self.state_root) / name).exists():
             run_quietly([shutil.which(self.runtime), "delete", "--force", name], GUEST_ENV)
-        from runners.cgroups import detect, kill_and_remove
+        if killed:
+            from runners.cgroups import detect, kill_and_remove
 
-        for leaf in detect().leftovers():
-            if leaf.name == name:
-                kill_and_remove(leaf)
+            for leaf in detect().leftovers():
+                if leaf.name == name:
+                    kill_and_remove(leaf)
         shutil.rmtree(bundle, ignore_errors=True)
 
 
