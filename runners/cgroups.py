@@ -7,6 +7,7 @@ v2 (unified): one directory; memory.max, memory.peak, cpu.max, pids.max.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import signal
 import time
@@ -14,6 +15,9 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 
 PARENT = "bench"
+# Held shared by every runner that makes cgroups under PARENT, from its first instance to its close:
+# only the last one out, on this host, may rmdir the parent (runs can overlap; see remove_parent).
+PARENT_LOCK = Path("/run/lock/isobench-cgroups.lock")
 CFS_PERIOD_US = 100_000
 V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids")
 
@@ -170,8 +174,18 @@ class CgroupFS:
 
     def __init__(self, version: int, root: Path, mounts: dict[str, Path]) -> None:
         self.version, self.root, self.mounts = version, root, mounts
+        self.lock: int | None = None
+
+    def hold(self) -> None:
+        """Take this runner's share of the parent: until remove_parent, no other run removes it.
+        Blocks only while a last user is removing an empty parent, which takes microseconds."""
+        if self.lock is None:
+            PARENT_LOCK.parent.mkdir(parents=True, exist_ok=True)
+            self.lock = os.open(PARENT_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fcntl.flock(self.lock, fcntl.LOCK_SH)
 
     def ensure_parent(self) -> None:
+        self.hold()
         if self.version == 2:
             (self.root / PARENT).mkdir(exist_ok=True)
             for d in (self.root, self.root / PARENT):
@@ -181,13 +195,27 @@ class CgroupFS:
                 (self.mounts[c] / PARENT).mkdir(exist_ok=True)
 
     def remove_parent(self) -> None:
-        """rmdir the bench parent(s) unless another run still has instances there."""
-        for parent in self.leftovers():
-            if parent.name == PARENT:
-                try:
-                    parent.rmdir()
-                except OSError:
-                    pass
+        """Give up this runner's share; the last user on the host rmdirs the (empty) bench parent(s).
+        Checking "no instances left" is not enough: another run, between two instances, has none for
+        a moment, and the parent removed then made its next instance's mkdir fail. Releasing before
+        trying the exclusive lock means that of two runners ending together, the later one gets it."""
+        if self.lock is None:
+            return
+        fcntl.flock(self.lock, fcntl.LOCK_UN)
+        try:
+            fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # another runner still uses the parent and removes it when it ends
+            pass
+        else:
+            for parent in self.leftovers():
+                if parent.name == PARENT:
+                    try:
+                        parent.rmdir()
+                    except OSError:  # a killed run's instances are still there: bench clean's
+                        pass
+        finally:
+            os.close(self.lock)
+            self.lock = None
 
     def instance(self, name: str) -> Cgroup:
         return CgroupV2(self.root, name) if self.version == 2 else CgroupV1(self.mounts, name)

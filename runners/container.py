@@ -147,6 +147,7 @@ class ContainerRunner(Runner):
             self.net.close()
         if self.cgroups:
             self.cgroups.remove_parent()
+            self.cgroups = None
 
 
 def overlay_dirs(base: Path, volume: bool = False) -> dict[str, Path]:

@@ -66,6 +66,7 @@ class OciRunner(ProcessRunner):
     def __init__(self, state_dir: str = "/tmp") -> None:
         super().__init__()
         self.state_dir = state_dir
+        self.cgroups = None
 
     def available(self) -> tuple[bool, str]:
         if os.geteuid() != 0:
@@ -79,6 +80,11 @@ class OciRunner(ProcessRunner):
                 "network": "own netns, loopback only"}
 
     def launch(self, spec: LaunchSpec) -> TaskInstance:
+        if self.cgroups is None:  # runc makes the bench parent; ours to share and remove like the container's
+            from runners.cgroups import detect
+
+            self.cgroups = detect()
+            self.cgroups.hold()
         bundle = Path(self.state_dir) / spec.name
         bundle.mkdir(parents=True, exist_ok=True)
         (bundle / "config.json").write_text(json.dumps(oci_config(spec, f"/bench/{spec.name}")))
@@ -91,12 +97,9 @@ class OciRunner(ProcessRunner):
     def close(self) -> None:
         """runc creates the bench parent cgroup for cgroupsPath but removes only its leaf."""
         super().close()
-        from runners.cgroups import detect
-
-        try:
-            detect().remove_parent()
-        except OSError:
-            pass
+        if self.cgroups:
+            self.cgroups.remove_parent()
+            self.cgroups = None
 
     def _delete(self, name: str, bundle: Path, killed: bool = False) -> None:
         """`run` deletes its container when it returns; force it only when state was left behind.

@@ -4,7 +4,14 @@ from pathlib import Path
 
 import pytest
 
+from runners import cgroups
 from runners.cgroups import CgroupV1, CgroupV2, detect, v1_mounts
+
+
+@pytest.fixture(autouse=True)
+def own_parent_lock(tmp_path, monkeypatch):
+    """The host's lock is shared with real runs; these fake trees get their own."""
+    monkeypatch.setattr(cgroups, "PARENT_LOCK", tmp_path / "cgroups.lock")
 
 
 def fake_v2(tmp_path: Path) -> Path:
@@ -65,6 +72,22 @@ def test_remove_is_idempotent(tmp_path):
     cg.remove()
     assert not cg.dir.exists()
     assert fs.leftovers() == [Path(fs.root / "bench")]
+
+
+def test_the_parent_outlives_a_run_ending_while_another_is_between_instances(tmp_path):
+    mounts = {c: tmp_path / c for c in cgroups.V1_CONTROLLERS}  # v1: plain directories rmdir like cgroups
+    for m in mounts.values():
+        m.mkdir()
+    ending, going_on = (cgroups.CgroupFS(1, tmp_path, mounts) for _ in range(2))
+    ending.ensure_parent()
+    going_on.ensure_parent()  # and has no instance at this moment: the parents are empty
+    ending.remove_parent()
+    assert all((m / "bench").is_dir() for m in mounts.values())  # removed here, going_on's next mkdir failed
+    going_on.instance("bench-next").create()
+    going_on.instance("bench-next").remove()
+    going_on.remove_parent()  # the last one out removes them
+    assert not any((m / "bench").exists() for m in mounts.values())
+    going_on.remove_parent()  # idempotent
 
 
 def test_v1_mounts_from_real_mountinfo(data_dir):
