@@ -255,6 +255,8 @@ class VmRunner(Runner):
         return None, self.tap.host_address
 
     def _start(self, spec: LaunchSpec, accel: str) -> "VmInstance":
+        import libvirt
+
         env = spec.envelope
         state = Path(self.cfg.state_dir) / spec.name
         state.mkdir(parents=True, exist_ok=True)
@@ -275,7 +277,10 @@ class VmRunner(Runner):
                              str(self.initrd), str(self.root_disk), cmdline, str(state / "console.sock"), disk,
                              tap.name if tap else None)
             started = time.monotonic_ns()
-            domain = self.conn.createXML(xml, 0)  # transient: gone once destroyed; QEMU runs the guest
+            try:
+                domain = self.conn.createXML(xml, 0)  # transient: gone once destroyed; QEMU runs the guest
+            except libvirt.libvirtError as exc:  # QEMU refused: KVM asked for where it does not work, ...
+                raise MeasurementError(f"libvirt could not start {spec.name}: {str(exc).splitlines()[0]}") from None
             start_ms = (time.monotonic_ns() - started) / 1e6
             try:
                 if not select.select([listener], [], [], 10)[0]:

@@ -86,3 +86,13 @@ def test_killed_mid_boot_leaves_nothing_after_clean(tmp_path):
     assert kill_run_then_clean(tmp_path, "vm", after_s=4) == "0 leftovers found"
     qemus = subprocess.run(["pgrep", "-f", "qemu-system-x86_64.*guest=bench-"], capture_output=True, text=True)
     assert qemus.stdout.strip() == ""
+
+
+def test_a_guest_libvirt_cannot_start_is_one_line_not_a_traceback(vm):
+    """KVM asked for where QEMU cannot set it up (here: an MSR the host's KVM refuses)."""
+    if not vm.accel_reason.startswith("KVM guest failed to start"):
+        pytest.skip(f"QEMU starts KVM guests on this host ({vm.accel_reason}): no start failure to provoke")
+    out = subprocess.run([*BENCH, "exec", "--runner", "vm", "--option", "accel=kvm", "--", "true"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert out.stderr.startswith("bench: libvirt could not start bench-exec-")
