@@ -66,6 +66,21 @@ def test_every_vm_device_sits_on_its_own_slot_of_the_root_bus():
     assert "machine='q35'" in both
 
 
+def test_libvirt_reads_the_guest_cpu_back_in_two_calls_unless_told_stock():
+    import xml.etree.ElementTree as ET
+
+    from runners.vm import VmConfig
+
+    qemu_ns = "{http://libvirt.org/schemas/domain/qemu/1.0}"
+    for readback, deleted in (("words", ["cpu-unavailable-features"]), ("stock", [])):
+        xml = domain_xml("bench-1", "tcg", 1, 512, "/k", "/i", "/root.ext4", "console=ttyS0", "/c.sock",
+                         cpu_readback=readback)
+        root = ET.fromstring(xml)  # well-formed, namespace declared
+        assert [d.get("capability") for d in root.iter(f"{qemu_ns}del")] == deleted
+    with pytest.raises(ValueError, match="cpu_readback must be words or stock, not 'fast'"):
+        VmConfig(cpu_readback="fast")
+
+
 def test_a_modules_appended_signature_is_cut_off():
     from bench.initramfs import SIGNATURE_MAGIC, unsigned
 
