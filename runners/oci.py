@@ -109,9 +109,9 @@ class OciRunner(ProcessRunner):
         if (Path(self.state_root) / name).exists():
             run_quietly([shutil.which(self.runtime), "delete", "--force", name], GUEST_ENV)
         if killed:
-            from runners.cgroups import detect, kill_and_remove
+            from runners.cgroups import kill_and_remove
 
-            for leaf in detect().leftovers():
+            for leaf in self.cgroups.leftovers():
                 if leaf.name == name:
                     kill_and_remove(leaf)
         shutil.rmtree(bundle, ignore_errors=True)
