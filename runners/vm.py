@@ -31,12 +31,15 @@ QBOOT = "/usr/share/qemu/qboot.rom"
 QEMU = "/usr/bin/qemu-system-x86_64"
 KVM_PROBE_TIMEOUT_S = 10.0
 # Every option here cuts boot time under emulation; see README "Where a VM's boot goes".
-# initcall_blacklist: the kdf108 self-test alone took 565 ms of a TCG boot, kprobe tracing 73 ms.
+# initcall_blacklist: the kdf108 self-test alone took 565 ms of a TCG boot, kprobe tracing 73 ms;
+# two of tracing's bookkeeping passes, which no workload uses, 3 and 1% of a boot: ftrace's check
+# of every traceable function's symbol (a kallsyms lookup each, for tracing weak functions) and
+# the rewrite of every trace event's format with enum names.
 # noreplace-smp: with one CPU the kernel would rewrite every LOCK prefix in its text, one text_poke
 # each, about 250 ms emulated; with more CPUs it does not patch them anyway.
 CMDLINE = ("console=ttyS0 quiet loglevel=0 reboot=t panic=-1 noreplace-smp i8042.noaux i8042.nokbd i8042.nopnp "
            "mitigations=off tsc=reliable no_timer_check 8250.nr_uarts=1 cryptomgr.notests random.trust_cpu=on "
-           "initcall_blacklist=crypto_kdf108_init,init_kprobe_trace")
+           "initcall_blacklist=crypto_kdf108_init,init_kprobe_trace,ftrace_check_for_weak_functions,trace_eval_init")
 ROOT_MODULES = ("virtio_pci", "virtio_blk")  # what the init needs to reach the root disk
 ROOT_SERIAL, SCRATCH_SERIAL = "bench-root", "bench-scratch"  # how the init tells the disks apart
 SCRATCH_MIB = 256  # the virtio-blk scratch disk of a disk workload (fio uses 64 MiB of it)
