@@ -112,3 +112,61 @@ def load_order(index: dict[str, Path], wanted) -> dict[str, Path]:
     for name in wanted:
         visit(name)
     return ordered
+
+
+def host_policy() -> dict[str, str]:
+    """The host kernel's security modules and page zeroing, as guest kernel parameters (`lsm=`,
+    `init_on_alloc=`): the process and container runners run under the host kernel's policy, and
+    the guest kernel runs under the same, so that the vm row differs from the others by
+    virtualisation and not by a distribution's kernel defaults. What cannot be read is left out
+    (the guest keeps its own default)."""
+    policy = {}
+    lsm = _host_lsm()
+    if lsm:
+        policy["lsm"] = lsm
+    try:
+        cmdline = Path("/proc/cmdline").read_text()
+    except OSError:
+        cmdline = ""
+    zeroing = init_on_alloc(cmdline, _host_config())
+    if zeroing is not None:
+        policy["init_on_alloc"] = zeroing
+    return policy
+
+
+def _host_lsm() -> str | None:
+    """The active security modules, from securityfs; where nothing mounted it (no systemd), from a
+    securityfs mounted in a mount namespace of our own, which ends with the child."""
+    try:
+        return Path("/sys/kernel/security/lsm").read_text().strip() or None
+    except OSError:
+        pass
+    got = run_tool(["unshare", "--mount", "sh", "-c",
+                    "mount -t securityfs securityfs /sys/kernel/security && cat /sys/kernel/security/lsm"])
+    text = got.stdout.decode().strip()
+    return text if got.returncode == 0 and re.fullmatch(r"[a-z0-9_,]+", text) else None
+
+
+def _host_config() -> str | None:
+    """The running host kernel's build configuration, where it can be found."""
+    import gzip
+
+    try:
+        return gzip.decompress(Path("/proc/config.gz").read_bytes()).decode(errors="replace")
+    except OSError:
+        pass
+    try:
+        return Path(f"/boot/config-{os.uname().release}").read_text(errors="replace")
+    except OSError:
+        return None
+
+
+def init_on_alloc(cmdline: str, config: str | None) -> str | None:
+    """Pure: "1" or "0", whether the kernel with this command line and build configuration zeroes
+    every page it allocates; the last `init_on_alloc=` wins over the configured default."""
+    given = re.findall(r"(?:^|\s)init_on_alloc=(\S*)", cmdline)
+    if given:
+        return "1" if given[-1].lower() in ("1", "y", "yes", "on", "true") else "0"
+    if config is None:
+        return None
+    return "1" if re.search(r"^CONFIG_INIT_ON_ALLOC_DEFAULT_ON=y$", config, re.M) else "0"

@@ -62,7 +62,7 @@ class QemuRunner(VmRunner):
                 "-display", "none", "-bios", QBOOT, "-kernel", str(self.kernel.vmlinux), "-initrd", str(self.initrd),
                 "-drive", f"file={self.root_disk},if=none,id=root,format=raw,readonly=on",
                 "-device", f"virtio-blk-pci,drive=root,serial={ROOT_SERIAL},bus=pcie.0,addr={ROOT_SLOT}",
-                "-append", guest_cmdline(spec.argv, self.boot_modules(), vcpus=vcpus),
+                "-append", guest_cmdline(spec.argv, self.boot_modules(), vcpus=vcpus, host=self.host_params),
                 "-serial", "stdio", "-no-reboot", "-name", spec.name]
         argv += ["-cpu", "host"] if self.accel == "kvm" else []
         return self.spawner.spawn(QEMU, argv, spec, QemuInstance)

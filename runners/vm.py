@@ -129,17 +129,37 @@ def domain_xml(name: str, accel: str, vcpus: int, memory_mib: int, kernel: str, 
 
 
 def guest_cmdline(argv: tuple[str, ...], modules: list[str], scratch: str | None = None, net: str | None = None,
-                  vcpus: int = 1) -> str:
+                  vcpus: int = 1, host: dict[str, str] | None = None) -> str:
     """The kernel command line carrying the workload (base64 of its NUL-separated argv), the modules
-    to load, the scratch disk's serial (mounted at SCRATCH_AT) and eth0's address.
+    to load, the scratch disk's serial (mounted at SCRATCH_AT) and eth0's address; host: kernel
+    parameters taken from the host (its kernel's policy, its TSC rate).
 
     With one vCPU the local APIC timer is left off (noapictimer): calibrating it counts 100 ms of
     emulated time against the PIT (about 120 ms of a TCG boot here), and a lone CPU needs no
     per-CPU timer; the HPET ticks instead. With more vCPUs each needs its own, so it stays on."""
     packed = base64.b64encode(b"\0".join(os.fsencode(a) for a in argv)).decode()
-    return (f"{CMDLINE}{' noapictimer' if vcpus == 1 else ''} bench.argv={packed}"
+    params = "".join(f" {key}={value}" for key, value in (host or {}).items())
+    return (f"{CMDLINE}{' noapictimer' if vcpus == 1 else ''}{params} bench.argv={packed}"
             + (f" bench.modules={','.join(modules)}" if modules else "")
             + (f" bench.scratch={scratch}" if scratch else "") + (f" bench.net={net}" if net else ""))
+
+
+def host_tsc_khz(cache_dir: Path) -> str | None:
+    """The host's TSC rate in kHz (runners/tsc_khz.c), for a TCG guest, whose TSC is the host's.
+    The guest kernel still times its CPU against the emulated PIT, but that fast calibration failed
+    in 4 of 16 boots here; told the TSC rate (tsc_early_khz), the kernel then no longer falls back
+    to its slow calibration, three rounds of 10 to 50 ms against PIT and HPET. None when it cannot
+    be measured: the guest calibrates as usual."""
+    import subprocess
+
+    from bench.image import build_static, compiler
+
+    tool = build_static(cache_dir, Path(__file__).with_name("tsc_khz.c"), compiler())
+    try:
+        out = subprocess.run([tool], capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out if out.isdigit() and int(out) > 0 else None
 
 
 def cached_accel(cache_dir: str) -> str:
@@ -167,6 +187,7 @@ class VmRunner(Runner):
         self.initrd: Path | None = None
         self.root_disk: Path | None = None
         self.accel, self.accel_reason = None, ""
+        self.host_params: dict[str, str] = {}  # guest kernel parameters taken from the host
 
     def available(self) -> tuple[bool, str]:
         try:
@@ -207,7 +228,12 @@ class VmRunner(Runner):
             initramfs.build_initramfs(init, self.kernel.modules, self.initrd)
         if not self.root_disk.exists():
             initramfs.build_root_disk(Path(rootfs), self.root_disk, MKFS)
+        self.host_params = kernels.host_policy()
         self.accel, self.accel_reason = self._choose_accel(Path(cache_dir), rootfs)
+        if self.accel == "tcg":  # the guest's TSC is the host's: its rate is known, not calibrated
+            khz = host_tsc_khz(Path(cache_dir))
+            if khz:
+                self.host_params["tsc_early_khz"] = khz
 
     def _choose_accel(self, cache_dir: Path, rootfs: str) -> tuple[str, str]:
         if self.cfg.accel != "auto":
@@ -246,9 +272,11 @@ class VmRunner(Runner):
     def config(self) -> dict:
         return {"accel": self.accel, "accel_reason": self.accel_reason,
                 "kernel": self.kernel.release if self.kernel else None, "boot": "PVH vmlinux via qboot",
-                "machine": MACHINE, "cpu_readback": self.cfg.cpu_readback, "initramfs_mib": round(self.initrd.stat().st_size / 2**20, 1) if self.initrd else None,
+                "machine": MACHINE, "cpu_readback": self.cfg.cpu_readback,
+                "initramfs_mib": round(self.initrd.stat().st_size / 2**20, 1) if self.initrd else None,
                 "root": "the guest rootfs, ext4 on a read-only virtio disk",
-                "cmdline": CMDLINE, "default_vcpus": self.cfg.default_cpus,
+                "cmdline": CMDLINE, "from_host": " ".join(f"{k}={v}" for k, v in self.host_params.items()),
+                "default_vcpus": self.cfg.default_cpus,
                 "default_memory_mib": self.cfg.default_memory_mib}
 
     def launch(self, spec: LaunchSpec) -> "VmInstance":
@@ -286,7 +314,8 @@ class VmRunner(Runner):
             listener.bind(str(state / "console.sock"))
             listener.listen(1)
             vcpus = self.vcpus(env)
-            cmdline = guest_cmdline(argv, modules, SCRATCH_SERIAL if disk else None, tap.guest_address if tap else None, vcpus)
+            cmdline = guest_cmdline(argv, modules, SCRATCH_SERIAL if disk else None,
+                                    tap.guest_address if tap else None, vcpus, self.host_params)
             xml = domain_xml(spec.name, accel, vcpus,
                              env.memory_mib or self.cfg.default_memory_mib, str(self.kernel.vmlinux),
                              str(self.initrd), str(self.root_disk), cmdline, str(state / "console.sock"), disk,

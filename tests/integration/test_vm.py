@@ -46,6 +46,28 @@ def test_exit_code_and_guest_memory(vm, image):
     assert vm.accel in ("kvm", "tcg") and vm.accel_reason
 
 
+def test_the_guest_kernel_runs_under_the_hosts_security_modules_and_page_zeroing(vm, image):
+    """The process and container rows run under the host kernel's policy; the vm row's guest too."""
+    import re
+
+    from bench.kernel import host_policy
+
+    script = ("mount -t securityfs s /sys/kernel/security; echo READY;"
+              " cat /sys/kernel/security/lsm; echo; cat /proc/cmdline")
+    inst = vm.launch(LaunchSpec("bench-test-vmlsm", ("/bin/busybox", "sh", "-c", script), str(image.rootfs)))
+    try:
+        inst.wait_ready(120)
+        assert inst.wait_exit(120) == 0
+        seen = inst.output.decode(errors="replace").replace("\r", "").splitlines()
+    finally:
+        inst.teardown()
+    host = host_policy()
+    assert host["lsm"] in seen  # the guest's active LSMs, as securityfs lists them
+    assert any(f" init_on_alloc={host['init_on_alloc']} " in line for line in seen)
+    if vm.accel == "tcg":  # the host's TSC rate, which is the TCG guest's
+        assert any(re.search(r" tsc_early_khz=[1-9][0-9]+ ", line) for line in seen)
+
+
 def test_a_guest_that_never_gets_ready_is_destroyed(vm, image):
     inst = vm.launch(LaunchSpec("bench-test-vmhang", ("/bin/sleep", "600"), str(image.rootfs)))
     try:

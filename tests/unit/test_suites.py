@@ -103,6 +103,24 @@ def test_only_a_single_vcpu_guest_goes_without_the_apic_timer():
     assert "noapictimer" not in guest_cmdline(("true",), [], vcpus=2)  # each CPU needs its own timer
 
 
+def test_the_guest_kernel_takes_the_hosts_parameters_before_the_workload():
+    cmdline = guest_cmdline(("true",), [], host={"lsm": "lockdown,capability", "init_on_alloc": "0"})
+    assert " lsm=lockdown,capability init_on_alloc=0 bench.argv=" in cmdline
+
+
+@pytest.mark.parametrize("cmdline, config, zeroes", [
+    ("quiet", "CONFIG_INIT_ON_ALLOC_DEFAULT_ON=y\n", "1"),  # Debian's default
+    ("quiet", "# CONFIG_INIT_ON_ALLOC_DEFAULT_ON is not set\n", "0"),
+    ("init_on_alloc=1 quiet", "# CONFIG_INIT_ON_ALLOC_DEFAULT_ON is not set\n", "1"),  # the command line wins
+    ("init_on_alloc=on init_on_alloc=0", "CONFIG_INIT_ON_ALLOC_DEFAULT_ON=y\n", "0"),  # the last one does
+    ("xinit_on_alloc=1", None, None),  # not the parameter; no configuration to read: unknown
+])
+def test_whether_the_host_kernel_zeroes_the_pages_it_allocates(cmdline, config, zeroes):
+    from bench.kernel import init_on_alloc
+
+    assert init_on_alloc(cmdline, config) == zeroes
+
+
 @pytest.mark.parametrize("text, used", [("MemTotal: 1000 kB\nMemFree: 10 kB\nMemAvailable: 600 kB\n", 400)])
 def test_host_memory_in_use(text, used):
     assert host_used_kib(text) == used
