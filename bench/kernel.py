@@ -163,10 +163,13 @@ def _host_config() -> str | None:
 
 def init_on_alloc(cmdline: str, config: str | None) -> str | None:
     """Pure: "1" or "0", whether the kernel with this command line and build configuration zeroes
-    every page it allocates; the last `init_on_alloc=` wins over the configured default."""
-    given = re.findall(r"(?:^|\s)init_on_alloc=(\S*)", cmdline)
-    if given:
-        return "1" if given[-1].lower() in ("1", "y", "yes", "on", "true") else "0"
+    every page it allocates; the last valid `init_on_alloc=` wins over the configured default (the
+    kernel ignores a value it cannot read as a boolean)."""
+    for value in reversed(re.findall(r"(?:^|\s)init_on_alloc=(\S*)", cmdline)):
+        if value.lower() in ("1", "y", "yes", "on", "t", "true"):
+            return "1"
+        if value.lower() in ("0", "n", "no", "off", "f", "false"):
+            return "0"
     if config is None:
         return None
     return "1" if re.search(r"^CONFIG_INIT_ON_ALLOC_DEFAULT_ON=y$", config, re.M) else "0"

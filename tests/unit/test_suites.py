@@ -114,6 +114,7 @@ def test_the_guest_kernel_takes_the_hosts_parameters_before_the_workload():
     ("init_on_alloc=1 quiet", "# CONFIG_INIT_ON_ALLOC_DEFAULT_ON is not set\n", "1"),  # the command line wins
     ("init_on_alloc=on init_on_alloc=0", "CONFIG_INIT_ON_ALLOC_DEFAULT_ON=y\n", "0"),  # the last one does
     ("xinit_on_alloc=1", None, None),  # not the parameter; no configuration to read: unknown
+    ("init_on_alloc=0 init_on_alloc=maybe", "", "0"),  # the kernel ignores what is not a boolean
 ])
 def test_whether_the_host_kernel_zeroes_the_pages_it_allocates(cmdline, config, zeroes):
     from bench.kernel import init_on_alloc
