@@ -4,6 +4,7 @@ host), or --kernel PATH; the uncompressed vmlinux is what PVH boots, and its mod
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -134,6 +135,7 @@ def host_policy() -> dict[str, str]:
     return policy
 
 
+@functools.cache  # a host fact: read once per process, not once per VM-like runner
 def _host_lsm() -> str | None:
     """The active security modules, from securityfs; where nothing mounted it (no systemd), from a
     securityfs mounted in a mount namespace of our own, which ends with the child."""
@@ -147,6 +149,7 @@ def _host_lsm() -> str | None:
     return text if got.returncode == 0 and re.fullmatch(r"[a-z0-9_,]+", text) else None
 
 
+@functools.cache
 def _host_config() -> str | None:
     """The running host kernel's build configuration, where it can be found."""
     import gzip

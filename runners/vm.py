@@ -8,6 +8,7 @@ host listens on (QEMU connects to it at start), read as bytes arrive.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import inspect
 import json
@@ -144,6 +145,7 @@ def guest_cmdline(argv: tuple[str, ...], modules: list[str], scratch: str | None
             + (f" bench.scratch={scratch}" if scratch else "") + (f" bench.net={net}" if net else ""))
 
 
+@functools.cache  # measured once per process: the vm runner and the qemu peer both ask
 def host_tsc_khz(cache_dir: Path) -> str | None:
     """The host's TSC rate in kHz (runners/tsc_khz.c), for a TCG guest, whose TSC is the host's.
     The guest kernel still times its CPU against the emulated PIT, but that fast calibration failed
