@@ -26,6 +26,7 @@ TASKSTATS_CMD_ATTR_REGISTER_CPUMASK = 3
 TASKSTATS_TYPE_STATS = 3
 TASKSTATS_TYPE_AGGR_PID = 4
 NLM_F_REQUEST = 1
+NLM_F_ACK = 4
 NLMSG_ERROR = 2
 
 # Offsets into struct taskstats (linux/taskstats.h, stable since version 1 as fields only get appended).
@@ -63,13 +64,30 @@ class TaskstatsListener:
         self.sock.bind((0, 0))
         self.family = self._resolve_family()
         cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0) | _online_cpus()))
+        # Acknowledged, so that a refusal shows here: the kernel refuses the registration to any
+        # pid or user namespace but the first (EINVAL), and then sends no exit records at all.
         self._request(self.family, TASKSTATS_CMD_GET,
-                      attr(TASKSTATS_CMD_ATTR_REGISTER_CPUMASK, cpus.encode() + b"\0"))
+                      attr(TASKSTATS_CMD_ATTR_REGISTER_CPUMASK, cpus.encode() + b"\0"), NLM_F_ACK)
+        self._expect_ack()
         self.exits: dict[int, TaskExit] = {}
 
-    def _request(self, family: int, cmd: int, attrs: bytes) -> None:
+    def _request(self, family: int, cmd: int, attrs: bytes, flags: int = 0) -> None:
         body = struct.pack("BBH", cmd, 1, 0) + attrs
-        self.sock.send(struct.pack("IHHII", 16 + len(body), family, NLM_F_REQUEST, 1, 0) + body)
+        self.sock.send(struct.pack("IHHII", 16 + len(body), family, NLM_F_REQUEST | flags, 1, 0) + body)
+
+    def _expect_ack(self, timeout_s: float = 1.0) -> None:
+        try:
+            if not select.select([self.sock], [], [], timeout_s)[0]:
+                raise OSError("taskstats: no answer to the registration")
+            for kind, body in messages(self.sock.recv(65536)):
+                if kind == NLMSG_ERROR:
+                    (code,) = struct.unpack_from("i", body)
+                    if code:
+                        raise OSError(-code, f"taskstats registration refused: {os.strerror(-code)}")
+                    return
+        except BaseException:
+            self.sock.close()
+            raise
 
     def _resolve_family(self) -> int:
         self._request(GENL_ID_CTRL, CTRL_CMD_GETFAMILY, attr(CTRL_ATTR_FAMILY_NAME, b"TASKSTATS\0"))

@@ -6,6 +6,7 @@ v2 (unified): one directory; memory.max, memory.peak, cpu.max, pids.max.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -44,6 +45,10 @@ class Cgroup(ABC):
 
     @abstractmethod
     def memory_peak_bytes(self) -> int | None: ...
+
+    @abstractmethod
+    def reset_peak(self) -> None:
+        """Start memory_peak_bytes afresh, for a cgroup that holds one instance after another."""
 
     @abstractmethod
     def cpu_usage_ns(self) -> int | None: ...
@@ -117,6 +122,9 @@ class CgroupV1(Cgroup):
     def memory_peak_bytes(self) -> int | None:
         return _read_int(self.by_controller["memory"] / "memory.max_usage_in_bytes")
 
+    def reset_peak(self) -> None:
+        _write(self.by_controller["memory"] / "memory.max_usage_in_bytes", "0")
+
     def cpu_usage_ns(self) -> int | None:
         return _read_int(self.by_controller["cpuacct"] / "cpuacct.usage")
 
@@ -128,6 +136,7 @@ class CgroupV2(Cgroup):
     def __init__(self, root: Path, name: str) -> None:
         super().__init__([root / PARENT / name])
         self.dir = self.dirs[0]
+        self._peak_fd: int | None = None  # memory.peak, reset through this fd (kernel 6.12+)
 
     def set_limits(self, memory_mib, cpus, pids) -> None:
         if memory_mib is not None:
@@ -140,7 +149,28 @@ class CgroupV2(Cgroup):
             _write(self.dir / "pids.max", str(pids))
 
     def memory_peak_bytes(self) -> int | None:
-        return _read_int(self.dir / "memory.peak")
+        if self._peak_fd is None:
+            return _read_int(self.dir / "memory.peak")
+        try:
+            return int(os.pread(self._peak_fd, 64, 0).split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def reset_peak(self) -> None:
+        """A write to memory.peak resets the peak seen through that fd (kernels before 6.12 refuse:
+        then the peak stays the cgroup's lifetime peak)."""
+        if self._peak_fd is None:
+            self._peak_fd = os.open(self.dir / "memory.peak", os.O_RDWR | os.O_CLOEXEC)
+        try:
+            os.pwrite(self._peak_fd, b"reset\n", 0)
+        except OSError:
+            pass
+
+    def remove(self, timeout_s: float = 5.0) -> None:
+        if self._peak_fd is not None:
+            os.close(self._peak_fd)
+            self._peak_fd = None
+        super().remove(timeout_s)
 
     def cpu_usage_ns(self) -> int | None:
         usec = _keyed(self.dir / "cpu.stat").get("usage_usec")
@@ -148,6 +178,20 @@ class CgroupV2(Cgroup):
 
     def oom_kills(self) -> int:
         return _keyed(self.dir / "memory.events").get("oom_kill", 0)
+
+
+@contextlib.contextmanager
+def joined(join_files: list[str], home_files: list[str]):
+    """The calling process (single-threaded) inside a cgroup for the body, so that what it spawns
+    there starts inside, then back home. With v1's tasks files a move costs ~0.04 ms (see
+    CgroupV1.self_join_files)."""
+    for path in join_files:
+        _write(Path(path), "0")
+    try:
+        yield
+    finally:
+        for path in home_files:
+            _write(Path(path), "0")
 
 
 def kill_and_remove(path: Path, timeout_s: float = 5.0) -> None:
@@ -216,6 +260,20 @@ class CgroupFS:
         finally:
             os.close(self.lock)
             self.lock = None
+
+    def home_join_files(self, cgroup: Cgroup, proc_self_cgroup: str | None = None) -> list[str]:
+        """Where this process writes "0" to go back where it came from, file for file as
+        cgroup.self_join_files (see joined)."""
+        text = proc_self_cgroup if proc_self_cgroup is not None else Path("/proc/self/cgroup").read_text()
+        own = {}
+        for line in text.splitlines():
+            _, controllers, path = line.split(":", 2)
+            for c in controllers.split(",") if controllers else [""]:
+                own[c] = path.lstrip("/")
+        if self.version == 2:
+            return [str(self.root / own[""] / "cgroup.procs")]
+        by_mount = {self.mounts[c]: c for c in reversed(V1_CONTROLLERS)}
+        return [str(d.parent.parent / own[by_mount[d.parent.parent]] / "tasks") for d in cgroup.dirs]
 
     def instance(self, name: str) -> Cgroup:
         return CgroupV2(self.root, name) if self.version == 2 else CgroupV1(self.mounts, name)

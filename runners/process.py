@@ -8,14 +8,23 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.spec import SCRATCH, LaunchSpec
+import contextlib
+
+from bench.spec import SCRATCH, Envelope, LaunchSpec
+from runners import cgroups
 from runners._child import ChildInstance, output_actions, output_pipe, pinned
 from runners._taskstats import TaskstatsListener
 from runners.base import GUEST_ENV, Runner
 
+# Where the kernel refuses taskstats (to any pid namespace but the first: a CI job in a container),
+# the peak is read from a memory cgroup the workload starts in. wait4's ru_maxrss is no substitute:
+# it holds the spawning worker's own RSS (see runners/_taskstats.py).
+CGROUP_PEAK = "memory cgroup peak (taskstats unavailable here: {})"
+
 
 class ProcessRunner(Runner):
     name = "process"
+    family = "process-like"
     description = "plain child process (posix_spawn); the baseline"
     provides = frozenset({"scratch", "server"})
     state_dir = Path("/tmp")  # a disk workload's scratch: /tmp/bench-<instance>/
@@ -23,6 +32,9 @@ class ProcessRunner(Runner):
     def __init__(self) -> None:
         self._taskstats: TaskstatsListener | None = None
         self._mem_method: str | None = None  # decided by the first _listener() call
+        self._cgroups: cgroups.CgroupFS | None = None
+        self._cgroup: cgroups.Cgroup | None = None  # one for every instance, made when first needed
+        self._home: list[str] = []  # the worker's own cgroup files, to go back to after a spawn
 
     def available(self) -> tuple[bool, str]:
         return True, "always"
@@ -51,7 +63,8 @@ class ProcessRunner(Runner):
         try:
             if taskstats:
                 taskstats.reset()
-            with pinned(spec.envelope.cpu_list(sorted(os.sched_getaffinity(0)))):
+            cgroup = self._instance_cgroup(spec.envelope, taskstats is None)
+            with pinned(spec.envelope.cpu_list(sorted(os.sched_getaffinity(0)))), self._inside(cgroup):
                 # setsid: a Ctrl-C at the terminal reaches `bench`, which stops cleanly, not the workload
                 pid = os.posix_spawn(path, argv, GUEST_ENV, file_actions=actions, setsid=True)
         except BaseException:
@@ -61,32 +74,63 @@ class ProcessRunner(Runner):
             raise
         finally:
             os.close(write_fd)
-        return (instance_cls or TaskInstance)(pid, read_fd, spec.marker, taskstats, on_teardown)
+        return (instance_cls or TaskInstance)(pid, read_fd, spec.marker, taskstats, on_teardown,
+                                              None if taskstats else cgroup)
 
     def _listener(self) -> TaskstatsListener | None:
         if self._mem_method is None:
             try:
                 self._taskstats, self._mem_method = TaskstatsListener(), "taskstats"
-            except OSError:
-                self._mem_method = "unavailable (taskstats needs root and CONFIG_TASKSTATS)"
+            except OSError as exc:  # no root, no CONFIG_TASKSTATS, or a pid namespace other than the first
+                self._mem_method = CGROUP_PEAK.format(exc)
         return self._taskstats
+
+    def _instance_cgroup(self, envelope: Envelope, for_peak: bool) -> cgroups.Cgroup | None:
+        """The cgroup the workload starts in, with its peak reset, when one is needed: for the peak
+        where taskstats is refused. Made on the first launch (a warm-up), kept until close()."""
+        if not for_peak:
+            return None
+        if self._cgroup is None:
+            self._cgroups = cgroups.detect()
+            self._cgroups.ensure_parent()
+            cgroup = self._cgroups.instance(f"bench-{self.name}-{os.getpid()}")
+            cgroup.create()
+            self._cgroup, self._home = cgroup, self._cgroups.home_join_files(cgroup)
+        self._cgroup.reset_peak()
+        return self._cgroup
+
+    @contextlib.contextmanager
+    def _inside(self, cgroup: cgroups.Cgroup | None):
+        if cgroup is None:
+            yield
+        else:
+            with cgroups.joined(cgroup.self_join_files, self._home):
+                yield
 
     def close(self) -> None:
         if self._taskstats:
             self._taskstats.close()
-        self._taskstats, self._mem_method = None, None
+        if self._cgroup:
+            self._cgroup.remove()
+            self._cgroups.remove_parent()
+        self._taskstats, self._mem_method, self._cgroups, self._cgroup = None, None, None, None
 
 
 class TaskInstance(ChildInstance):
-    """A child whose peak memory is the process tree's peak RSS, from taskstats."""
+    """A child whose peak memory is the process tree's peak RSS from taskstats, or where taskstats
+    is refused, the peak of the memory cgroup it started in."""
 
-    def __init__(self, pid, out_fd, marker, taskstats: TaskstatsListener | None, on_teardown=None):
+    def __init__(self, pid, out_fd, marker, taskstats: TaskstatsListener | None, on_teardown=None,
+                 cgroup: cgroups.Cgroup | None = None):
         super().__init__(pid, out_fd, marker, on_teardown)
-        self.taskstats = taskstats
+        self.taskstats, self.cgroup = taskstats, cgroup
 
     def mem_peak_mib(self) -> float | None:
-        if self.taskstats is None or self.t_exit is None:
+        if self.t_exit is None:
             return None
+        if self.taskstats is None:
+            peak = self.cgroup.memory_peak_bytes() if self.cgroup else None
+            return None if peak is None else peak / 2**20
         kib = self.taskstats.tree_peak_kib(self.pid)
         return None if kib is None else kib / 1024
 

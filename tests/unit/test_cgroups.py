@@ -119,3 +119,43 @@ def test_missing_v1_controller_is_reported(tmp_path):
     (tmp_path / "mountinfo").write_text("")
     with pytest.raises(OSError, match="not mounted"):
         detect(str(tmp_path), mountinfo=str(tmp_path / "mountinfo"))
+
+
+def test_v1_home_join_files_lead_back_to_each_hierarchy_own_cgroup(tmp_path):
+    mounts = {"memory": tmp_path / "memory", "cpu": tmp_path / "cpu,cpuacct", "cpuacct": tmp_path / "cpu,cpuacct",
+              "pids": tmp_path / "pids"}
+    fs = cgroups.CgroupFS(1, tmp_path, mounts)
+    cg = fs.instance("bench-x")
+    proc_self = "12:pids:/ci/job\n5:cpu,cpuacct:/\n4:memory:/ci/job\n0::/\n"
+    home = fs.home_join_files(cg, proc_self)
+    assert home == [str(tmp_path / "memory/ci/job/tasks"), str(tmp_path / "cpu,cpuacct/tasks"),
+                    str(tmp_path / "pids/ci/job/tasks")]
+    assert len(home) == len(cg.self_join_files)  # file for file
+
+
+def test_v2_home_join_file_and_a_peak_reset_through_its_own_fd(tmp_path):
+    root = fake_v2(tmp_path)
+    fs = detect(str(root), mountinfo="/nonexistent")
+    fs.ensure_parent()
+    cg = fs.instance("bench-x")
+    cg.create()
+    assert fs.home_join_files(cg, "0::/ci/job\n") == [str(root / "ci/job/cgroup.procs")]
+    (cg.dir / "memory.peak").write_text("7340032\n")
+    cg.reset_peak()  # the kernel resets the peak seen through that fd; a plain file just takes the write
+    assert (cg.dir / "memory.peak").read_text().startswith("reset")
+    (cg.dir / "memory.peak").write_text("1048576\n")
+    assert cg.memory_peak_bytes() == 1 << 20  # read back through the same fd
+    (cg.dir / "memory.peak").unlink()
+    cg.remove()  # closes the fd too
+    assert not cg.dir.exists()
+
+
+def test_joined_moves_in_then_home_even_when_the_body_fails(tmp_path):
+    inside, home = tmp_path / "in", tmp_path / "home"
+    inside.write_text("")
+    home.write_text("")
+    with pytest.raises(RuntimeError):
+        with cgroups.joined([str(inside)], [str(home)]):
+            assert inside.read_text() == "0" and home.read_text() == ""
+            raise RuntimeError
+    assert home.read_text() == "0"
