@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 from bench import hostinfo
-from bench.registry import availability, registered
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""  # the command that would fix it; doctor prints it and runs nothing
+from bench.registry import inspect_runner, registered
+from runners.base import Check
 
 
 def _read(root: Path, rel: str) -> str | None:
@@ -97,15 +89,6 @@ def check_user_namespaces() -> Check:
     return Check("user namespaces", ok, f"max_user_namespaces={value}")
 
 
-def check_kvm(cache_dir: str) -> Check:
-    from runners.vm import cached_accel
-
-    verdict = cached_accel(cache_dir)
-    if not os.path.exists("/dev/kvm"):
-        return Check("kvm", False, f"/dev/kvm missing: VMs run under TCG (emulation). {verdict}")
-    return Check("kvm", "accel: tcg" not in verdict, f"/dev/kvm present; {verdict}")
-
-
 def check_noise(host: dict) -> list[Check]:
     return [*noise_checks(),
             Check("virtualized host", not host["virtualized"],
@@ -116,8 +99,9 @@ def check_noise(host: dict) -> list[Check]:
 def checks(cache_dir: str) -> list[Check]:
     host = hostinfo.fingerprint()
     found = [check_root(), *check_tools(), check_user_namespaces(),
-             Check("cgroups", True, host["cgroup_version"]), check_kvm(cache_dir), *check_noise(host)]
+             Check("cgroups", True, host["cgroup_version"]), *check_noise(host)]
     for name, info in registered().items():
-        ok, reason = availability(info)
+        ok, reason, own = inspect_runner(info, cache_dir)
         found.append(Check(f"runner {name}", ok, reason))
+        found += [Check(f"{name}: {c.name}", c.ok, c.detail, c.fix) for c in own]
     return found

@@ -32,14 +32,21 @@ def registered() -> dict[str, RunnerInfo]:
 
 
 def availability(info: RunnerInfo) -> tuple[bool, str]:
+    ok, reason, _ = inspect_runner(info)
+    return ok, reason
+
+
+def inspect_runner(info: RunnerInfo, cache_dir: str | None = None) -> tuple[bool, str, list]:
+    """Whether the runner is available and why; with cache_dir, also its own doctor checks."""
     if info.cls is None:
-        return False, info.load_error
+        return False, info.load_error, []
     runner = None
     try:
         runner = info.cls()
-        return runner.available()
+        ok, reason = runner.available()
+        return ok, reason, runner.doctor_checks(cache_dir) if ok and cache_dir is not None else []
     except Exception as exc:
-        return False, f"availability check failed: {exc}"
+        return False, f"availability check failed: {exc}", []
     finally:
         if runner is not None:
             runner.close()  # a libvirt connection, a taskstats socket

@@ -88,7 +88,7 @@ def memory_png(summary: pd.DataFrame, path: Path) -> None:
 
 
 def warnings(df: pd.DataFrame, summary: pd.DataFrame, meta: dict) -> list[str]:
-    found = []
+    found = list(meta.get("warnings", []))  # what the runners said of their own numbers (Runner.warnings)
     if meta.get("incomplete"):
         found.append(f"this run is incomplete: {meta.get('interrupted_by', 'a signal')} stopped it; "
                      "only the samples completed before that are here")

@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import ClassVar
 
 from bench.spec import LaunchSpec
 
 # The same environment for a workload in every runner, so that none gets a different PATH or locale.
 GUEST_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": "/", "LC_ALL": "C"}
+
+
+# The families the report groups runners by, cheapest isolation first.
+FAMILIES = ("process-like", "containers", "sandboxes", "VMs")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of `bench doctor`: what was checked, whether it is fine, and the fix to run if not."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""  # the command that would fix it; doctor prints it and runs nothing
 
 
 class Instance(ABC):
@@ -56,6 +71,9 @@ class Runner(ABC):
     # Never inherited: it depends on how a class launches, so a subclass that launches its own way
     # (every peer built on ProcessRunner or VmRunner) provides nothing unless it says so.
     provides: ClassVar[frozenset[str]] = frozenset()
+    family: ClassVar[str] = "containers"  # one of FAMILIES: where the report puts it
+    # The most rounds --precision adds for this runner (a VM's start costs seconds, a process's a ms).
+    max_repeat: ClassVar[int] = 30
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -84,3 +102,13 @@ class Runner(ABC):
 
     def close(self) -> None:
         """Release what the runner holds across instances."""
+
+    def doctor_checks(self, cache_dir: str) -> list[Check]:
+        """What `bench doctor` should check for this runner beyond available(); changes nothing."""
+        return []
+
+    @classmethod
+    def warnings(cls, medians: dict[str, float]) -> list[str]:
+        """What a reader must know about this runner's numbers in a run, from its metric medians;
+        recorded in meta.json and shown first in the report."""
+        return []

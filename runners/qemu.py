@@ -44,6 +44,8 @@ class QemuInstance(GuestConsole, TaskInstance):
 
 class QemuRunner(VmRunner):
     name = "qemu"
+    family = "VMs"
+    max_repeat = 10  # an expensive start: fewer rounds at most
     kind = "peer"
     description = "the vm runner's guest started by qemu-system directly, without libvirt"
 
@@ -53,6 +55,13 @@ class QemuRunner(VmRunner):
 
     def config(self) -> dict:
         return {**super().config(), "launcher": f"{QEMU} directly (libvirt only for the shared KVM probe)"}
+
+    def doctor_checks(self, cache_dir: str) -> list:
+        return []  # no libvirt on its path; the KVM verdict is the vm runner's, shared
+
+    @classmethod
+    def warnings(cls, medians: dict[str, float]) -> list[str]:
+        return []
 
     def launch(self, spec: LaunchSpec) -> QemuInstance:
         env = spec.envelope

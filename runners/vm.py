@@ -26,11 +26,14 @@ from bench.errors import MeasurementError
 from bench.interrupts import held
 from bench.spec import SCRATCH, LaunchSpec
 from runners._child import ChildInstance, run_quietly
-from runners.base import GUEST_ENV, Runner
+from runners.base import GUEST_ENV, Check, Runner
 
 QBOOT = "/usr/share/qemu/qboot.rom"
 QEMU = "/usr/bin/qemu-system-x86_64"
 KVM_PROBE_TIMEOUT_S = 10.0
+# libvirt's part of a domain start is ~0.15 s on a healthy host; ~10 s means it probes QEMU's
+# capabilities again on every start (see kvm_device_check).
+SLOW_LIBVIRT_START_MS = 1000.0
 # Every option here cuts boot time under emulation; see README "Where a VM's boot goes".
 # initcall_blacklist: the kdf108 self-test alone took 565 ms of a TCG boot, kprobe tracing 73 ms;
 # two of tracing's bookkeeping passes, which no workload uses, 3 and 1% of a boot: ftrace's check
@@ -176,8 +179,42 @@ def cached_accel(cache_dir: str) -> str:
     return f"accel: {record['accel']} ({record['reason']})"
 
 
+def kvm_device_check(path: str = "/dev/kvm") -> Check:
+    """/dev/kvm as udev leaves it (root:kvm 0660). Otherwise libvirt finds KVM unusable for its QEMU
+    user, which disagrees with its cached QEMU capabilities, and it probes QEMU again at every start."""
+    import grp
+    import stat
+
+    try:
+        st = os.stat(path)
+    except OSError:
+        return Check("kvm device", True, f"{path} missing: VMs run emulated (TCG)")
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    mode = stat.S_IMODE(st.st_mode)
+    ok = group == "kvm" and mode & 0o060 == 0o060
+    return Check("kvm device", ok, f"{path} {group} {mode:04o}" + ("" if ok else ": libvirt re-probes QEMU on every domain start"),
+                 "" if ok else f"chgrp kvm {path} && chmod 0660 {path}   (what udev does; `make setup` does it)")
+
+
+def tiny_domain_xml(name: str) -> str:
+    """Pure: the least a libvirt start needs (qboot, no disks, no kernel), started paused: it times
+    libvirt's own part of a start, not a boot."""
+    return f"""<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
+  <name>{escape(name)}</name><memory unit='MiB'>16</memory><vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='{MACHINE}'>hvm</type><loader type='rom' readonly='yes'>{QBOOT}</loader></os>
+  <devices><emulator>{QEMU}</emulator><controller type='usb' model='none'/><memballoon model='none'/></devices>
+  <seclabel type='static' model='dac' relabel='no'><label>+0:+0</label></seclabel>
+  {CPU_READBACK["words"]}
+</domain>"""
+
+
 class VmRunner(Runner):
     name = "vm"
+    family = "VMs"
+    max_repeat = 10  # an expensive start: fewer rounds at most
     description = "libvirt/QEMU domain: own kernel (PVH, qboot), rootfs on a read-only virtio disk; KVM or TCG"
     provides = frozenset({"scratch", "server"})
 
@@ -283,6 +320,42 @@ class VmRunner(Runner):
 
     def launch(self, spec: LaunchSpec) -> "VmInstance":
         return self._start(spec, self.accel)
+
+    def doctor_checks(self, cache_dir: str) -> list[Check]:
+        accel = cached_accel(cache_dir)
+        return [kvm_device_check(), self.libvirt_start_check(),
+                Check("kvm", "accel: tcg" not in accel, accel)]
+
+    def libvirt_start_check(self, starts: int = 2) -> Check:
+        """Time libvirt's part of a start on a tiny paused domain, twice: the first may probe QEMU
+        once (after an upgrade); a second as slow means it probes on every start."""
+        import libvirt
+
+        times = []
+        for i in range(starts):
+            name = f"bench-doctor-{os.getpid()}-{i}"
+            started = time.monotonic()
+            try:
+                with held():
+                    domain = self._connect().createXML(tiny_domain_xml(name), libvirt.VIR_DOMAIN_START_PAUSED)
+            except libvirt.libvirtError as exc:
+                return Check("libvirt start", False, f"a tiny domain did not start: {str(exc).splitlines()[0]}")
+            times.append((time.monotonic() - started) * 1000)
+            _destroy(domain)
+        ok = times[-1] < SLOW_LIBVIRT_START_MS
+        return Check("libvirt start", ok, f"createXML of a tiny paused domain: {', '.join(f'{t:.0f}' for t in times)} ms"
+                     + ("" if ok else " (libvirt probes QEMU's capabilities at every start)"),
+                     "" if ok else "chgrp kvm /dev/kvm && chmod 0660 /dev/kvm, then start a domain once")
+
+    @classmethod
+    def warnings(cls, medians: dict[str, float]) -> list[str]:
+        start = medians.get("libvirt_start_ms")
+        if start is None or start <= SLOW_LIBVIRT_START_MS:
+            return []
+        return [f"{cls.name}: libvirt took {start:,.0f} ms (median) to start each domain, over "
+                f"{SLOW_LIBVIRT_START_MS / 1000:g} s: it probes QEMU's capabilities at every start, so ready_ms "
+                "measures libvirt, not the VM. Usually /dev/kvm is not root:kvm 0660 (no udev): run `make setup` "
+                "or see `bench doctor`"]
 
     def vcpus(self, envelope) -> int:
         return max(1, round(envelope.cpus or self.cfg.default_cpus))

@@ -38,6 +38,18 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# /dev/kvm as udev would leave it (Debian's 50-udev-default.rules: group kvm, mode 0660). Where no
+# udev runs it stays root:root 0600; libvirt then finds KVM unusable for its QEMU user, disagrees
+# with its cached QEMU capabilities and probes QEMU again on every domain start: ~10 s each here.
+# Before the daemons start, so that libvirtd's first probe already sees the final device.
+if [[ -c /dev/kvm && ! -S /run/udev/control ]]; then
+    getent group kvm >/dev/null || groupadd --system kvm
+    if [[ $(stat -c %G:%a /dev/kvm) != kvm:660 ]]; then
+        echo "setup: /dev/kvm -> root:kvm 0660 (no udev here to do it)"
+        chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
+    fi
+fi
+
 # libvirt's daemons, without systemd where there is none (this machine has none).
 start_daemon() {
     local name=$1
