@@ -37,7 +37,10 @@ def build_parser() -> Parser:
     r.add_argument("--suite", required=True, help="startup, ... or all (comma-separated)")
     r.add_argument("--runners", help="comma-separated (default: every available runner)")
     r.add_argument("--workloads", help="comma-separated (default: every workload of the suite)")
-    r.add_argument("--repeat", help="measured rounds per runner and workload (default: per suite)")
+    r.add_argument("--repeat", help="measured rounds per runner and workload, forced (default: until --precision)")
+    r.add_argument("--precision", help="add rounds until every median's 95%% interval is within this many "
+                                       "percent of it (default 5)")
+    r.add_argument("--max-repeat", help="most rounds per runner with --precision (default: per suite and runner)")
     r.add_argument("--warmup", help="rounds run first and not stored (default: per suite)")
     r.add_argument("--cpus", help="CPUs per environment, e.g. 1 or 0.5")
     r.add_argument("--memory", help="memory per environment, e.g. 512M")
@@ -123,6 +126,24 @@ def parse_options(items: list[str], scoped: bool) -> dict:
     return options
 
 
+def precision_from(args) -> dict:
+    """--precision PCT and --max-repeat N as RunOptions fields; neither goes with --repeat."""
+    found = {}
+    if args.repeat is not None and (args.precision is not None or args.max_repeat is not None):
+        raise UsageError("--repeat N forces N rounds: give it without --precision and --max-repeat")
+    if args.precision is not None:
+        try:
+            pct = float(args.precision)
+        except ValueError:
+            raise UsageError(f"bad --precision {args.precision!r}: a percentage such as 5") from None
+        if not 0 < pct < 100:
+            raise UsageError(f"bad --precision {args.precision!r}: more than 0 and less than 100")
+        found["precision"] = pct / 100
+    if args.max_repeat is not None:
+        found["max_repeat"] = positive_int(args.max_repeat, "--max-repeat")
+    return found
+
+
 def cmd_run(args, console) -> int:
     from bench.run import RunOptions, run
 
@@ -132,7 +153,8 @@ def cmd_run(args, console) -> int:
         warmup=positive_int(args.warmup, "--warmup", minimum=0) if args.warmup is not None else None,
         envelope=envelope_from(args), results_dir=args.results_dir, reports_dir=args.reports_dir,
         report=not args.no_report, cache_dir=cache_dir(), options=parse_options(args.option, scoped=True),
-        **({"density": positive_int(args.density, "--density")} if args.density is not None else {}))
+        **({"density": positive_int(args.density, "--density")} if args.density is not None else {}),
+        **precision_from(args))
     code, run_dir = run(opts, console)
     if run_dir is None:
         return code

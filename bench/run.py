@@ -10,15 +10,20 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
 
 from bench import hostinfo, store
 from bench.errors import UsageError
 from bench.image import build_image
 from bench.spec import Envelope
+from bench.stats import interval_pct
 from bench.workloads import DENSITY, SUITE_DEFAULTS, SUITE_ENVELOPE, Workload, select
 from bench.client import WorkerClient
 from bench.registry import registered
+
+
+DEFAULT_PRECISION = 0.05
 
 
 @dataclass(frozen=True)
@@ -26,7 +31,7 @@ class RunOptions:
     suite: str
     runners: str | None
     workloads: str | None
-    repeat: int | None
+    repeat: int | None  # forces this many rounds; None: rounds until --precision is reached
     warmup: int | None
     envelope: Envelope
     results_dir: Path
@@ -36,6 +41,8 @@ class RunOptions:
     options: dict = field(default_factory=dict)  # runner -> {option: value}
     timeout_s: float = 60.0
     density: int = DENSITY
+    precision: float = DEFAULT_PRECISION  # the median's 95% interval within ± this share of it
+    max_repeat: int | None = None  # None: the suite's and the runner's own limits
 
 
 def choose_runners(arg: str | None) -> list[str] | None:
@@ -50,11 +57,48 @@ def choose_runners(arg: str | None) -> list[str] | None:
     return list(dict.fromkeys(wanted))
 
 
-def rounds(workload: Workload, opts: RunOptions) -> tuple[int, int]:
-    defaults = SUITE_DEFAULTS.get(workload.suite, {"repeat": 5, "warmup": 1})
-    repeat = opts.repeat if opts.repeat is not None else defaults["repeat"]
+@dataclass
+class Rounds:
+    """How many rounds one runner gets for one workload, and why they stopped: --repeat N forces N;
+    otherwise rounds are added until every metric's median has its 95% interval within ±precision,
+    from min_repeat on, up to max_repeat (pyperf and hyperfine decide by the data too)."""
+
+    warmup: int
+    min_repeat: int
+    max_repeat: int
+    precision: float | None  # None with a forced --repeat
+    n: int = 0
+    stopped: str = ""
+    widest: float = float("nan")  # the widest interval, ± share of its median, when it stopped
+
+    def done(self, values: dict[str, list[float]], failed: int) -> bool:
+        """Called after each measured round with the runner's values so far, per metric."""
+        if self.n < self.min_repeat:
+            return False
+        widths = [interval_pct(v) for v in values.values() if v]
+        self.widest = max(widths, default=float("nan"))
+        if self.precision is None:
+            self.stopped = f"--repeat {self.n}"
+        elif not widths and failed:
+            self.stopped = f"every sample failed in {self.n} rounds"
+        elif self.widest <= self.precision:
+            self.stopped = f"precision reached: every median within ±{self.widest:.1%} (95%)"
+        elif self.n >= self.max_repeat:
+            self.stopped = f"max-repeat {self.max_repeat} reached, widest interval ±{self.widest:.1%}"
+        return bool(self.stopped)
+
+    def as_meta(self) -> dict:
+        return {"n": self.n, "warmup": self.warmup, "stopped": self.stopped,
+                "widest_interval_pct": None if self.widest != self.widest else round(100 * self.widest, 2)}
+
+
+def rounds(workload: Workload, runner: str, opts: RunOptions) -> Rounds:
+    defaults = SUITE_DEFAULTS.get(workload.suite, {"min_repeat": 3, "max_repeat": 10, "warmup": 1})
     warmup = opts.warmup if opts.warmup is not None else defaults["warmup"]
-    return repeat, warmup
+    if opts.repeat is not None:
+        return Rounds(warmup, opts.repeat, opts.repeat, None)
+    limit = opts.max_repeat or min(defaults["max_repeat"], registered()[runner].cls.max_repeat)
+    return Rounds(warmup, min(defaults["min_repeat"], limit), limit, opts.precision)
 
 
 def active_runners(status: dict, wanted: list[str] | None) -> list[str]:
@@ -120,6 +164,8 @@ def _run(opts, console, workloads, wanted, started, run_id) -> tuple[int, Path |
         image = build_image(opts.cache_dir)
     client = WorkerClient()
     samples: list[dict] = []
+    rounds_meta: dict = {}
+    journal = store.Journal(opts.results_dir, run_id)
     interrupted = None
     try:
         targets = {n: registered()[n].target for n in (wanted or registered())}
@@ -131,27 +177,29 @@ def _run(opts, console, workloads, wanted, started, run_id) -> tuple[int, Path |
         names = active_runners(status, wanted)
         plan, not_run = plan_runs(workloads, names, status)
         try:
-            measure_all(client, plan, opts, run_id, console, samples)
+            measure_all(client, plan, opts, run_id, console, samples, rounds_meta, journal)
         except KeyboardInterrupt as exc:
             interrupted = signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT
             client.interrupt()  # the worker tears its current instance down, then exits
     finally:
         client.close()
+        journal.close()
     meta = {
         "schema_version": store.SCHEMA_VERSION, "run_id": run_id, "started": started,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": " ".join(["bench", *sys.argv[1:]]), "suites": sorted({w.suite for w in workloads}),
         "workloads": [w.name for w in workloads], "envelope": asdict(opts.envelope),
-        "rounds": {w.name: dict(zip(("repeat", "warmup"), rounds(w, opts))) for w in workloads},
+        "rounds": {w: {n: r.as_meta() for n, r in p.items()} for w, p in rounds_meta.items()}, "precision_pct": None if opts.repeat else round(100 * opts.precision, 3),
         "image": {"digest": image.digest, "rootfs": str(image.rootfs)},
         "host": hostinfo.fingerprint(), "versions": hostinfo.versions(),
         "runners": {n: {"kind": registered()[n].cls.kind, **status[n]["config"]} for n in names},
         "skipped_runners": {n: s["reason"] for n, s in status.items() if n not in names},
-        "not_run": not_run, "density": opts.density,
+        "not_run": not_run, "density": opts.density, "warnings": runner_warnings(samples, names),
         "incomplete": interrupted is not None,
         **({"interrupted_by": interrupted.name} if interrupted else {}),
     }
     if interrupted and not samples:
+        journal.drop()
         console.print(f"bench: interrupted by {interrupted.name} before any sample was complete; nothing stored")
         return 128 + interrupted, None
     run_dir = store.write_run(opts.results_dir, run_id, samples, meta)  # UsageError, no half run, if it cannot
@@ -181,24 +229,61 @@ def plan_runs(workloads: list[Workload], names: list[str], status: dict) -> tupl
     return plan, not_run
 
 
-def measure_all(client, plan, opts, run_id, console, samples: list[dict]) -> None:
-    """Round-robin over runners inside each round, so that drift on the host hits them alike.
-    Samples are appended as they complete, so that an interrupted run keeps them."""
-    plan = [(w, names, *rounds(w, opts)) for w, names in plan]
-    total = sum((repeat + warmup) * len(names) for _, names, repeat, warmup in plan)
+def measure_all(client, plan, opts, run_id, console, samples: list[dict], rounds_meta: dict, journal) -> None:
+    """Round-robin over the runners still measuring inside each round, so that drift on the host hits
+    them alike; a runner leaves once its Rounds are done. Samples are kept (and journalled) as they
+    complete, so that an interrupted run keeps them. rounds_meta gets why each runner stopped."""
+    todo = [(w, {name: rounds(w, name, opts) for name in names}) for w, names in plan]
+    total = sum(r.warmup + r.max_repeat for _, plans in todo for r in plans.values())
     n = 0
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("eta"), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("measuring", total=total)
-        for workload, names, repeat, warmup in plan:
-            for rnd in range(warmup + repeat):
-                for name in names:
+        for workload, plans in todo:
+            rounds_meta[workload.name] = plans
+            values = {name: {} for name in plans}
+            declared = {metric for metric, _ in workload.metrics}
+            failed = dict.fromkeys(plans, 0)
+            active = list(plans)
+            rnd = -max(r.warmup for r in plans.values())
+            while active:
+                for name in active:
+                    r = plans[name]
+                    if rnd < -r.warmup:
+                        continue
                     n += 1
-                    progress.update(task, description=f"{workload.suite}/{workload.name} {name}"
-                                    + (" (warm-up)" if rnd < warmup else ""))
+                    progress.update(task, description=f"{workload.suite}/{workload.name} {name} "
+                                    + ("(warm-up)" if rnd < 0 else f"round {rnd + 1}"))
                     reply = client.request(op="measure", suite=workload.suite, workload=workload.name,
-                                           runner=name, iteration=rnd - warmup, name=f"bench-{run_id}-{n}",
+                                           runner=name, iteration=rnd, name=f"bench-{run_id}-{n}",
                                            timeout_s=opts.timeout_s, density=opts.density)
-                    if rnd >= warmup:
+                    if rnd >= 0:
+                        r.n += 1
                         samples.extend(reply["samples"])
+                        journal.add(reply["samples"])
+                        for sample in reply["samples"]:  # a runner's extra metrics are diagnostics
+                            if sample["ok"] and sample["metric"] in declared:
+                                values[name].setdefault(sample["metric"], []).append(sample["value"])
+                            else:
+                                failed[name] += 1
                     progress.advance(task)
+                rnd += 1
+                for name in [a for a in active if rnd > 0 and plans[a].done(values[a], failed[a])]:
+                    active.remove(name)
+                    total -= plans[name].max_repeat - plans[name].n
+                    progress.update(task, total=total)
+
+
+def runner_warnings(samples: list[dict], names: list[str]) -> list[str]:
+    """What each runner says a reader must know about its numbers in this run (Runner.warnings)."""
+    import statistics
+
+    found = []
+    for name in names:
+        by_metric: dict[str, list[float]] = {}
+        for s in samples:
+            if s["runner"] == name and s["ok"]:
+                by_metric.setdefault(s["metric"], []).append(s["value"])
+        found += registered()[name].cls.warnings({m: statistics.median(v) for m, v in by_metric.items()})
+    return found

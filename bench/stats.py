@@ -19,6 +19,29 @@ def base_runner(label: str) -> str:
     return label.split(HOST_SEP)[0]
 
 
+def median_interval(values) -> tuple[float, float]:
+    """A distribution-free 95% interval of the median: the order statistics x(k) and x(n-k+1),
+    k from the binomial(n, 1/2) quantile (coverage at least 95% from 6 samples on). Under 6
+    samples no such pair exists: the range, whose coverage is 1 - 2**(1-n) (75% at 3)."""
+    from scipy.stats import binom
+
+    x = np.sort(np.asarray(values, dtype=float))
+    n = len(x)
+    if n == 0:
+        return float("nan"), float("nan")
+    k = max(1, int(binom.ppf(0.025, n, 0.5)))
+    return float(x[k - 1]), float(x[n - k])
+
+
+def interval_pct(values) -> float:
+    """The 95% interval's half-width around the median, as a share of it: the wider side."""
+    low, high = median_interval(values)
+    median = float(np.median(values))
+    if median == 0:
+        return 0.0 if low == high else float("inf")
+    return max(median - low, high - median) / abs(median)
+
+
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (suite, workload, runner, metric): n, failed, median, p5, p95, cv, ratio to process
     (of the same host, when the frame holds several: a `host` column)."""
@@ -31,6 +54,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
         "p5": grouped.quantile(0.05),
         "p95": grouped.quantile(0.95),
         "cv": grouped.std(ddof=1) / grouped.mean(),
+        "ci_pct": grouped.agg(interval_pct),  # the median's 95% interval, ± share of the median
     })
     failed = df[~df["ok"]].groupby(keys, sort=False).size().rename("failed")
     appearance = df[keys].drop_duplicates()

@@ -31,13 +31,14 @@ def samples_frame(run_id: str, samples: list[dict]):
 
 def write_run(results_dir: Path, run_id: str, samples: list[dict], meta: dict) -> Path:
     """Write into a staging folder, then rename: a crash leaves no half run under its real name."""
-    staging = results_dir / f"{STAGING_PREFIX}{run_id}"
+    staging = staging_dir(results_dir, run_id)
     final = results_dir / run_id
     try:
-        staging.mkdir(parents=True)
+        staging.mkdir(parents=True, exist_ok=True)  # the journal may have made it
         samples_frame(run_id, samples).to_parquet(staging / "samples.parquet", index=False)
         _write_synced(staging / "meta.json", json.dumps(meta, indent=2, default=str).encode())
         _fsync_path(staging / "samples.parquet")
+        (staging / Journal.NAME).unlink(missing_ok=True)
         os.rename(staging, final)
         _fsync_path(results_dir)
     except BaseException as exc:
@@ -47,6 +48,48 @@ def write_run(results_dir: Path, run_id: str, samples: list[dict], meta: dict) -
         raise
     point_latest(results_dir, run_id)
     return final
+
+
+def staging_dir(results_dir: Path, run_id: str) -> Path:
+    return results_dir / f"{STAGING_PREFIX}{run_id}"
+
+
+class Journal:
+    """The samples of a run in progress, a JSON line each as it completes, in the run's staging dir:
+    progress that a test or a person can watch (`tail -f`). Best effort: a journal that cannot be
+    written is dropped, and the run goes on; write_run removes it once the run is whole."""
+
+    NAME = "samples.jsonl"
+
+    def __init__(self, results_dir: Path, run_id: str) -> None:
+        self.path = staging_dir(results_dir, run_id) / self.NAME
+        self.file = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(self.path, "a")
+        except OSError:
+            self.drop()
+
+    def add(self, samples: list[dict]) -> None:
+        if self.file is None:
+            return
+        try:
+            self.file.write("".join(json.dumps(s) + "\n" for s in samples))
+            self.file.flush()
+        except OSError:
+            self.drop()
+
+    def drop(self) -> None:
+        self.close()
+        shutil.rmtree(self.path.parent, ignore_errors=True)
+
+    def close(self) -> None:
+        if self.file is not None:
+            try:
+                self.file.close()
+            except OSError:
+                pass
+            self.file = None
 
 
 def point_latest(results_dir: Path, run_id: str) -> None:

@@ -76,10 +76,13 @@ WORKLOADS = (
              (("mem_per_instance_mib", "MiB"),), marker=True),
 )
 
-# Rounds per runner when --repeat/--warmup are not given: enough for a stable median of a ~1 ms
-# launch; a throughput sample already averages seconds of work.
-SUITE_DEFAULTS = {"startup": {"repeat": 30, "warmup": 3}, "throughput": {"repeat": 3, "warmup": 0},
-                  "memory": {"repeat": 3, "warmup": 1}}
+# Rounds per runner when --repeat is not given (see bench.run.Rounds): at least min_repeat, then more
+# until --precision is reached, up to max_repeat (or the runner's own, lower, max_repeat). Six is the
+# fewest samples whose order statistics bound a 95% interval of the median; a throughput sample
+# already averages seconds of work.
+SUITE_DEFAULTS = {"startup": {"min_repeat": 6, "max_repeat": 30, "warmup": 1},
+                  "throughput": {"min_repeat": 3, "max_repeat": 10, "warmup": 0},
+                  "memory": {"min_repeat": 3, "max_repeat": 6, "warmup": 1}}
 DENSITY = 4  # instances at once in the density workload (bench run --density N)
 # The envelope a suite gets when --cpus/--memory are not given, so that runners compare on equal terms.
 SUITE_ENVELOPE = {"throughput": {"cpus": 1.0, "memory_mib": 512}, "memory": {"cpus": 1.0, "memory_mib": 512}}

@@ -10,6 +10,7 @@ from runners.process import ProcessRunner, TaskInstance
 
 class BwrapRunner(ProcessRunner):
     name = "bwrap"
+    family = "sandboxes"
     kind = "peer"
     description = "bubblewrap --unshare-all on the guest rootfs"
 

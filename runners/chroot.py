@@ -24,6 +24,7 @@ def host_busybox() -> str | None:
 
 class ChrootRunner(ProcessRunner):
     name = "chroot"
+    family = "process-like"
     description = "child process chroot()ed into the guest rootfs (busybox chroot)"
     provides = frozenset({"scratch", "server"})  # scratch inside the jail; the host's loopback
 

@@ -67,6 +67,7 @@ class ContainerConfig:
 
 class ContainerRunner(Runner):
     name = "container"
+    family = "containers"
     description = "namespaces (pid, mnt, uts, ipc, net, cgroup) + cgroup limits + overlay root + veth"
 
     def __init__(self, **options) -> None:

@@ -26,6 +26,8 @@ class DockerRunner(ProcessRunner):
     """Also the base of podman's runner: the same CLI, another engine."""
 
     name = "docker"
+    family = "containers"
+    max_repeat = 10  # an expensive start: fewer rounds at most
     kind = "peer"
     description = "docker run --network none of the guest rootfs, imported as an image"
     cannot_measure = {"mem_peak_mib": "the container's processes belong to containerd, not to the harness, "

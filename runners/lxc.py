@@ -27,6 +27,7 @@ def lxc_config(spec: LaunchSpec, cgroup_version: int) -> str:
 
 class LxcRunner(ProcessRunner):
     name = "lxc"
+    family = "containers"
     kind = "peer"
     description = "lxc-execute on the guest rootfs, empty network, envelope as cgroup limits"
 

@@ -11,6 +11,7 @@ from runners.process import ProcessRunner, TaskInstance
 
 class NspawnRunner(ProcessRunner):
     name = "nspawn"
+    family = "containers"
     kind = "peer"
     description = "systemd-nspawn --read-only --private-network on the guest rootfs"
 

@@ -61,6 +61,7 @@ class OciRunner(ProcessRunner):
 
     runtime = "runc"
     kind = "peer"
+    family = "containers"
     state_root = "/run/runc"
 
     def __init__(self, state_dir: str = "/tmp") -> None:

@@ -19,6 +19,8 @@ def has_capability(cap: int) -> bool:
 
 class PodmanRunner(DockerRunner):
     name = "podman"
+    family = "containers"
+    max_repeat = 10  # an expensive start: fewer rounds at most
     description = "podman run --network none of the guest rootfs, imported as an image"
 
     def cli(self) -> str | None:

@@ -50,20 +50,80 @@ def host_left_clean():
     assert not left, f"the test suite left residue on the host: {left}"
 
 
-def kill_run_then_clean(results_dir: Path, runners: str, after_s: float,
+@pytest.fixture(scope="session")
+def prepared_cache(tmp_path_factory):
+    """Everything `bench run` prepares once per host, prepared before the tests that time or interrupt
+    runs: the VM's kernel, initramfs and root disk, the KVM probe, the Docker image import. On a fresh
+    machine that takes minutes, which no test should mistake for a hang."""
+    import json
+    import subprocess
+
+    listing = json.loads(subprocess.run([*BENCH, "list", "runners", "--json"], cwd=ROOT, capture_output=True,
+                                        text=True, check=True).stdout)
+    runners = ",".join(r["name"] for r in listing["runners"] if r["available"])
+    out = subprocess.run([*BENCH, "run", "--suite", "startup", "--runners", runners, "--repeat", "1", "--warmup", "0",
+                          "--no-report", "--results-dir", str(tmp_path_factory.mktemp("prepare"))],
+                         cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    assert out.returncode == 0, out.stderr + out.stdout
+
+
+def wait_until(predicate, what: str, timeout_s: float = 600, step_s: float = 0.05) -> None:
+    """Poll for the progress a test expects (never a fixed sleep); fail after a generous bound."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
+        time.sleep(step_s)
+
+
+def journalled(results_dir: Path) -> set[str]:
+    """The runners with a stored sample in a run in progress under results_dir (bench.store.Journal)."""
+    import json
+
+    found = set()
+    for journal in Path(results_dir).glob(".bench-tmp-*/samples.jsonl"):
+        for line in journal.read_text().splitlines():
+            try:
+                found.add(json.loads(line)["runner"])
+            except ValueError:
+                pass  # a line being written
+    return found
+
+
+def sampled(results_dir: Path, runner: str):
+    """A predicate for wait_until: runner has a stored sample in the run in progress."""
+    return lambda: runner in journalled(results_dir)
+
+
+def domain_up() -> bool:
+    """A guest of ours is running in libvirt (a predicate for wait_until)."""
+    import libvirt
+
+    conn = libvirt.open("qemu:///system")
+    try:
+        return any(d.name().startswith("bench-") and d.isActive() for d in conn.listAllDomains())
+    finally:
+        conn.close()
+
+
+def kill_run_then_clean(results_dir: Path, runners: str, when,
                         suite: tuple[str, ...] = ("--suite", "startup", "--repeat", "500", "--warmup", "0")) -> str:
-    """SIGKILL a whole `bench run` (worker included) after_s in, run `bench clean`, and return what
-    a second `bench clean --dry-run` still finds."""
+    """SIGKILL a whole `bench run` (worker included) once when() holds, run `bench clean`, and return
+    what a second `bench clean --dry-run` still finds."""
     import signal
     import subprocess
-    import time
 
     proc = subprocess.Popen([*BENCH, "run", *suite, "--runners", runners,
                              "--results-dir", str(results_dir), "--no-report"], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    time.sleep(after_s)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    try:
+        wait_until(lambda: when() or proc.poll() is not None, "the run to reach the point to kill it at")
+        assert proc.poll() is None, "the run ended before it could be killed"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
     subprocess.run([*BENCH, "clean", "--results-dir", str(results_dir)], cwd=ROOT, check=True, capture_output=True)
     return subprocess.run([*BENCH, "clean", "--dry-run", "--results-dir", str(results_dir)], cwd=ROOT,
                           capture_output=True, text=True, check=True).stdout.strip()

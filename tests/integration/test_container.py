@@ -13,7 +13,7 @@ import pytest
 from bench.parsers import parse_stress_ng
 from bench.spec import Envelope, LaunchSpec
 from runners.container import ContainerRunner
-from tests.conftest import BENCH, DATA, ROOT, kill_run_then_clean
+from tests.conftest import BENCH, DATA, ROOT, kill_run_then_clean, sampled, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -135,13 +135,15 @@ def test_bench_exec_passes_exit_code_and_output():
 
 def test_pids_limit_contains_a_fork_bomb(runner, image):
     inst = start(runner, image, ["/bin/sh", "-c", "bomb() { bomb | bomb & }; bomb; sleep 30"], Envelope(pids=32))
-    try:
-        time.sleep(2)
-        pids_dir = inst.cgroup.by_controller["pids"] if hasattr(inst.cgroup, "by_controller") else inst.cgroup.dir
-        current = int((pids_dir / "pids.current").read_text())
+    pids_dir = inst.cgroup.by_controller["pids"] if hasattr(inst.cgroup, "by_controller") else inst.cgroup.dir
+
+    def refused() -> int:
         events = (pids_dir / "pids.events").read_text().split()
-        assert current <= 32
-        assert int(events[events.index("max") + 1]) > 0  # forks were refused at the limit
+        return int(events[events.index("max") + 1])
+
+    try:
+        wait_until(lambda: refused() > 0, "the pids limit to refuse a fork", timeout_s=30)  # the bomb hit it
+        assert int((pids_dir / "pids.current").read_text()) <= 32
     finally:
         inst.teardown()
     assert not pids_dir.exists()
@@ -198,7 +200,7 @@ def test_bench_run_container_startup(tmp_path):
 
 
 def test_killed_run_is_cleaned_by_bench_clean(tmp_path):
-    assert kill_run_then_clean(tmp_path, "container", after_s=3) == "0 leftovers found"
+    assert kill_run_then_clean(tmp_path, "container", sampled(tmp_path, "container")) == "0 leftovers found"
     assert not [p for p in tmp_path.iterdir() if not p.name.startswith(".")]  # no half run
 
 

@@ -11,10 +11,10 @@ import pytest
 
 from bench.store import load_run
 from bench.workloads import Workload
-from tests.conftest import BENCH, ROOT, kill_run_then_clean
+from tests.conftest import BENCH, ROOT, domain_up, journalled, kill_run_then_clean, wait_until
 from tests.integration.test_throughput import measure_in_process
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prepared_cache")]
 
 
 def leftovers(results_dir) -> str:
@@ -31,15 +31,19 @@ def start_run(results_dir, runners, *extra):
                             start_new_session=True)
 
 
-@pytest.mark.parametrize("sig, runners, after_s", [
-    (signal.SIGINT, "process,chroot,container", 6),  # Ctrl-C: the whole process group gets it
-    (signal.SIGTERM, "process,container", 6),  # kill PID: bench alone
-    (signal.SIGINT, "process,vm", 12),  # in the middle of VM boots
-    (signal.SIGINT, "process,bwrap,runc,docker", 8),  # peers
+@pytest.mark.parametrize("sig, runners", [
+    (signal.SIGINT, "process,chroot,container"),  # Ctrl-C: the whole process group gets it
+    (signal.SIGTERM, "process,container"),  # kill PID: bench alone
+    (signal.SIGINT, "process,vm"),  # in the middle of a VM boot
+    (signal.SIGINT, "process,bwrap,runc,docker"),  # peers
 ])
-def test_a_signal_stops_the_run_keeps_its_samples_and_leaves_nothing(tmp_path, sig, runners, after_s):
+def test_a_signal_stops_the_run_keeps_its_samples_and_leaves_nothing(tmp_path, sig, runners):
     proc = start_run(tmp_path, runners)
-    time.sleep(after_s)
+    last = runners.split(",")[-1]
+    wait_until(lambda: last in journalled(tmp_path) or proc.poll() is not None, f"a stored {last} sample")
+    if last == "vm":  # its next boot
+        wait_until(lambda: domain_up() or proc.poll() is not None, "the next VM to be up")
+    assert proc.poll() is None, proc.communicate()
     sent = time.monotonic()
     if sig == signal.SIGINT:
         os.killpg(proc.pid, sig)
@@ -58,7 +62,7 @@ def test_a_signal_stops_the_run_keeps_its_samples_and_leaves_nothing(tmp_path, s
 
 def test_sigkill_mid_throughput_in_a_container_and_a_vm_then_bench_clean(tmp_path):
     """Scratch dirs and disks, the bridge netns, the VM's tap, its domain: bench clean finds them all."""
-    left = kill_run_then_clean(tmp_path, "container,vm", 14,
+    left = kill_run_then_clean(tmp_path, "container,vm", domain_up,
                                suite=("--suite", "throughput", "--workloads", "net,disk", "--repeat", "5"))
     assert left == "0 leftovers found"
 
@@ -102,7 +106,9 @@ def test_two_runs_at_once_do_not_clobber_each_other_and_clean_waits(tmp_path):
             "--no-report")
     procs = [subprocess.Popen([*BENCH, "run", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for _ in range(2)]
-    time.sleep(4)
+    wait_until(lambda: len(list(tmp_path.glob(".bench-tmp-*/samples.jsonl"))) == 2 or any(p.poll() is not None
+                                                                                      for p in procs),
+               "both runs to store a sample")
     assert all(p.poll() is None for p in procs), "the runs ended before bench clean could meet them"
     clean = subprocess.run([*BENCH, "clean"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     outs = [p.communicate(timeout=300) for p in procs]

@@ -8,7 +8,7 @@ import pytest
 from bench.store import load_run
 from tests.conftest import BENCH, ROOT
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prepared_cache")]
 
 
 def bench(*args, timeout=600):

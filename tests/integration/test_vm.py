@@ -9,9 +9,9 @@ from bench.errors import MeasurementError
 from bench.spec import LaunchSpec
 from bench.store import load_run
 from runners.vm import VmRunner
-from tests.conftest import BENCH, ROOT, kill_run_then_clean
+from tests.conftest import BENCH, ROOT, domain_up, kill_run_then_clean
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prepared_cache")]
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +104,7 @@ def test_a_hanging_guest_is_recorded_not_fatal(tmp_path, vm, image):
 
 
 def test_killed_mid_boot_leaves_nothing_after_clean(tmp_path):
-    # 4 s in: past the (cached) image, kernel and KVM probe, inside a boot
-    assert kill_run_then_clean(tmp_path, "vm", after_s=4) == "0 leftovers found"
+    assert kill_run_then_clean(tmp_path, "vm", domain_up) == "0 leftovers found"  # a guest is booting
     qemus = subprocess.run(["pgrep", "-f", "qemu-system-x86_64.*guest=bench-"], capture_output=True, text=True)
     assert qemus.stdout.strip() == ""
 

@@ -16,6 +16,10 @@ from tests.conftest import BENCH, ROOT
     (["run", "--suite", "startup", "--memory", "12XB"], "bad size"),
     (["run", "--suite", "startup", "--cpus", "-1"], "--cpus"),
     (["run"], "--suite"),
+    (["run", "--suite", "startup", "--precision", "0"], "--precision"),
+    (["run", "--suite", "startup", "--precision", "five"], "--precision"),
+    (["run", "--suite", "startup", "--max-repeat", "0"], "--max-repeat"),
+    (["run", "--suite", "startup", "--repeat", "3", "--precision", "2"], "--repeat N forces N rounds"),
     (["frobnicate"], "invalid choice"),
     (["report", "/nonexistent/run"], "no run"),
 ])
