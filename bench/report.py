@@ -13,18 +13,64 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from jinja2 import Environment, FileSystemLoader, select_autoescape  # noqa: E402
 
-from bench.stats import HOST_SEP, headline, runner_order, summarize  # noqa: E402
+from bench.stats import (FAMILIES, HOST_SEP, base_runner, families, headline, median_interval,  # noqa: E402
+                         runner_order, startup_cost, summarize)
 from bench.store import STAGING_PREFIX  # noqa: E402
 from bench.views import fmt_number, ordered, vs_process  # noqa: E402
 
 HIGH_CV = 0.10
 LABELS = {"ready_ms": "time to READY", "exit_ms": "time to exit", "teardown_ms": "teardown",
           "mem_peak_mib": "peak memory"}
+FAMILY_COLORS = dict(zip(FAMILIES, ("tab:green", "tab:blue", "tab:orange", "tab:red")))
+CAPTIONS = {
+    "ladder": "How much each layer costs to start: the median time from launch to READY per runner, on a log "
+              "scale, with its 95% interval; the number at the end is the multiple of a plain process's.",
+    "phases": "Where a start goes, in absolute time (log scale): launch to READY, READY to the workload's exit, "
+              "and teardown, medians per runner.",
+    "memory": "Host-side peak memory of one instance (median), as each runner can measure it.",
+    "distribution": "Every sample (dots) over a box of the middle half, per runner; a short box is a steady number.",
+}
 
 
-def distribution_png(df: pd.DataFrame, metric: str, unit: str, path: Path) -> None:
+def family_of(family: dict[str, str], runner: str) -> str | None:
+    return family.get(runner) or family.get(base_runner(runner))
+
+
+def ladder_png(df: pd.DataFrame, order: list[str], family: dict[str, str], path: Path) -> None:
+    """The startup ladder: each runner's median ready_ms with its 95% interval, log scale, coloured
+    by family, the ratio to process written on each bar."""
+    ready = df[df["ok"] & (df["metric"] == "ready_ms")]
+    rows = [r for r in order if (ready["runner"] == r).any()]
+    values = {r: ready.loc[ready["runner"] == r, "value"].to_numpy() for r in rows}
+    medians = {r: float(pd.Series(v).median()) for r, v in values.items()}
+    base = medians.get("process")
+    fig, ax = plt.subplots(figsize=(8, 0.42 * len(rows) + 1.5), dpi=110)
+    for i, r in enumerate(rows):
+        low, high = median_interval(values[r])
+        color = FAMILY_COLORS.get(family_of(family, r), "tab:gray")
+        ax.barh(i, medians[r], color=color, alpha=0.85)
+        ax.errorbar(medians[r], i, xerr=[[medians[r] - low], [high - medians[r]]], color="black", capsize=3, lw=1)
+        label = f"  {fmt_number(medians[r])} ms" + (f"  ·  {fmt_number(medians[r] / base)}x" if base else "")
+        ax.text(max(high, medians[r]), i, label, va="center", fontsize=8)
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_xscale("log")
+    left, right = ax.get_xlim()
+    ax.set_xlim(left, right * 8)  # room for the labels
+    ax.set_xlabel("time from launch to READY (ms, log scale; median and 95% interval)")
+    ax.set_title("What does isolation cost to start?", fontsize=11, pad=22)
+    shown = [f for f in FAMILY_COLORS if f in {family_of(family, r) for r in rows}]
+    ax.legend([plt.Rectangle((0, 0), 1, 1, color=FAMILY_COLORS[f]) for f in shown], shown, fontsize=8,
+              ncol=len(shown), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    ax.invert_yaxis()
+    ax.grid(axis="x", alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def distribution_png(df: pd.DataFrame, metric: str, unit: str, path: Path, order: list[str] | None = None) -> None:
     """Box plot per runner with every sample drawn over it; log scale when runners differ >10x."""
-    order = runner_order(df["runner"])
+    order = [r for r in (order or runner_order(df["runner"])) if (df["runner"] == r).any()]
     data = [df.loc[df["runner"] == r, "value"].to_numpy() for r in order]
     fig, ax = plt.subplots(figsize=(7, 0.55 * len(order) + 1.6), dpi=110)
     ax.boxplot(data, vert=False, tick_labels=order, showfliers=False, widths=0.6)
@@ -45,34 +91,38 @@ def distribution_png(df: pd.DataFrame, metric: str, unit: str, path: Path) -> No
     plt.close(fig)
 
 
-def phases_png(summary: pd.DataFrame, path: Path) -> None:
-    """Where each runner's start goes: ready, ready->exit, teardown, as shares of the whole, the total written."""
+def phases_png(summary: pd.DataFrame, path: Path, order: list[str] | None = None) -> None:
+    """Where each runner's start goes, in absolute time on a log scale: to READY, READY to exit,
+    teardown (medians), one bar each, side by side."""
     med = summary.pivot_table(index="runner", columns="metric", values="median")
-    order = [r for r in runner_order(summary["runner"]) if r in med.index] if {"ready_ms", "exit_ms", "teardown_ms"} <= set(med.columns) else []
+    have = {"ready_ms", "exit_ms", "teardown_ms"} <= set(med.columns)
+    order = [r for r in (order or runner_order(summary["runner"])) if r in med.index] if have else []
     parts = pd.DataFrame({"to READY": med["ready_ms"], "READY to exit": med["exit_ms"] - med["ready_ms"],
-                          "teardown": med["teardown_ms"]}).loc[order].clip(lower=0)
-    total = parts.sum(axis=1)
-    fig, ax = plt.subplots(figsize=(7, 0.5 * len(order) + 1.6), dpi=110)
-    left = pd.Series(0.0, index=order)
-    for phase, color in zip(parts.columns, ("tab:blue", "tab:orange", "tab:gray")):
-        share = 100 * parts[phase] / total
-        ax.barh(order, share, left=left, color=color, label=phase)
-        left += share
+                          "teardown": med["teardown_ms"]}).loc[order].clip(lower=1e-3) if have else pd.DataFrame()
+    fig, ax = plt.subplots(figsize=(8, 0.6 * len(order) + 1.6), dpi=110)
+    height = 0.26
+    for k, (phase, color) in enumerate(zip(parts.columns, ("tab:blue", "tab:orange", "tab:gray"))):
+        ax.barh([i + (k - 1) * height for i in range(len(order))], parts[phase], height=height, color=color, label=phase)
     for i, runner in enumerate(order):
-        ax.text(101, i, f"{fmt_number(total[runner])} ms", va="center", fontsize=8)
-    ax.set_xlim(0, 125)
-    ax.set_xlabel("share of launch-to-clean time (%); the total is written beside each bar")
-    ax.set_title("startup phases per runner (medians)", fontsize=10, pad=24)
+        ax.text(parts.loc[runner].max(), i, f"  {fmt_number(parts.loc[runner].sum())} ms in all", va="center", fontsize=7)
+    ax.set_yticks(range(len(order)), order)
+    if len(order):
+        ax.set_xscale("log")
+        left, right = ax.get_xlim()
+        ax.set_xlim(left, right * 8)
+    ax.set_xlabel("milliseconds (median, log scale)")
+    ax.set_title("startup phases per runner", fontsize=10, pad=24)
     ax.invert_yaxis()
+    ax.grid(axis="x", alpha=0.3, which="both")
     ax.legend(fontsize=8, ncol=3, loc="lower center", bbox_to_anchor=(0.45, 1.0), frameon=False)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
-def memory_png(summary: pd.DataFrame, path: Path) -> None:
+def memory_png(summary: pd.DataFrame, path: Path, order: list[str] | None = None) -> None:
     mem = summary[summary["metric"] == "mem_peak_mib"].set_index("runner")["median"].dropna()
-    order = runner_order(mem.index)
+    order = [r for r in (order or runner_order(mem.index)) if r in mem.index]
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(order) + 1.5), dpi=110)
     ax.barh(order, mem.loc[order], color="tab:purple")
     for i, runner in enumerate(order):
@@ -178,41 +228,65 @@ def _render(df: pd.DataFrame, meta: dict, out_dir: Path, baseline_dir: Path | No
         base_df, base_meta = load_run(baseline_dir)
         baseline = {"run_id": base_meta.get("run_id", baseline_dir.name), "verdicts": compare(base_df, df, 0.05)}
     staging = _staging(out_dir)
+    order = runner_order(df["runner"], meta, startup_cost(df))
+    ladder = None
+    if (df["ok"] & (df["metric"] == "ready_ms")).any():
+        ladder = {"file": "ladder.png", "caption": CAPTIONS["ladder"]}
+        ladder_png(df, order, families(meta), staging / ladder["file"])
+    kinds = {name: cfg.get("kind", "ours") for name, cfg in meta.get("runners", {}).items()}
     sections = []
     for (suite, workload), part in df[df["ok"]].groupby(["suite", "workload"], sort=False):
         plots = []
-        for (metric, unit), samples in part.groupby(["metric", "unit"], sort=False):
-            name = f"{suite}-{workload}-{metric}.png"
-            distribution_png(samples, metric, unit, staging / name)
-            plots.append({"file": name, "metric": metric})
         rows = summary[(summary["suite"] == suite) & (summary["workload"] == workload)]
         if suite == "startup":
-            for name, draw in ((f"{suite}-{workload}-memory.png", memory_png), (f"{suite}-{workload}-phases.png", phases_png)):
-                draw(rows, staging / name)
-                plots.insert(0, {"file": name, "metric": name.rsplit("-", 1)[1][:-4]})
-        kinds = {name: cfg.get("kind", "ours") for name, cfg in meta.get("runners", {}).items()}
-        sections.append({"suite": suite, "workload": workload, "plots": plots, "rows": _table_rows(rows, kinds)})
+            for kind, draw in (("phases", phases_png), ("memory", memory_png)):
+                plots.append({"file": f"{suite}-{workload}-{kind}.png", "metric": kind, "caption": CAPTIONS[kind]})
+                draw(rows, staging / plots[-1]["file"], order)
+        for (metric, unit), samples in part.groupby(["metric", "unit"], sort=False):
+            name = f"{suite}-{workload}-{metric}.png"
+            distribution_png(samples, metric, unit, staging / name, order)
+            plots.append({"file": name, "metric": metric, "caption": f"{metric}: {CAPTIONS['distribution']}"})
+        sections.append({"suite": suite, "workload": workload, "plots": plots, "rows": _table_rows(rows, kinds, order),
+                         "rounds": _rounds_rows(meta, workload, order)})
     found = warnings(df, summary, meta)
     if baseline:
-        regressed = [f"{v.runner} {v.metric} {v.ratio:.2f}x" for v in baseline["verdicts"] if v.verdict == "regression"]
+        regressed = [f"{v.runner} {v.metric} {fmt_number(v.ratio)}x" for v in baseline["verdicts"] if v.verdict == "regression"]
         if regressed:
             found.insert(0, f"regressions against baseline {baseline['run_id']}: {', '.join(regressed)}")
     return _publish(staging, out_dir, "report.html.j2", meta=meta, sections=sections, warnings=found,
-                    baseline=baseline, headline=headline_table(df, meta))
+                    baseline=baseline, headline=headline_table(df, meta, order), ladder=ladder,
+                    configuration=_configuration(meta, order))
 
 
-def headline_table(df: pd.DataFrame, meta: dict) -> dict:
-    """Rows: suite/workload metric; columns: runners; cells: "0.97x (0.95-0.99)", and accel=tcg beside
-    every number of a VM that ran emulated."""
+def _rounds_rows(meta: dict, workload: str, order: list[str]) -> list[dict]:
+    """Per runner: how many rounds it got and why they stopped (meta.json's rounds)."""
+    rounds = meta.get("rounds", {}).get(workload, {})
+    if not isinstance(rounds, dict) or not all(isinstance(v, dict) for v in rounds.values()):
+        return []  # a run stored before rounds were recorded per runner
+    return [{"runner": r, **rounds[r]} for r in order if r in rounds]
+
+
+def _configuration(meta: dict, order: list[str]) -> list[dict]:
+    """The runners' configuration rows, in report order, each with its family and kind first."""
+    runners = meta.get("runners", {})
+    return [{"name": r, "family": runners[r].get("family", ""), "kind": runners[r].get("kind", ""),
+             "config": {k: v for k, v in runners[r].items() if k not in ("family", "kind")}}
+            for r in order if r in runners]
+
+
+def headline_table(df: pd.DataFrame, meta: dict, order: list[str] | None = None) -> dict:
+    """Rows: suite/workload metric; columns: runners by family and cost; cells: "0.97x (0.95–0.99)"
+    to three significant figures, and accel=tcg beside every number of a VM that ran emulated."""
     table = headline(df)
-    runners = [r for r in runner_order(df["runner"]) if r in set(table["runner"])]
+    runners = [r for r in (order or runner_order(df["runner"])) if r in set(table["runner"])]
     emulated = {n for n, cfg in meta.get("runners", {}).items() if cfg.get("accel") == "tcg"}
     rows = {}
     for r in table.to_dict("records"):
         row = rows.setdefault((r["suite"], r["workload"], r["metric"]),
                               {"label": f"{r['suite']}/{r['workload']}", "metric": f"{r['metric']} ({r['unit']})", "cells": {}})
         value = vs_process(r["value"], float("nan"), "") if r["kind"] == "ratio" else vs_process(float("nan"), r["value"], r["unit"])
-        spread = "" if pd.isna(r["ci_low"]) else (f" ({r['ci_low']:.2f}-{r['ci_high']:.2f})" if r["kind"] == "ratio"
+        spread = "" if pd.isna(r["ci_low"]) else (f" ({fmt_number(r['ci_low'])}–{fmt_number(r['ci_high'])})"
+                                                   if r["kind"] == "ratio"
                                                    else f" ({r['ci_low']:+.1f} to {r['ci_high']:+.1f})")
         row["cells"][r["runner"]] = {"text": value + spread, "tcg": r["runner"] in emulated}
     return {"runners": runners, "rows": list(rows.values())}
@@ -261,8 +335,9 @@ def trend_png(part: pd.DataFrame, changes, ids: list[str], title: str, path: Pat
     plt.close(fig)
 
 
-def _table_rows(rows: pd.DataFrame, kinds: dict[str, str]) -> list[dict]:
+def _table_rows(rows: pd.DataFrame, kinds: dict[str, str], order: list[str] | None = None) -> list[dict]:
     return [{**r, "label": r["runner"] + (" (peer)" if kinds.get(r["runner"]) == "peer" else ""), "fmt": {k: fmt_number(r[k], "") for k in ("median", "p5", "p95")},
              "cv_fmt": "" if pd.isna(r["cv"]) else f"{r['cv']:.1%}",
+             "ci_fmt": "" if pd.isna(r["ci_pct"]) else f"±{fmt_number(100 * r['ci_pct'], '', 2)}%",
              "ratio_fmt": vs_process(r["ratio"], r["diff"], r["unit"])}
-            for r in ordered(rows).to_dict("records")]
+            for r in ordered(rows, order).to_dict("records")]

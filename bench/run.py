@@ -192,7 +192,8 @@ def _run(opts, console, workloads, wanted, started, run_id) -> tuple[int, Path |
         "rounds": {w: {n: r.as_meta() for n, r in p.items()} for w, p in rounds_meta.items()}, "precision_pct": None if opts.repeat else round(100 * opts.precision, 3),
         "image": {"digest": image.digest, "rootfs": str(image.rootfs)},
         "host": hostinfo.fingerprint(), "versions": hostinfo.versions(),
-        "runners": {n: {"kind": registered()[n].cls.kind, **status[n]["config"]} for n in names},
+        "runners": {n: {"kind": registered()[n].cls.kind, "family": registered()[n].cls.family, **status[n]["config"]}
+                    for n in names},
         "skipped_runners": {n: s["reason"] for n, s in status.items() if n not in names},
         "not_run": not_run, "density": opts.density, "warnings": runner_warnings(samples, names),
         "incomplete": interrupted is not None,

@@ -111,7 +111,35 @@ def _baseline_medians(table: pd.DataFrame) -> pd.Series:
     return pd.Series(base.reindex(index).to_numpy(), index=table.index)
 
 
-def runner_order(runners) -> list[str]:
-    """The baseline first, then the others in the order given."""
+# The report's families, cheapest isolation first (runners.base.FAMILIES; the report never imports
+# a runner, so a run records each runner's family in meta.json).
+FAMILIES = ("process-like", "containers", "sandboxes", "VMs")
+
+
+def families(meta: dict | None) -> dict[str, str]:
+    """runner label -> family, from a run's meta.json; a runner it does not name goes last."""
+    found = {name: cfg.get("family", "other") for name, cfg in (meta or {}).get("runners", {}).items()}
+    found.setdefault(BASELINE, "process-like")
+    return found
+
+
+def runner_order(runners, meta: dict | None = None, cost: dict[str, float] | None = None) -> list[str]:
+    """The baseline first, then family by family (FAMILIES order), each by cost (cheapest first,
+    e.g. median ready_ms) where it is known, else in the order given."""
     runners = list(dict.fromkeys(runners))
-    return sorted(runners, key=lambda r: base_runner(r) != BASELINE)
+    family = families(meta) if meta is not None else {}
+    rank = {f: i for i, f in enumerate(FAMILIES)}
+
+    def key(item):
+        i, r = item
+        own = family.get(base_runner(r), family.get(r))
+        return (base_runner(r) != BASELINE, rank.get(own, len(FAMILIES)) if meta is not None else 0,
+                (cost or {}).get(r, float("inf")) if cost else 0, i)
+
+    return [r for _, r in sorted(enumerate(runners), key=key)]
+
+
+def startup_cost(df: pd.DataFrame) -> dict[str, float]:
+    """Each runner's median ready_ms, the cost the report orders runners by (empty without it)."""
+    ready = df[df["ok"] & (df["metric"] == "ready_ms")]
+    return ready.groupby("runner")["value"].median().to_dict()

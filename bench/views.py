@@ -68,22 +68,25 @@ def print_checks(checks, console: Console) -> None:
 
 def print_summary(run_dir: Path, console: Console) -> None:
     """One table per suite/workload: medians, spread and the ratio to process, per metric and runner."""
-    from bench.stats import summarize
+    from bench.stats import runner_order, startup_cost, summarize
     from bench.store import load_run
 
-    df, _ = load_run(run_dir)
+    df, meta = load_run(run_dir)
     summary = summarize(df)
-    for (suite, workload), part in ordered(summary).groupby(["suite", "workload"], sort=False):
+    order = runner_order(df["runner"], meta, startup_cost(df))
+    for (suite, workload), part in ordered(summary, order).groupby(["suite", "workload"], sort=False):
         table = Table(title=f"{suite}/{workload}  (run {run_dir.name})", title_justify="left",
                       box=box.SIMPLE_HEAD)
         failures = bool(part["failed"].any())
-        columns = ("metric", "runner", "median", "p5", "p95", "CV", "n") + (("fail",) if failures else ()) + ("×proc",)
+        columns = ("metric", "runner", "median", "±95%", "p5", "p95", "CV", "n") + (("fail",) if failures else ()) + ("×proc",)
         for column in columns:
             left = column in ("metric", "runner")
             table.add_column(column, justify="left" if left else "right", no_wrap=True,
                              min_width=None if left else len(column))
         for r in part.itertuples():
-            cells = [r.metric, r.runner, fmt_number(r.median), fmt_number(r.p5), fmt_number(r.p95),
+            cells = [r.metric, r.runner, fmt_number(r.median),
+                     "" if r.ci_pct != r.ci_pct else f"±{fmt_number(100 * r.ci_pct, '', 2)}%",
+                     fmt_number(r.p5), fmt_number(r.p95),
                      "" if r.cv != r.cv else f"{r.cv:.1%}", str(r.n)]
             cells += [f"[red]{r.failed}[/]" if r.failed else "0"] if failures else []
             table.add_row(*cells, vs_process(r.ratio, r.diff, r.unit))
@@ -93,25 +96,34 @@ def print_summary(run_dir: Path, console: Console) -> None:
 def vs_process(ratio: float, diff: float, unit: str) -> str:
     """The ×proc cell: a ratio, or for DIFFERENCE_METRICS the amount above process."""
     if ratio == ratio:
-        return f"{ratio:.2f}x"
+        return f"{fmt_number(ratio)}x"
     return "" if diff != diff else f"{diff:+.1f} {unit}"
 
 
-def ordered(summary):
-    """Metrics in the order the workload defines them, the baseline runner first within each."""
+def ordered(summary, order: list[str] | None = None):
+    """Metrics in the order the workload defines them, runners in `order` within each (default: the
+    baseline first, then as they come)."""
     from bench.stats import runner_order
 
-    runners = {r: i for i, r in enumerate(runner_order(summary["runner"]))}
+    runners = {r: i for i, r in enumerate(order or runner_order(summary["runner"]))}
     metrics = {m: i for i, m in enumerate(dict.fromkeys(summary["metric"]))}
     keys = summary.assign(_m=summary["metric"].map(metrics), _r=summary["runner"].map(runners))
     return keys.sort_values(["_m", "_r"], kind="stable").drop(columns=["_m", "_r"])
 
 
-def fmt_number(value: float, missing: str = "-") -> str:
-    """3 significant digits below 100, whole numbers with thousands separators above."""
+def fmt_number(value: float, missing: str = "-", digits: int = 3) -> str:
+    """digits significant figures, thousands separated, never an exponent: 0.0892, 1.37, 1,400."""
+    import math
+
     if value != value:
         return missing
-    return f"{value:.3g}" if abs(value) < 100 else f"{value:,.0f}"
+    if value == 0 or math.isinf(value):
+        return f"{value:g}"
+    scale = digits - 1 - math.floor(math.log10(abs(value)))
+    rounded = round(value, scale)
+    if rounded and math.floor(math.log10(abs(rounded))) != math.floor(math.log10(abs(value))):
+        scale -= 1  # 99.96 rounds up to 100: three figures of the new magnitude
+    return f"{round(value, scale):,.{max(0, scale)}f}"
 
 
 VERDICT_STYLE = {"regression": "bold red", "improvement": "green", "no change": "", "inconclusive": "yellow"}

@@ -29,12 +29,16 @@ def browser(tmp_path):
     driver.quit()
 
 
-def check_page(driver, page: Path, screenshot: str) -> None:
+def check_page(driver, page: Path, screenshot: str, first_image: str | None = None) -> None:
     driver.get(page.as_uri())
     images = driver.execute_script(
-        "return Array.from(document.images).map(i => [i.getAttribute('src'), i.complete, i.naturalWidth])")
+        "return Array.from(document.images).map(i => [i.getAttribute('src'), i.complete, i.naturalWidth, "
+        "i.getBoundingClientRect().top])")
     assert images, "the page shows no image"
-    assert all(complete and width > 0 for _, complete, width in images), images
+    if first_image:  # and on the first screen of a laptop (900 px), above any table
+        src, _, _, top = images[0]
+        assert src == first_image and top < 900, images[0]
+    assert all(complete and width > 0 for _, complete, width, _ in images), images
     errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
     assert not errors, errors
     ARTIFACTS.mkdir(exist_ok=True)
@@ -50,10 +54,10 @@ def bench(*args):
 def test_run_report_and_history_in_a_real_browser(tmp_path, browser):
     results, reports = tmp_path / "results", tmp_path / "reports"
     for _ in range(2):
-        bench("run", "--suite", "startup", "--runners", "process,chroot,container", "--repeat", "5",
+        bench("run", "--suite", "startup", "--runners", "process,chroot,container,bwrap,vm", "--repeat", "5",
               "--results-dir", str(results), "--reports-dir", str(reports))
     first, second = sorted(p for p in results.iterdir() if p.name[0].isdigit())
-    check_page(browser, reports / second.name / "index.html", "report.png")
+    check_page(browser, reports / second.name / "index.html", "report.png", first_image="ladder.png")
     bench("report", str(second), "--baseline", str(first), "--out", str(tmp_path / "vs"))
     check_page(browser, tmp_path / "vs" / "index.html", "report-vs-baseline.png")
     bench("report", str(first), str(second), "--out", str(tmp_path / "history"))

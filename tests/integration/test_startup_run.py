@@ -33,9 +33,11 @@ def test_bench_run_startup_process_chroot(tmp_path):
     assert str(report / "index.html") in out.stdout
     images = sorted(p.name for p in report.glob("*.png"))
     expected = {f"startup-probe-{m}.png" for m in ("ready_ms", "exit_ms", "teardown_ms", "mem_peak_mib", "phases", "memory")}
-    assert set(images) == expected
+    assert set(images) == expected | {"ladder.png"}
     html = (report / "index.html").read_text()
     assert all(name in html for name in images)
+    assert html.index("ladder.png") < html.index("<table")  # the first thing after the warnings
+    assert html.count("<figcaption>") == len(images)  # every figure says how to read it
 
 
 def own_pid_ns_is_first() -> bool:
