@@ -31,8 +31,10 @@ def make_runner(name: str, options: dict):
     info = infos[name]
     if info.cls is None:
         raise UsageError(f"runner {name} cannot be loaded: {info.load_error}")
+    from bench.options import convert
+
     try:
-        runner = info.cls(**options)
+        runner = info.cls(**convert(name, info.cls, options))
     except (TypeError, ValueError) as exc:
         raise UsageError(f"bad option for runner {name}: {exc}") from None
     ok, reason = runner.available()

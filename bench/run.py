@@ -15,6 +15,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
 
 from bench import hostinfo, store
 from bench.errors import UsageError
+from bench.options import convert
 from bench.image import build_image
 from bench.spec import Envelope
 from bench.stats import interval_pct
@@ -172,6 +173,7 @@ def _run(opts, console, workloads, wanted, started, run_id) -> tuple[int, Path |
         unknown = sorted(set(opts.options) - set(targets))
         if unknown:
             raise UsageError(f"--option for a runner not in this run: {', '.join(unknown)}")
+        opts = replace(opts, options={n: convert(n, registered()[n].cls, raw) for n, raw in opts.options.items()})
         with console.status("preparing the runners (a VM's kernel and initramfs, the KVM probe)"):
             status = client.init(targets, image, opts.envelope, opts.options, opts.cache_dir)
         names = active_runners(status, wanted)

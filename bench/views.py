@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.workloads import SUITE_DEFAULTS, WORKLOADS, suites
+from bench.options import declared
 from bench.registry import availability, registered
 
 
@@ -29,8 +30,10 @@ def listing(what: str, cache_dir: str) -> dict:
 
                 reason = f"{reason}; {cached_accel(cache_dir)}"
             data["runners"].append({"name": name, "kind": info.cls.kind if info.cls else "?",
+                                    "family": info.cls.family if info.cls else "?",
                                     "available": ok, "reason": reason,
-                                    "description": info.cls.description if info.cls else ""})
+                                    "description": info.cls.description if info.cls else "",
+                                    "options": declared(info.cls) if info.cls else []})
     return data
 
 
@@ -47,8 +50,8 @@ def print_listing(data: dict, console: Console) -> None:
 def _cell(value) -> str:
     if isinstance(value, bool):
         return "[green]yes[/]" if value else "[red]no[/]"
-    if isinstance(value, list):
-        return ", ".join(map(str, value))
+    if isinstance(value, list):  # option dicts: name=default (`bench list --json` has type and help)
+        return ", ".join(f"{v['name']}={v['default']}" if isinstance(v, dict) else str(v) for v in value)
     return str(value)
 
 

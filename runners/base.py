@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from bench.spec import LaunchSpec
@@ -24,6 +24,13 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""  # the command that would fix it; doctor prints it and runs nothing
+
+
+@dataclass
+class StateDir:
+    """The options of a runner whose only one is where its per-instance files go."""
+
+    state_dir: str = field(default="/tmp", metadata={"help": "where per-instance bundles and configs go"})
 
 
 class Instance(ABC):
@@ -74,6 +81,9 @@ class Runner(ABC):
     family: ClassVar[str] = "containers"  # one of FAMILIES: where the report puts it
     # The most rounds --precision adds for this runner (a VM's start costs seconds, a process's a ms).
     max_repeat: ClassVar[int] = 30
+    # Its options, as a dataclass whose fields are typed and defaulted (help in metadata): given as
+    # `--option NAME.KEY=VALUE`, converted and checked by bench.options, passed to __init__ as keywords.
+    Options: ClassVar[type | None] = None
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)

@@ -18,7 +18,7 @@ import select
 import shutil
 import signal
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench.errors import MeasurementError
@@ -47,16 +47,16 @@ POLICY_ARGS = (f"--devices={','.join(DEVICES)}", f"--readonly={','.join(READONLY
 
 @dataclass
 class ContainerConfig:
-    network: str = "bridge"  # or "none": loopback only
-    subnet: str = "10.213.0.0/16"
-    volume: str | None = None  # host dir bind-mounted at /mnt/volume (default: a fresh one for disk-volume)
-    state_dir: str = "/tmp"  # per-instance upper/work dirs: /tmp/bench-<instance>/
-    userns: bool = False  # a user namespace: root inside is an unprivileged uid outside
-    upper_size: str | None = None  # e.g. 64M: the writable layer's size limit (its dirs on a tmpfs that big)
+    network: str = field(default="bridge", metadata={"help": "bridge (a veth into our bridge) or none (loopback only)"})
+    subnet: str = field(default="10.213.0.0/16", metadata={"help": "the bridge's private subnet"})
+    volume: str | None = field(default=None, metadata={
+        "help": "host dir bind-mounted at /mnt/volume (default: a fresh one for disk-volume)"})
+    state_dir: str = field(default="/tmp", metadata={"help": "where per-instance upper/work dirs go"})
+    userns: bool = field(default=False, metadata={"help": "a user namespace: root inside is uid 100000 outside"})
+    upper_size: str | None = field(default=None, metadata={
+        "help": "the writable layer's size limit, e.g. 64M (its dirs on a tmpfs that big)"})
 
     def __post_init__(self) -> None:
-        if isinstance(self.userns, str):  # from --option container.userns=true
-            self.userns = self.userns.lower() in ("1", "true", "yes", "on")
         if self.network not in ("bridge", "none"):
             raise ValueError(f"network must be bridge or none, not {self.network!r}")
         if self.upper_size is not None:
@@ -69,6 +69,8 @@ class ContainerRunner(Runner):
     name = "container"
     family = "containers"
     description = "namespaces (pid, mnt, uts, ipc, net, cgroup) + cgroup limits + overlay root + veth"
+
+    Options = ContainerConfig
 
     def __init__(self, **options) -> None:
         self.cfg = ContainerConfig(**options)

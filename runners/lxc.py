@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from bench.spec import LaunchSpec
+from runners.base import StateDir
 from runners.process import ProcessRunner, TaskInstance
 
 
@@ -30,6 +31,8 @@ class LxcRunner(ProcessRunner):
     family = "containers"
     kind = "peer"
     description = "lxc-execute on the guest rootfs, empty network, envelope as cgroup limits"
+
+    Options = StateDir
 
     def __init__(self, state_dir: str = "/tmp") -> None:
         super().__init__()

@@ -10,9 +10,9 @@ import shutil
 from pathlib import Path
 
 from bench.spec import LaunchSpec
-from runners.base import GUEST_ENV
-from runners.container import DOCKER_CAPS, MASKED_PROC, READONLY_PROC
 from runners._child import run_quietly
+from runners.base import GUEST_ENV, StateDir
+from runners.container import DOCKER_CAPS, MASKED_PROC, READONLY_PROC
 from runners.process import ProcessRunner, TaskInstance
 
 CFS_PERIOD_US = 100_000
@@ -63,6 +63,8 @@ class OciRunner(ProcessRunner):
     kind = "peer"
     family = "containers"
     state_root = "/run/runc"
+
+    Options = StateDir
 
     def __init__(self, state_dir: str = "/tmp") -> None:
         super().__init__()

@@ -18,7 +18,7 @@ import select
 import shutil
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -67,14 +67,16 @@ _MEM = re.compile(rb"BENCH-MEM (\d+) (\d+)")
 
 @dataclass
 class VmConfig:
-    kernel: str | None = None  # a vmlinux or bzImage; default: Debian's cloud kernel, extracted
-    accel: str = "auto"  # auto (probe KVM, fall back to TCG), kvm or tcg
-    uri: str = "qemu:///system"
-    state_dir: str = "/tmp"
-    default_cpus: int = 1
-    default_memory_mib: int = 512
-    subnet: str = "10.214.0.0/30"  # the tap's host end is .1, the guest's eth0 .2
-    cpu_readback: str = "words"  # how libvirt reads the guest CPU back at start: words (2 reads) or stock
+    kernel: str | None = field(default=None, metadata={
+        "help": "a vmlinux or bzImage (default: Debian's cloud kernel, extracted)"})
+    accel: str = field(default="auto", metadata={"help": "auto (probe KVM, fall back to TCG), kvm or tcg"})
+    uri: str = field(default="qemu:///system", metadata={"help": "libvirt's URI"})
+    state_dir: str = field(default="/tmp", metadata={"help": "where per-instance consoles and disks go"})
+    default_cpus: int = field(default=1, metadata={"help": "vCPUs when --cpus is not given"})
+    default_memory_mib: int = field(default=512, metadata={"help": "guest RAM in MiB when --memory is not given"})
+    subnet: str = field(default="10.214.0.0/30", metadata={"help": "the tap's: host end .1, the guest's eth0 .2"})
+    cpu_readback: str = field(default="words", metadata={
+        "help": "how libvirt reads the guest CPU back at start: words (2 reads) or stock"})
 
     def __post_init__(self) -> None:
         if self.accel not in ("auto", "kvm", "tcg"):
@@ -217,6 +219,8 @@ class VmRunner(Runner):
     max_repeat = 10  # an expensive start: fewer rounds at most
     description = "libvirt/QEMU domain: own kernel (PVH, qboot), rootfs on a read-only virtio disk; KVM or TCG"
     provides = frozenset({"scratch", "server"})
+
+    Options = VmConfig
 
     def __init__(self, **options) -> None:
         self.cfg = VmConfig(**options)

@@ -142,7 +142,8 @@ def test_a_corrupt_run_given_to_report_or_compare_is_one_line_and_exit_2(tmp_pat
 
 @pytest.mark.parametrize("argv, message", [
     (["--option", "vm.kernel=/etc/passwd"], "is not a Linux kernel"),
-    (["--option", "vm.kernal=/boot/vmlinuz"], "unexpected keyword argument 'kernal'"),
+    (["--option", "vm.kernal=/boot/vmlinuz"], "unknown option vm.kernal: it takes kernel, accel"),
+    (["--option", "vm.default_cpus=two"], "bad --option vm.default_cpus='two': a whole number"),
     (["--results-dir", "/etc/passwd/results"], "is not a directory"),
 ])
 def test_bad_input_found_late_is_still_one_line_exit_2_and_writes_nothing(tmp_path, argv, message):
