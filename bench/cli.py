@@ -80,6 +80,8 @@ def build_parser() -> Parser:
                      help="compare NEW against the baseline runs of the host it ran on (bench baseline)")
     cmp.add_argument("--threshold", default="5", help="smallest change that counts, in percent (default 5)")
     cmp.add_argument("--json", action="store_true")
+    cmp.add_argument("--cross-host", action="store_true",
+                     help="compare runs from different machines (refused without it, as pyperf does)")
     cmp.add_argument("--results-dir", default="results", type=Path)
     cmp.add_argument("--baselines-dir", type=Path, help="default: <cache>/baselines")
 
@@ -252,9 +254,11 @@ def cmd_compare(args, console) -> int:
     else:
         if len(args.runs) != 2:
             raise UsageError("compare takes two runs, BASE and NEW (or --baseline-of-host NEW)")
-        base, _ = load_run(resolve_run(args.runs[0], args.results_dir))
-        new, _ = load_run(resolve_run(args.runs[1], args.results_dir))
+        base, base_meta = load_run(resolve_run(args.runs[0], args.results_dir))
+        new, new_meta = load_run(resolve_run(args.runs[1], args.results_dir))
         what, learned = "the two runs", None
+        if not args.cross_host:
+            refuse_other_hosts(base_meta, new_meta)
     verdicts = compare(base, new, threshold, learned)
     if not verdicts:
         raise UsageError(f"{what} and the new run have no (suite, workload, runner, metric) in common")
@@ -263,6 +267,16 @@ def cmd_compare(args, console) -> int:
     else:
         print_verdicts(verdicts, console)
     return 1 if any(v.verdict == "regression" for v in verdicts) else 0
+
+
+def refuse_other_hosts(base_meta: dict, new_meta: dict) -> None:
+    """Two machines differ in more than isolation: their ratios say nothing about a change."""
+    from bench.baseline import host_key
+
+    keys = [host_key(m.get("host", {})) for m in (base_meta, new_meta)]
+    if keys[0] != keys[1]:
+        raise UsageError(f"the runs come from different hosts ({keys[0]} and {keys[1]}): "
+                         "give --cross-host to compare them anyway")
 
 
 def baselines_dir(args) -> Path:

@@ -20,25 +20,24 @@ def to_json(df: pd.DataFrame, meta: dict) -> str:
 
 
 def to_pytest_benchmark(df: pd.DataFrame, meta: dict) -> str:
-    """pytest-benchmark's JSON layout (its `compare` reads it). Times go in seconds, as it expects;
-    other units keep their values, named in extra_info."""
+    """pytest-benchmark's JSON layout, which its `compare` reads, every statistic computed by its own
+    Stats class (quartiles, outliers, ld15iqr/hd15iqr as it defines them). Times go in seconds, as it
+    expects; other units keep their values, named in extra_info."""
+    import pytest_benchmark
+    from pytest_benchmark.stats import Stats
+
     benchmarks = []
     for (suite, workload, runner, metric, unit), group in df[df["ok"]].groupby(KEYS, sort=False):
-        scale = SECONDS_PER.get(unit, 1.0)
-        values = group["value"] * scale
-        q1, q3 = values.quantile(0.25), values.quantile(0.75)
+        stats = Stats()
+        for value in group["value"] * SECONDS_PER.get(unit, 1.0):
+            stats.update(float(value))
         benchmarks.append({
             "group": f"{suite}/{workload}/{metric}", "name": f"{runner}[{metric}]",
             "fullname": f"isobench::{suite}/{workload}::{runner}[{metric}]", "params": None, "param": None,
             "extra_info": {"unit": "s" if unit in SECONDS_PER else unit, "runner": runner},
-            "options": {"disable_gc": False, "timer": "time.monotonic_ns", "min_rounds": len(values),
+            "options": {"disable_gc": False, "timer": "time.monotonic_ns", "min_rounds": stats.rounds,
                         "max_time": None, "min_time": None, "warmup": None},
-            "stats": {"min": values.min(), "max": values.max(), "mean": values.mean(),
-                      "stddev": values.std(ddof=1) if len(values) > 1 else 0.0, "rounds": len(values),
-                      "median": values.median(), "iqr": q3 - q1, "q1": q1, "q3": q3, "iqr_outliers": 0,
-                      "stddev_outliers": 0, "outliers": "0;0", "ld15iqr": values.min(), "hd15iqr": values.max(),
-                      "ops": 1 / values.mean() if values.mean() else 0.0, "total": values.sum(),
-                      "data": values.tolist(), "iterations": 1},
+            "stats": {**stats.as_dict(), "data": stats.data, "iterations": 1},
         })
     host = meta.get("host", {})
     return json.dumps({
@@ -46,7 +45,7 @@ def to_pytest_benchmark(df: pd.DataFrame, meta: dict) -> str:
                          "python_version": meta.get("versions", {}).get("python"), "release": host.get("kernel"),
                          "system": "Linux", "cpu": {"brand_raw": host.get("cpu_model")}},
         "commit_info": {"id": meta.get("run_id")}, "benchmarks": benchmarks,
-        "datetime": meta.get("started"), "version": "4.0.0",
+        "datetime": meta.get("started"), "version": pytest_benchmark.__version__,
     }, indent=1, default=float)
 
 

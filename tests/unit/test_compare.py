@@ -37,9 +37,18 @@ def test_one_sample_is_inconclusive():
     assert judge(FAST[:1], FAST[:1] / 2, "ops/s", 0.05)[0] == "inconclusive"
 
 
-def stored(tmp_path, name, values, unit="ops/s"):
+def stored(tmp_path, name, values, unit="ops/s", host=None):
     samples = [Sample("throughput", "cpu", "container", i, "cpu_ops_s", v, unit).to_dict() for i, v in enumerate(values)]
-    return write_run(tmp_path, name, samples, {"schema_version": 1, "run_id": name, "host": {}, "versions": {}})
+    return write_run(tmp_path, name, samples, {"schema_version": 1, "run_id": name, "host": host or {}, "versions": {}})
+
+
+def test_runs_from_two_hosts_are_refused_unless_cross_host(tmp_path, capsys):
+    a = stored(tmp_path, "a", FAST, host={"hostname": "ci-1", "cpu_model": "Xeon", "cores": 2})
+    b = stored(tmp_path, "b", FAST, host={"hostname": "laptop", "cpu_model": "Ryzen", "cores": 16})
+    assert main(["compare", str(a), str(b)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "different hosts" in err and "--cross-host" in err
+    assert main(["compare", str(a), str(b), "--cross-host"]) == 0
 
 
 def test_cli_exit_codes_and_json(tmp_path, capsys):
@@ -78,6 +87,27 @@ def test_export_formats(tmp_path, capsys):
     (bench,) = doc["benchmarks"]
     assert bench["stats"]["rounds"] == 5 and bench["stats"]["median"] == pytest.approx(100.2)
     assert {"machine_info", "commit_info", "datetime", "version"} <= set(doc)
+
+
+def test_the_pytest_benchmark_export_computes_every_field_and_its_compare_reads_it(tmp_path, capsys):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    values = [100.0, 101, 99, 100.5, 100.2, 130, 70, 100.1]  # two outliers beyond 1.5 IQR
+    a, b = stored(tmp_path, "a", values), stored(tmp_path, "b", [v * 1.1 for v in values])
+    for run in (a, b):
+        main(["export", str(run), "--format", "pytest-benchmark"])
+        (tmp_path / f"{run.name}.json").write_text(capsys.readouterr().out)
+    stats = json.loads((tmp_path / "a.json").read_text())["benchmarks"][0]["stats"]
+    assert stats["iqr_outliers"] == 2 and stats["outliers"] == f"{stats['stddev_outliers']};2"
+    assert stats["ld15iqr"] == 99 and stats["hd15iqr"] == 101  # the extremes within 1.5 IQR, not min/max
+    assert stats["q1"] < stats["median"] < stats["q3"] and stats["iqr"] == pytest.approx(stats["q3"] - stats["q1"])
+    tool = Path(sys.executable).with_name("pytest-benchmark")
+    out = subprocess.run([str(tool), "compare", str(tmp_path / "a.json"), str(tmp_path / "b.json")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "container[cpu_ops_s]" in out.stdout and "Traceback" not in out.stderr
 
 
 def test_export_times_in_seconds_for_pytest_benchmark(tmp_path, capsys):
