@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 
 from bench.errors import UsageError
-from bench.store import STAGING_PREFIX, load_run
+from bench.atomic import STAGING_PREFIX, staged
+from bench.store import load_run
 
 WINDOW = 5
 # What identifies a machine. Not the kernel or the tunables (a change there is what a nightly should
@@ -43,12 +43,10 @@ def update(store: Path, run_dir: Path, window: int = WINDOW) -> tuple[str, list[
     host_dir.mkdir(parents=True, exist_ok=True)
     target = host_dir / meta.get("run_id", run_dir.name)
     if not target.exists():
-        staging = host_dir / f"{STAGING_PREFIX}{target.name}-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir()
-        for name in ("samples.parquet", "meta.json"):
-            shutil.copy2(run_dir / name, staging / name)
-        os.rename(staging, target)
+        with staged(target) as staging:
+            staging.mkdir()
+            for name in ("samples.parquet", "meta.json"):
+                shutil.copy2(run_dir / name, staging / name)
     runs = runs_of(host_dir)
     for old in runs[:-window]:
         shutil.rmtree(old)

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import UsageError
-from bench.store import STAGING_PREFIX
+from bench import atomic
+from bench.atomic import STAGING_PREFIX
 
 STATE_DIR = Path("/tmp")
 
@@ -114,12 +115,13 @@ def run_lock(exclusive: bool) -> int:
 
 
 def staging_dirs(results_dir: Path, reports_dir: Path, cache_dir: Path) -> list[Residue]:
-    """Half-written runs, reports and images a killed `bench` left behind."""
+    """Half-written runs, reports, images, kernels, baselines... a killed `bench` left behind: the
+    staging paths of bench.atomic, anywhere in the cache."""
     found = []
-    for base in (results_dir, reports_dir, cache_dir / "images"):
+    for base in (results_dir, reports_dir):
         if base.is_dir():
             found += [Residue("staging dir", str(p)) for p in base.glob(f"{STAGING_PREFIX}*")]
-    return found
+    return found + [Residue("staging dir", str(p)) for p in atomic.leftovers(cache_dir)]
 
 
 def cgroups() -> list[Residue]:

@@ -16,6 +16,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.atomic import staged
 from bench.errors import UsageError
 from bench.workloads import PROBE_GUEST_PATH, RR_GUEST_PATH, SYSCALL_GUEST_PATH
 
@@ -114,12 +115,10 @@ def build_static(cache_dir: Path, source: Path, cc: tuple[str, str]) -> str:
     key = hashlib.sha256(source.read_bytes() + version.encode()).hexdigest()[:16]
     binary = cache_dir / "probe" / key / f"bench-{source.stem}"
     if not binary.exists():
-        binary.parent.mkdir(parents=True, exist_ok=True)
-        tmp = binary.with_suffix(f".tmp{os.getpid()}")
-        result = run_tool([cc, "-static", "-O2", "-o", str(tmp), str(source)])
-        if result.returncode != 0:
-            raise UsageError(f"cannot build {source.name}: {result.stderr.strip().splitlines()[-1:]} (is libc6-dev installed?)")
-        os.replace(tmp, binary)
+        with staged(binary) as tmp:
+            result = run_tool([cc, "-static", "-O2", "-o", str(tmp), str(source)])
+            if result.returncode != 0:
+                raise UsageError(f"cannot build {source.name}: {result.stderr.strip().splitlines()[-1:]} (is libc6-dev installed?)")
     return str(binary)
 
 
@@ -130,13 +129,8 @@ def build_image(cache_dir: Path) -> Image:
     digest = content_digest(inputs)
     final = cache_dir / "images" / digest
     if not (final / "rootfs").is_dir():
-        staging = cache_dir / "images" / f".bench-tmp-{digest}-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
-        populate_tree(staging / "rootfs", inputs)
-        try:
-            os.rename(staging, final)
-        except OSError:  # another build finished first: theirs is the same content
-            shutil.rmtree(staging, ignore_errors=True)
+        with staged(final, replace=False) as staging:  # another build may finish first: the same content
+            populate_tree(staging / "rootfs", inputs)
     return Image(final / "rootfs", digest, inputs)
 
 

@@ -13,6 +13,8 @@ import stat
 import subprocess
 from pathlib import Path
 
+from bench.atomic import staged
+
 INIT_SOURCE = Path(__file__).parent / "guest" / "init.c"
 SIGNATURE_MAGIC = b"~Module signature appended~\n"
 
@@ -54,9 +56,8 @@ def build_initramfs(init: Path, modules: dict[str, Path], out: Path) -> Path:
     files["init"] = (stat.S_IFREG | 0o755, init.read_bytes())
     for name, path in modules.items():
         files[f"lib/modules/{name}.ko"] = (stat.S_IFREG | 0o644, unsigned(path.read_bytes()))
-    tmp = out.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_bytes(newc_archive(files))
-    os.replace(tmp, out)
+    with staged(out) as tmp:
+        tmp.write_bytes(newc_archive(files))
     return out
 
 
@@ -64,13 +65,12 @@ def build_root_disk(rootfs: Path, out: Path, mkfs: str) -> Path:
     """The rootfs as an ext4 image (no journal: the guest mounts it read-only), written atomically."""
     used = sum(st.st_size for st in (p.lstat() for p in rootfs.rglob("*")) if stat.S_ISREG(st.st_mode))
     size_mib = used * 5 // 4 // 2**20 + 32  # room for metadata and the many small files
-    tmp = out.with_suffix(f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.truncate(size_mib << 20)
-    result = subprocess.run([mkfs, "-q", "-F", "-d", str(rootfs), "-O", "^has_journal", "-E", "nodiscard,root_owner=0:0",
-                             "-L", "bench-root", str(tmp)], capture_output=True, text=True, check=False)
-    if result.returncode:
-        tmp.unlink(missing_ok=True)
-        raise OSError(f"{mkfs} -d {rootfs}: {result.stderr.strip()}")
-    os.replace(tmp, out)
+    with staged(out) as tmp:
+        with open(tmp, "wb") as f:
+            f.truncate(size_mib << 20)
+        result = subprocess.run([mkfs, "-q", "-F", "-d", str(rootfs), "-O", "^has_journal", "-E",
+                                 "nodiscard,root_owner=0:0", "-L", "bench-root", str(tmp)],
+                                capture_output=True, text=True, check=False)
+        if result.returncode:
+            raise OSError(f"{mkfs} -d {rootfs}: {result.stderr.strip()}")
     return out

@@ -8,11 +8,11 @@ import functools
 import hashlib
 import os
 import re
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.atomic import staged
 from bench.errors import UsageError
 
 META_PACKAGE = "linux-image-cloud-amd64"  # small, virtio-first: what a cloud guest runs
@@ -47,18 +47,15 @@ def fetch(cache_dir: Path) -> GuestKernel:
     package = package_name()
     base = cache_dir / "kernels" / package
     if not (base / "vmlinux").exists():
-        staging = base.with_name(f".bench-tmp-{package}-{os.getpid()}")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        got = run_tool(["apt-get", "download", "-q", package], cwd=staging)
-        debs = list(staging.glob("*.deb"))
-        if not debs:
-            raise UsageError(f"cannot download {package}: {got.stderr.decode().strip()[-200:]}")
-        run_tool(["dpkg-deb", "-x", str(debs[0]), str(staging / "tree")])
-        (staging / "vmlinux").write_bytes(vmlinux_of(next((staging / "tree/boot").glob("vmlinuz-*")).read_bytes()))
-        debs[0].unlink()
-        shutil.rmtree(base, ignore_errors=True)
-        os.rename(staging, base)
+        with staged(base) as staging:
+            staging.mkdir()
+            got = run_tool(["apt-get", "download", "-q", package], cwd=staging)
+            debs = list(staging.glob("*.deb"))
+            if not debs:
+                raise UsageError(f"cannot download {package}: {got.stderr.decode().strip()[-200:]}")
+            run_tool(["dpkg-deb", "-x", str(debs[0]), str(staging / "tree")])
+            (staging / "vmlinux").write_bytes(vmlinux_of(next((staging / "tree/boot").glob("vmlinuz-*")).read_bytes()))
+            debs[0].unlink()
     release = next((base / "tree/lib/modules").iterdir()).name
     return GuestKernel(base / "vmlinux", release, module_closure(base / "tree/lib/modules" / release))
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import matplotlib
@@ -15,7 +13,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape  # noqa: E40
 
 from bench.stats import (FAMILIES, HOST_SEP, base_runner, families, headline, median_interval,  # noqa: E402
                          runner_order, startup_cost, summarize)
-from bench.store import STAGING_PREFIX  # noqa: E402
+from bench import atomic  # noqa: E402
 from bench.views import fmt_number, ordered, vs_process  # noqa: E402
 
 HIGH_CV = 0.10
@@ -162,18 +160,15 @@ def warnings(df: pd.DataFrame, summary: pd.DataFrame, meta: dict) -> list[str]:
 
 
 def _staging(out_dir: Path) -> Path:
-    staging = out_dir.parent / f"{STAGING_PREFIX}{out_dir.name}-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    staging = atomic.begin(out_dir)
+    staging.mkdir()
     return staging
 
 
 def _publish(staging: Path, out_dir: Path, template: str, **context) -> Path:
     env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape())
     (staging / "index.html").write_text(env.get_template(template).render(**context))
-    shutil.rmtree(out_dir, ignore_errors=True)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    os.rename(staging, out_dir)
+    atomic.commit(staging, out_dir)
     return out_dir / "index.html"
 
 

@@ -9,11 +9,11 @@ import shutil
 import time
 from pathlib import Path
 
+from bench.atomic import STAGING_PREFIX  # the run's staging dir holds its journal too
 from bench.errors import UsageError
 
 SCHEMA_VERSION = 1
 COLUMNS = ["run_id", "suite", "workload", "runner", "iteration", "metric", "value", "unit", "ok", "error"]
-STAGING_PREFIX = ".bench-tmp-"
 
 
 def new_run_id() -> str:

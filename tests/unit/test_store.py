@@ -64,3 +64,23 @@ def test_corrupt_runs_are_usage_errors(tmp_path):
 def test_run_ids_sort_by_time_and_do_not_collide():
     ids = {store.new_run_id() for _ in range(50)}
     assert len(ids) == 50
+
+
+def test_a_staged_write_is_whole_or_absent_and_clean_finds_what_a_kill_left(tmp_path):
+    from bench import atomic
+
+    target = tmp_path / "kernels" / "linux-image"
+    with pytest.raises(RuntimeError):
+        with atomic.staged(target) as staging:
+            staging.mkdir()
+            (staging / "vmlinux").write_text("half")
+            raise RuntimeError("download failed")
+    assert not target.exists() and atomic.leftovers(tmp_path) == []
+    with atomic.staged(target) as staging:
+        staging.mkdir()
+        (staging / "vmlinux").write_text("whole")
+    assert (target / "vmlinux").read_text() == "whole"
+    killed = atomic.begin(tmp_path / "baselines" / "host" / "run")  # a process killed mid-write leaves this
+    killed.mkdir(parents=True)
+    (killed / "meta.json").write_text("{")
+    assert atomic.leftovers(tmp_path) == [killed]
