@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import asdict, dataclass, field
 
@@ -95,6 +96,9 @@ def parse_cpus(text: str) -> float:
         raise UsageError(f"bad --cpus {text!r}: a positive number such as 1 or 0.5") from None
     if not (cpus > 0 and math.isfinite(cpus)):
         raise UsageError(f"bad --cpus {text!r}: must be greater than 0")
+    usable = len(os.sched_getaffinity(0))
+    if cpus > usable:  # a ratio under an envelope no runner can honour would measure nothing real
+        raise UsageError(f"bad --cpus {text!r}: this host gives at most {usable} CPUs")
     return cpus
 
 

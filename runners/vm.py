@@ -525,10 +525,13 @@ class GuestConsole:
         return {"guest_mem_total_mib": (total, "MiB"), "guest_mem_available_mib": (available, "MiB")}
 
     def console_text(self, data: bytes) -> bytes:
-        """What a person should see of console bytes: no CRs, no BENCH- protocol lines."""
+        """What a person should see of console bytes: no CRs, no BENCH- protocol lines but the init's
+        warnings, as what they say ("cannot exec /nonexistent: No such file or directory")."""
         self._partial = getattr(self, "_partial", b"") + data.replace(b"\r", b"")
         *lines, self._partial = self._partial.split(b"\n")
-        return b"".join(line + b"\n" for line in lines if not line.startswith(b"BENCH-"))
+        shown = (line.removeprefix(b"BENCH-WARN ") for line in lines
+                 if line.startswith(b"BENCH-WARN ") or not line.startswith(b"BENCH-"))
+        return b"".join(line + b"\n" for line in shown)
 
 
 class VmInstance(GuestConsole, ChildInstance):

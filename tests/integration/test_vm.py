@@ -117,3 +117,10 @@ def test_a_guest_libvirt_cannot_start_is_one_line_not_a_traceback(vm):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert out.stderr.startswith("bench: libvirt could not start bench-exec-")
+
+
+def test_bench_exec_of_a_missing_command_in_a_vm_says_why_and_exits_127():
+    out = subprocess.run([*BENCH, "exec", "--runner", "vm", "--", "/nonexistent"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 127
+    assert "cannot exec /nonexistent: No such file or directory" in out.stdout + out.stderr

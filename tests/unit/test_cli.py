@@ -15,6 +15,8 @@ from tests.conftest import BENCH, ROOT
     (["run", "--suite", "startup", "--warmup", "-1"], "--warmup"),
     (["run", "--suite", "startup", "--memory", "12XB"], "bad size"),
     (["run", "--suite", "startup", "--cpus", "-1"], "--cpus"),
+    (["run", "--suite", "startup", "--cpus", "1000"], "this host gives at most"),
+    (["exec", "--runner", "process", "--cpus", "1000", "--", "true"], "this host gives at most"),
     (["run"], "--suite"),
     (["run", "--suite", "startup", "--precision", "0"], "--precision"),
     (["run", "--suite", "startup", "--precision", "five"], "--precision"),
