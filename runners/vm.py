@@ -440,7 +440,8 @@ def scratch_disk(path: Path) -> str:
 
 class Tap:
     """A persistent tap on the host with the subnet's first address; QEMU attaches to it by name
-    (libvirt's managed='no'). The guest gets the second address and no route beyond it."""
+    (libvirt's managed='no'). The guest gets the second address and no route beyond it, and the
+    host forwards nothing that arrives on it."""
 
     TUNSETIFF, TUNSETPERSIST = 0x400454CA, 0x400454CB
     IFF_TAP, IFF_NO_PI = 0x0002, 0x1000
@@ -465,6 +466,10 @@ class Tap:
         finally:
             os.close(fd)
         try:
+            # The host may forward (ip_forward=1 here): a guest that routed through its tap would reach
+            # beyond the host, where a container reaches only its bridge. Nothing it sends is forwarded.
+            for knob, value in ((f"ipv4/conf/{name}/forwarding", "0"), (f"ipv6/conf/{name}/disable_ipv6", "1")):
+                Path(f"/proc/sys/net/{knob}").write_text(value)
             ip("addr", "add", f"{self.host_address}/{net.prefixlen}", "dev", name)
             ip("link", "set", name, "up")
         except OSError:

@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -124,3 +125,36 @@ def test_bench_exec_of_a_missing_command_in_a_vm_says_why_and_exits_127():
                          text=True, timeout=300)
     assert out.returncode == 127
     assert "cannot exec /nonexistent: No such file or directory" in out.stdout + out.stderr
+
+
+@pytest.fixture
+def far_host():
+    """A netns of ours behind a veth, routed from the host: what a guest must not reach through its tap."""
+    names = ("bench-test-far", "bench-farh", "bench-farg")
+    subprocess.run(["ip", "netns", "add", names[0]], check=True)
+    try:
+        for argv in (["link", "add", names[1], "type", "veth", "peer", "name", names[2], "netns", names[0]],
+                     ["addr", "add", "10.215.0.1/30", "dev", names[1]], ["link", "set", names[1], "up"],
+                     ["-n", names[0], "addr", "add", "10.215.0.2/30", "dev", names[2]],
+                     ["-n", names[0], "link", "set", names[2], "up"], ["-n", names[0], "link", "set", "lo", "up"],
+                     ["-n", names[0], "route", "add", "default", "via", "10.215.0.1"]):
+            subprocess.run(["ip", *argv], check=True)
+        yield "10.215.0.2"
+    finally:
+        subprocess.run(["ip", "link", "delete", names[1]], capture_output=True)
+        subprocess.run(["ip", "netns", "delete", names[0]], check=True)
+
+
+def test_a_guest_routing_through_its_tap_reaches_only_the_host_side_of_its_link(vm, image, far_host):
+    gateway = vm.server_side()[1]
+    script = (f"ip route add default via {gateway}; ping -c 1 -W 2 {gateway} >/dev/null && echo HOST-REACHED; "
+              f"ping -c 1 -W 2 {far_host} >/dev/null && echo FAR-REACHED; echo DONE")
+    inst = vm.launch(LaunchSpec("bench-test-vmfwd", ("/bin/sh", "-c", script), str(image.rootfs), server=gateway))
+    try:
+        assert inst.wait_exit(120) == 0
+        out = inst.output.decode(errors="replace")
+    finally:
+        inst.teardown()
+    assert "DONE" in out and "HOST-REACHED" in out, out
+    assert "FAR-REACHED" not in out
+    assert Path(f"/proc/sys/net/ipv4/conf/{vm.tap.name}/forwarding").read_text().strip() == "0"
