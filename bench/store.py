@@ -64,13 +64,16 @@ class Journal:
     def __init__(self, results_dir: Path, run_id: str) -> None:
         self.path = staging_dir(results_dir, run_id) / self.NAME
         self.file = None
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.file = open(self.path, "a")
-        except OSError:
-            self.drop()
+        self.dropped = False
 
     def add(self, samples: list[dict]) -> None:
+        """Opened with the first sample: a run that measures nothing writes nothing."""
+        if self.file is None and not self.dropped:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.file = open(self.path, "a")
+            except OSError:
+                self.drop()
         if self.file is None:
             return
         try:
@@ -81,6 +84,7 @@ class Journal:
 
     def drop(self) -> None:
         self.close()
+        self.dropped = True
         shutil.rmtree(self.path.parent, ignore_errors=True)
 
     def close(self) -> None:
