@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-
-import contextlib
 
 from bench.spec import SCRATCH, Envelope, LaunchSpec
 from runners import cgroups
@@ -22,18 +22,25 @@ from runners.base import GUEST_ENV, Runner
 CGROUP_PEAK = "memory cgroup peak (taskstats unavailable here: {})"
 
 
+_RUNNERS = itertools.count()
+
+
 class ProcessRunner(Runner):
     name = "process"
     family = "process-like"
     description = "plain child process (posix_spawn); the baseline"
     provides = frozenset({"scratch", "server"})
     state_dir = Path("/tmp")  # a disk workload's scratch: /tmp/bench-<instance>/
+    enforcement = {"cpuset": "CPU affinity (sched_setaffinity before posix_spawn)",
+                   "cpu_quota": "a cgroup of its own, CFS quota (no namespaces)",
+                   "memory": "a cgroup of its own, memory limit (no namespaces)"}
 
     def __init__(self) -> None:
         self._taskstats: TaskstatsListener | None = None
         self._mem_method: str | None = None  # decided by the first _listener() call
         self._cgroups: cgroups.CgroupFS | None = None
         self._cgroup: cgroups.Cgroup | None = None  # one for every instance, made when first needed
+        self._limited: Envelope | None = None  # the envelope whose limits _cgroup has
         self._home: list[str] = []  # the worker's own cgroup files, to go back to after a spawn
 
     def available(self) -> tuple[bool, str]:
@@ -64,7 +71,7 @@ class ProcessRunner(Runner):
             if taskstats:
                 taskstats.reset()
             cgroup = self._instance_cgroup(spec.envelope, taskstats is None)
-            with pinned(spec.envelope.cpu_list(sorted(os.sched_getaffinity(0)))), self._inside(cgroup):
+            with pinned(spec.envelope.cpu_list()), self._inside(cgroup):
                 # setsid: a Ctrl-C at the terminal reaches `bench`, which stops cleanly, not the workload
                 pid = os.posix_spawn(path, argv, GUEST_ENV, file_actions=actions, setsid=True)
         except BaseException:
@@ -86,16 +93,22 @@ class ProcessRunner(Runner):
         return self._taskstats
 
     def _instance_cgroup(self, envelope: Envelope, for_peak: bool) -> cgroups.Cgroup | None:
-        """The cgroup the workload starts in, with its peak reset, when one is needed: for the peak
-        where taskstats is refused. Made on the first launch (a warm-up), kept until close()."""
-        if not for_peak:
+        """The cgroup the workload starts in, when one is needed: for the envelope's memory limit or
+        fractional CPU quota (a resource envelope, no namespaces), or for the peak where taskstats is
+        refused. One for the runner's instances one after another: made on the first launch (a
+        warm-up), its peak reset for each, kept until close()."""
+        if not (for_peak or envelope.memory_mib or envelope.quota_us()):
             return None
         if self._cgroup is None:
             self._cgroups = cgroups.detect()
             self._cgroups.ensure_parent()
-            cgroup = self._cgroups.instance(f"bench-{self.name}-{os.getpid()}")
+            # Unique per runner object: the memory suite's idle baseline is a second process runner.
+            cgroup = self._cgroups.instance(f"bench-{self.name}-{os.getpid()}-{next(_RUNNERS)}")
             cgroup.create()
             self._cgroup, self._home = cgroup, self._cgroups.home_join_files(cgroup)
+        if envelope != self._limited:
+            self._cgroup.set_limits(envelope.memory_mib, envelope.quota_us(), None)
+            self._limited = envelope
         self._cgroup.reset_peak()
         return self._cgroup
 
@@ -113,7 +126,7 @@ class ProcessRunner(Runner):
         if self._cgroup:
             self._cgroup.remove()
             self._cgroups.remove_parent()
-        self._taskstats, self._mem_method, self._cgroups, self._cgroup = None, None, None, None
+        self._taskstats, self._mem_method, self._cgroups, self._cgroup, self._limited = None, None, None, None, None
 
 
 class TaskInstance(ChildInstance):
