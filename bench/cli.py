@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bench.baseline import WINDOW
 from bench.errors import MeasurementError, UsageError
-from bench.spec import Envelope, parse_cpus, parse_size_mib, positive_int
+from bench.spec import Envelope, parse_cpus, parse_cpuset, parse_size_mib, positive_int
 
 
 class Parser(argparse.ArgumentParser):
@@ -42,7 +42,9 @@ def build_parser() -> Parser:
                                        "percent of it (default 5)")
     r.add_argument("--max-repeat", help="most rounds per runner with --precision (default: per suite and runner)")
     r.add_argument("--warmup", help="rounds run first and not stored (default: per suite)")
-    r.add_argument("--cpus", help="CPUs per environment, e.g. 1 or 0.5")
+    r.add_argument("--cpus", help="CPUs per environment, e.g. 1 or 0.5 (a fractional N adds a CFS quota)")
+    r.add_argument("--cpuset", help="the CPUs to take the first ceil(--cpus) from, e.g. 1 or 0-3 "
+                                    "(default: every CPU, highest first); the same for every runner")
     r.add_argument("--memory", help="memory per environment, e.g. 512M")
     r.add_argument("--density", help="instances at once in the memory suite's density workload (default 4)")
     r.add_argument("--results-dir", default="results", type=Path)
@@ -54,6 +56,7 @@ def build_parser() -> Parser:
     x = sub.add_parser("exec", help="run one command in one fresh instance; its exit code is passed on")
     x.add_argument("--runner", required=True)
     x.add_argument("--cpus")
+    x.add_argument("--cpuset")
     x.add_argument("--memory")
     x.add_argument("--pids")
     x.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
@@ -110,10 +113,12 @@ def build_parser() -> Parser:
 
 
 def envelope_from(args) -> Envelope:
-    pids = getattr(args, "pids", None)
+    """The envelope as given; its cpuset is --cpuset's candidates until the run resolves it."""
+    pids, cpuset = getattr(args, "pids", None), getattr(args, "cpuset", None)
     return Envelope(cpus=parse_cpus(args.cpus) if args.cpus is not None else None,
                     memory_mib=parse_size_mib(args.memory) if args.memory is not None else None,
-                    pids=positive_int(pids, "--pids") if pids is not None else None)
+                    pids=positive_int(pids, "--pids") if pids is not None else None,
+                    cpuset=tuple(parse_cpuset(cpuset)) if cpuset is not None else None)
 
 
 def parse_options(items: list[str], scoped: bool) -> dict:
@@ -177,7 +182,7 @@ def cmd_exec(args, console) -> int:
     from bench.execute import execute
 
     command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
-    return execute(args.runner, command, envelope_from(args), parse_options(args.option, scoped=False),
+    return execute(args.runner, command, envelope_from(args).resolved(), parse_options(args.option, scoped=False),
                    cache_dir())
 
 

@@ -117,7 +117,8 @@ def suite_envelope(envelope: Envelope, workloads: list[Workload]) -> Envelope:
     for w in workloads:
         defaults.update(SUITE_ENVELOPE.get(w.suite, {}))
     return replace(envelope, cpus=envelope.cpus if envelope.cpus is not None else defaults.get("cpus"),
-                   memory_mib=envelope.memory_mib if envelope.memory_mib is not None else defaults.get("memory_mib"))
+                   memory_mib=envelope.memory_mib if envelope.memory_mib is not None else defaults.get("memory_mib")
+                   ).resolved()
 
 
 def writable_results_dir(path: Path) -> None:
@@ -194,8 +195,8 @@ def _run(opts, console, workloads, wanted, started, run_id) -> tuple[int, Path |
         "rounds": {w: {n: r.as_meta() for n, r in p.items()} for w, p in rounds_meta.items()}, "precision_pct": None if opts.repeat else round(100 * opts.precision, 3),
         "image": {"digest": image.digest, "rootfs": str(image.rootfs)},
         "host": hostinfo.fingerprint(), "versions": hostinfo.versions(),
-        "runners": {n: {"kind": registered()[n].cls.kind, "family": registered()[n].cls.family, **status[n]["config"]}
-                    for n in names},
+        "runners": {n: {"kind": registered()[n].cls.kind, "family": registered()[n].cls.family,
+                        "envelope": status[n]["enforced"], **status[n]["config"]} for n in names},
         "skipped_runners": {n: s["reason"] for n, s in status.items() if n not in names},
         "not_run": not_run, "density": opts.density, "warnings": runner_warnings(samples, names),
         "incomplete": interrupted is not None,

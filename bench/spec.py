@@ -5,26 +5,63 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from bench.errors import UsageError
 
 _SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
+CFS_PERIOD_US = 100_000  # the CFS period of every quota isobench sets (the kernel's default)
+
+
 @dataclass(frozen=True)
 class Envelope:
-    """The resources every environment gets, so that runners compare on equal terms."""
+    """The resources every environment gets, so that runners compare on equal terms: the same CPUs
+    (cpuset: the first ceil(cpus) of --cpuset, chosen once per run), the same CPU bandwidth where
+    cpus is fractional, the same memory limit."""
 
     cpus: float | None = None
     memory_mib: int | None = None
     pids: int | None = None
+    cpuset: tuple[int, ...] | None = None
 
-    def cpu_list(self, online: list[int]) -> list[int] | None:
-        """The CPUs an affinity-only runner pins to: ceil(cpus) of the online ones."""
+    def cpu_list(self, online: list[int] | None = None) -> list[int] | None:
+        """The CPUs the environment runs on: the run's cpuset, else the first ceil(cpus) online."""
         if self.cpus is None:
             return None
-        return online[: max(1, math.ceil(self.cpus))]
+        if self.cpuset:
+            return list(self.cpuset)
+        return sorted(online or os.sched_getaffinity(0))[: max(1, math.ceil(self.cpus))]
+
+    def quota_us(self) -> int | None:
+        """The CFS quota per CFS_PERIOD_US: only for a fractional cpus (a whole N is its N CPUs)."""
+        if self.cpus is None or self.cpus == math.ceil(self.cpus):
+            return None
+        return round(self.cpus * CFS_PERIOD_US)
+
+    def resolved(self) -> "Envelope":
+        """The CPUs chosen once: the first ceil(cpus) of cpuset (the --cpuset candidates, default
+        every CPU, highest first). --cpuset alone means all of those CPUs."""
+        candidates = list(self.cpuset or default_cpuset())
+        cpus = self.cpus if self.cpus is not None else (len(candidates) if self.cpuset else None)
+        if cpus is None:
+            return replace(self, cpuset=None)
+        need = max(1, math.ceil(cpus))
+        if need > len(candidates):
+            raise UsageError(f"--cpus {cpus:g} needs {need} CPUs; --cpuset gives {len(candidates)}")
+        return replace(self, cpus=cpus, cpuset=tuple(candidates[:need]))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Envelope":
+        """From its JSON form (the worker protocol, meta.json)."""
+        cpuset = data.get("cpuset")
+        return cls(**{**data, "cpuset": tuple(cpuset) if cpuset else None})
+
+    def cpuset_text(self) -> str | None:
+        """The cpu list as cgroups and runtimes write it: "1", "0,1"."""
+        cpus = self.cpu_list()
+        return None if cpus is None else ",".join(map(str, cpus))
 
 
 @dataclass(frozen=True)
@@ -100,6 +137,27 @@ def parse_cpus(text: str) -> float:
     if cpus > usable:  # a ratio under an envelope no runner can honour would measure nothing real
         raise UsageError(f"bad --cpus {text!r}: this host gives at most {usable} CPUs")
     return cpus
+
+
+def parse_cpuset(text: str) -> list[int]:
+    """'1', '0-3', '3,1' -> CPU numbers in the order given; UsageError unless this process may use each."""
+    cpus: list[int] = []
+    try:
+        for part in text.split(","):
+            low, dash, high = part.strip().partition("-")
+            cpus += range(int(low), int(high if dash else low) + 1)
+    except ValueError:
+        raise UsageError(f"bad --cpuset {text!r}: CPU numbers and ranges such as 1 or 0-3,6") from None
+    usable = os.sched_getaffinity(0)
+    bad = [c for c in cpus if c not in usable]
+    if bad or not cpus:
+        raise UsageError(f"bad --cpuset {text!r}: this host gives CPUs {','.join(map(str, sorted(usable)))}")
+    return list(dict.fromkeys(cpus))
+
+
+def default_cpuset() -> list[int]:
+    """Every CPU this process may use, highest first: CPU 0 takes most of a host's interrupts."""
+    return sorted(os.sched_getaffinity(0), reverse=True)
 
 
 def positive_int(text: str, what: str, minimum: int = 1) -> int:

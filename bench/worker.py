@@ -46,11 +46,12 @@ class Worker:
             if ok:
                 runner.prepare(msg["rootfs"], msg["image_digest"], msg["cache_dir"])
             report[name] = {"available": ok, "reason": reason, "config": runner.config() if ok else {},
-                            "provides": sorted(runner.provides)}
+                            "provides": sorted(runner.provides),
+                            "enforced": runner.enforced(Envelope.from_dict(msg["envelope"]))}
             if ok:
                 self.runners[name] = runner
         self.base = {"rootfs": msg["rootfs"], "host_paths": msg["host_paths"],
-                     "envelope": Envelope(**msg["envelope"])}
+                     "envelope": Envelope.from_dict(msg["envelope"])}
         return {"op": "init", "runners": report}
 
     def measure(self, msg: dict) -> dict:

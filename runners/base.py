@@ -12,6 +12,7 @@ from bench.spec import LaunchSpec
 GUEST_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": "/", "LC_ALL": "C"}
 
 
+NOT_ENFORCED = "not enforced"
 # The families the report groups runners by, cheapest isolation first.
 FAMILIES = ("process-like", "containers", "sandboxes", "VMs")
 
@@ -81,6 +82,10 @@ class Runner(ABC):
     family: ClassVar[str] = "containers"  # one of FAMILIES: where the report puts it
     # The most rounds --precision adds for this runner (a VM's start costs seconds, a process's a ms).
     max_repeat: ClassVar[int] = 30
+    # How it enforces each part of the envelope (recorded per run in meta.json, listed by `bench list
+    # runners`); a part it cannot enforce starts with NOT_ENFORCED and says why.
+    enforcement: ClassVar[dict[str, str]] = {"cpuset": NOT_ENFORCED, "cpu_quota": NOT_ENFORCED,
+                                             "memory": NOT_ENFORCED}
     # Its options, as a dataclass whose fields are typed and defaulted (help in metadata): given as
     # `--option NAME.KEY=VALUE`, converted and checked by bench.options, passed to __init__ as keywords.
     Options: ClassVar[type | None] = None
@@ -112,6 +117,12 @@ class Runner(ABC):
 
     def close(self) -> None:
         """Release what the runner holds across instances."""
+
+    def enforced(self, envelope) -> dict[str, str]:
+        """The mechanism behind each part of this envelope that is set (cpuset, cpu_quota, memory)."""
+        given = {"cpuset": envelope.cpuset is not None, "cpu_quota": envelope.quota_us() is not None,
+                 "memory": envelope.memory_mib is not None}
+        return {part: how for part, how in self.enforcement.items() if given[part]}
 
     def doctor_checks(self, cache_dir: str) -> list[Check]:
         """What `bench doctor` should check for this runner beyond available(); changes nothing."""

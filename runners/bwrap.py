@@ -1,4 +1,5 @@
-"""bubblewrap as a peer: `bwrap --unshare-all` on the same rootfs (no cgroups; CPU affinity only)."""
+"""bubblewrap as a peer: `bwrap --unshare-all` on the same rootfs. bubblewrap has no cgroups of its own:
+it starts inside the process runner's envelope (CPU affinity, and a cgroup for a quota or a memory limit)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ class BwrapRunner(ProcessRunner):
 
     def config(self) -> dict:
         return {**super().config(), "spawn": "bwrap --unshare-all --die-with-parent",
-                "limits": "none (bubblewrap has no cgroups); --cpus applied as CPU affinity"}
+                "limits": "the process runner's: affinity, and a cgroup of its own for a quota or memory"}
 
     def launch(self, spec: LaunchSpec) -> TaskInstance:
         bwrap = shutil.which("bwrap")

@@ -15,12 +15,13 @@ import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 
+from bench.spec import CFS_PERIOD_US
+
 PARENT = "bench"
 # Held shared by every runner that makes cgroups under PARENT, from its first instance to its close:
 # only the last one out, on this host, may rmdir the parent (runs can overlap; see remove_parent).
 PARENT_LOCK = Path("/run/lock/isobench-cgroups.lock")
-CFS_PERIOD_US = 100_000
-V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids")
+V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "cpuset")
 
 
 class Cgroup(ABC):
@@ -41,7 +42,9 @@ class Cgroup(ABC):
         return self.procs_files
 
     @abstractmethod
-    def set_limits(self, memory_mib: int | None, cpus: float | None, pids: int | None) -> None: ...
+    def set_limits(self, memory_mib: int | None, quota_us: int | None, pids: int | None,
+                   cpuset: str | None = None) -> None:
+        """The envelope's limits: memory, the CFS quota per CFS_PERIOD_US, pids, the CPU list."""
 
     @abstractmethod
     def memory_peak_bytes(self) -> int | None: ...
@@ -107,17 +110,19 @@ class CgroupV1(Cgroup):
         spell waits an RCU grace period: 5 to 16 ms here, against 0.04 ms (measured)."""
         return [str(d / "tasks") for d in self.dirs]
 
-    def set_limits(self, memory_mib, cpus, pids) -> None:
+    def set_limits(self, memory_mib, quota_us, pids, cpuset=None) -> None:
         mem = self.by_controller["memory"]
         if memory_mib is not None:
             _write(mem / "memory.limit_in_bytes", str(memory_mib << 20))
             if (mem / "memory.memsw.limit_in_bytes").exists():  # no escape into swap
                 _write(mem / "memory.memsw.limit_in_bytes", str(memory_mib << 20))
-        if cpus is not None:
+        if quota_us is not None:
             _write(self.by_controller["cpu"] / "cpu.cfs_period_us", str(CFS_PERIOD_US))
-            _write(self.by_controller["cpu"] / "cpu.cfs_quota_us", str(round(cpus * CFS_PERIOD_US)))
+            _write(self.by_controller["cpu"] / "cpu.cfs_quota_us", str(quota_us))
         if pids is not None:
             _write(self.by_controller["pids"] / "pids.max", str(pids))
+        if cpuset is not None:  # its mems came from the parent at mkdir (cgroup.clone_children)
+            _write(self.by_controller["cpuset"] / "cpuset.cpus", cpuset)
 
     def memory_peak_bytes(self) -> int | None:
         return _read_int(self.by_controller["memory"] / "memory.max_usage_in_bytes")
@@ -138,15 +143,17 @@ class CgroupV2(Cgroup):
         self.dir = self.dirs[0]
         self._peak_fd: int | None = None  # memory.peak, reset through this fd (kernel 6.12+)
 
-    def set_limits(self, memory_mib, cpus, pids) -> None:
+    def set_limits(self, memory_mib, quota_us, pids, cpuset=None) -> None:
         if memory_mib is not None:
             _write(self.dir / "memory.max", str(memory_mib << 20))
             if (self.dir / "memory.swap.max").exists():
                 _write(self.dir / "memory.swap.max", "0")
-        if cpus is not None:
-            _write(self.dir / "cpu.max", f"{round(cpus * CFS_PERIOD_US)} {CFS_PERIOD_US}")
+        if quota_us is not None:
+            _write(self.dir / "cpu.max", f"{quota_us} {CFS_PERIOD_US}")
         if pids is not None:
             _write(self.dir / "pids.max", str(pids))
+        if cpuset is not None:
+            _write(self.dir / "cpuset.cpus", cpuset)
 
     def memory_peak_bytes(self) -> int | None:
         if self._peak_fd is None:
@@ -233,10 +240,18 @@ class CgroupFS:
         if self.version == 2:
             (self.root / PARENT).mkdir(exist_ok=True)
             for d in (self.root, self.root / PARENT):
-                _write(d / "cgroup.subtree_control", "+memory +cpu +pids")
+                _write(d / "cgroup.subtree_control", "+memory +cpu +pids +cpuset")
         else:
             for c in V1_CONTROLLERS:
                 (self.mounts[c] / PARENT).mkdir(exist_ok=True)
+            # A v1 cpuset takes no task until it has CPUs and memory nodes: the parent copies them
+            # from the root, and every child copies them from the parent when it is made.
+            cpuset = self.mounts["cpuset"]
+            for name in ("cpuset.cpus", "cpuset.mems"):
+                if (cpuset / name).exists() and not (cpuset / PARENT / name).read_text().strip():
+                    _write(cpuset / PARENT / name, (cpuset / name).read_text().strip())
+            if (cpuset / PARENT / "cgroup.clone_children").exists():
+                _write(cpuset / PARENT / "cgroup.clone_children", "1")
 
     def remove_parent(self) -> None:
         """Give up this runner's share; the last user on the host rmdirs the (empty) bench parent(s).

@@ -71,6 +71,7 @@ class ContainerRunner(Runner):
     description = "namespaces (pid, mnt, uts, ipc, net, cgroup) + cgroup limits + overlay root + veth"
 
     Options = ContainerConfig
+    enforcement = {"cpuset": "cpuset cgroup", "cpu_quota": "cpu cgroup, CFS quota", "memory": "memory cgroup"}
 
     def __init__(self, **options) -> None:
         self.cfg = ContainerConfig(**options)
@@ -126,7 +127,8 @@ class ContainerRunner(Runner):
             inst.spawn(self.init, spec, self.cfg, address, self.cfg.volume or dirs.get("volume"), base)
             # init execs and unshares on the other core meanwhile; pid 1 waits for these
             inst.cgroup.create()
-            inst.cgroup.set_limits(spec.envelope.memory_mib, spec.envelope.cpus, spec.envelope.pids)
+            env = spec.envelope
+            inst.cgroup.set_limits(env.memory_mib, env.quota_us(), env.pids, env.cpuset_text())
             if self.cfg.upper_size:  # like Docker's --storage-opt size: writes beyond it get ENOSPC
                 base.mkdir(parents=True)
                 linux.mount("tmpfs", str(base), "tmpfs", linux.MS_NOSUID | linux.MS_NODEV,

@@ -28,6 +28,8 @@ class DockerRunner(ProcessRunner):
     name = "docker"
     family = "containers"
     max_repeat = 10  # an expensive start: fewer rounds at most
+    enforcement = {"cpuset": "cpuset cgroup (--cpuset-cpus)", "cpu_quota": "cpu cgroup (--cpus)",
+                   "memory": "memory cgroup (--memory)"}
     kind = "peer"
     description = "docker run --network none of the guest rootfs, imported as an image"
     cannot_measure = {"mem_peak_mib": "the container's processes belong to containerd, not to the harness, "
@@ -70,7 +72,8 @@ class DockerRunner(ProcessRunner):
         cli = self.cli()
         env = spec.envelope
         argv = [cli, "run", *self.run_options(), "--name", spec.name, "--hostname", spec.name[:63]]
-        argv += ["--cpus", str(env.cpus)] if env.cpus else []
+        argv += ["--cpuset-cpus", env.cpuset_text()] if env.cpus else []
+        argv += ["--cpus", str(env.cpus)] if env.quota_us() else []
         argv += ["--memory", f"{env.memory_mib}m"] if env.memory_mib else []
         argv += ["--pids-limit", str(env.pids)] if env.pids else []
         instance = self.spawn(cli, [*argv, self.tag, *spec.argv], spec)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from bench.spec import LaunchSpec
+from bench.spec import CFS_PERIOD_US, LaunchSpec
 from runners.base import StateDir
 from runners.process import ProcessRunner, TaskInstance
 
@@ -18,9 +18,11 @@ def lxc_config(spec: LaunchSpec, cgroup_version: int) -> str:
     if env.memory_mib:
         lines.append(f"lxc.cgroup{'' if v1 else '2'}.memory.{'limit_in_bytes' if v1 else 'max'} = {env.memory_mib << 20}")
     if env.cpus:
-        quota = round(env.cpus * 100_000)
-        lines += ([f"lxc.cgroup.cpu.cfs_quota_us = {quota}", "lxc.cgroup.cpu.cfs_period_us = 100000"] if v1
-                  else [f"lxc.cgroup2.cpu.max = {quota} 100000"])
+        lines.append(f"lxc.cgroup{'' if v1 else '2'}.cpuset.cpus = {env.cpuset_text()}")
+    if env.quota_us():
+        quota = env.quota_us()
+        lines += ([f"lxc.cgroup.cpu.cfs_quota_us = {quota}", f"lxc.cgroup.cpu.cfs_period_us = {CFS_PERIOD_US}"] if v1
+                  else [f"lxc.cgroup2.cpu.max = {quota} {CFS_PERIOD_US}"])
     if env.pids:
         lines.append(f"lxc.cgroup{'' if v1 else '2'}.pids.max = {env.pids}")
     return "\n".join(lines) + "\n"
@@ -33,6 +35,8 @@ class LxcRunner(ProcessRunner):
     description = "lxc-execute on the guest rootfs, empty network, envelope as cgroup limits"
 
     Options = StateDir
+    enforcement = {"cpuset": "cpuset cgroup (lxc.cgroup.cpuset.cpus)", "cpu_quota": "cpu cgroup (lxc.cgroup)",
+                   "memory": "memory cgroup (lxc.cgroup)"}
 
     def __init__(self, state_dir: str = "/tmp") -> None:
         super().__init__()

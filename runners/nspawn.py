@@ -1,5 +1,6 @@
 """systemd-nspawn as a peer, on the same rootfs (read-only, private network, loopback only). Without
-systemd as init there are no scope units, so no limits: --cpus applies as CPU affinity only."""
+systemd as init there are no scope units: it starts inside the process runner's envelope (CPU affinity, and
+a cgroup for a quota or a memory limit)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ class NspawnRunner(ProcessRunner):
 
     def config(self) -> dict:
         return {**super().config(), "spawn": "systemd-nspawn --register=no --keep-unit --pipe",
-                "limits": "none without systemd as init; --cpus applied as CPU affinity"}
+                "limits": "the process runner's: affinity, and a cgroup of its own for a quota or memory"}
 
     def launch(self, spec: LaunchSpec) -> TaskInstance:
         nspawn = shutil.which("systemd-nspawn")

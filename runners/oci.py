@@ -9,13 +9,12 @@ import os
 import shutil
 from pathlib import Path
 
-from bench.spec import LaunchSpec
+from bench.spec import CFS_PERIOD_US, LaunchSpec
 from runners._child import run_quietly
 from runners.base import GUEST_ENV, StateDir
 from runners.container import DOCKER_CAPS, MASKED_PROC, READONLY_PROC
 from runners.process import ProcessRunner, TaskInstance
 
-CFS_PERIOD_US = 100_000
 
 
 def oci_config(spec: LaunchSpec, cgroups_path: str) -> dict:
@@ -26,7 +25,9 @@ def oci_config(spec: LaunchSpec, cgroups_path: str) -> dict:
     if env.memory_mib:
         resources["memory"] = {"limit": env.memory_mib << 20, "swap": env.memory_mib << 20}
     if env.cpus:
-        resources["cpu"] = {"quota": round(env.cpus * CFS_PERIOD_US), "period": CFS_PERIOD_US}
+        resources["cpu"] = {"cpus": env.cpuset_text()}
+        if env.quota_us():
+            resources["cpu"] |= {"quota": env.quota_us(), "period": CFS_PERIOD_US}
     if env.pids:
         resources["pids"] = {"limit": env.pids}
     nosuid = ["nosuid", "noexec", "nodev"]
@@ -62,6 +63,9 @@ class OciRunner(ProcessRunner):
     runtime = "runc"
     kind = "peer"
     family = "containers"
+    enforcement = {"cpuset": "cpuset cgroup (OCI linux.resources.cpu.cpus)",
+                   "cpu_quota": "cpu cgroup (OCI linux.resources.cpu.quota)",
+                   "memory": "memory cgroup (OCI linux.resources.memory)"}
     state_root = "/run/runc"
 
     Options = StateDir

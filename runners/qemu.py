@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import time
+from dataclasses import replace
 
 from bench.spec import LaunchSpec
 from runners.process import ProcessRunner, TaskInstance
@@ -56,6 +57,9 @@ class QemuRunner(VmRunner):
     def config(self) -> dict:
         return {**super().config(), "launcher": f"{QEMU} directly (libvirt only for the shared KVM probe)"}
 
+    enforcement = {"cpuset": "CPU affinity of every QEMU thread (as taskset)",
+                   "cpu_quota": "a cgroup of its own around QEMU, CFS quota", "memory": "guest RAM"}
+
     def doctor_checks(self, cache_dir: str) -> list:
         return []  # no libvirt on its path; the KVM verdict is the vm runner's, shared
 
@@ -74,7 +78,8 @@ class QemuRunner(VmRunner):
                 "-append", guest_cmdline(spec.argv, self.boot_modules(), vcpus=vcpus, host=self.host_params),
                 "-serial", "stdio", "-no-reboot", "-name", spec.name]
         argv += ["-cpu", "host"] if self.accel == "kvm" else []
-        return self.spawner.spawn(QEMU, argv, spec, QemuInstance)
+        # Guest RAM is the memory envelope: a memory cgroup on QEMU as well would count the guest twice.
+        return self.spawner.spawn(QEMU, argv, replace(spec, envelope=replace(env, memory_mib=None)), QemuInstance)
 
     def close(self) -> None:
         super().close()

@@ -12,6 +12,7 @@ import functools
 import hashlib
 import inspect
 import json
+import math
 import os
 import re
 import select
@@ -24,7 +25,7 @@ from xml.sax.saxutils import escape
 
 from bench.errors import MeasurementError
 from bench.interrupts import held
-from bench.spec import SCRATCH, LaunchSpec
+from bench.spec import CFS_PERIOD_US, SCRATCH, LaunchSpec
 from runners._child import ChildInstance, run_quietly
 from runners.base import GUEST_ENV, Check, Runner
 
@@ -89,9 +90,21 @@ def _pci(slot: int) -> str:
     return f"<address type='pci' domain='0' bus='0' slot='{slot}' function='0'/>"
 
 
+def cputune_xml(vcpus: int, cpuset: list[int] | None, quota_us: int | None) -> str:
+    """Pure: every vCPU pinned to a CPU of the run's set, QEMU's emulator and I/O threads to the set,
+    and a fractional --cpus as a quota on the whole guest (libvirt's global_quota)."""
+    if not cpuset:
+        return ""
+    pins = "".join(f"<vcpupin vcpu='{i}' cpuset='{cpuset[i % len(cpuset)]}'/>" for i in range(vcpus))
+    every = ",".join(map(str, cpuset))
+    quota = (f"<global_period>{CFS_PERIOD_US}</global_period><global_quota>{quota_us}</global_quota>"
+             if quota_us else "")
+    return f"<cputune>{pins}<emulatorpin cpuset='{every}'/>{quota}</cputune>"
+
+
 def domain_xml(name: str, accel: str, vcpus: int, memory_mib: int, kernel: str, initrd: str, root: str,
                cmdline: str, console: str, disk: str | None = None, tap: str | None = None,
-               cpu_readback: str = "words") -> str:
+               cpu_readback: str = "words", cputune: str = "") -> str:
     """Pure: the smallest domain that boots: no USB, no balloon, no display, one serial port; the
     read-only root disk; a virtio-blk scratch disk (host page cache bypassed) and a virtio NIC on our
     own tap when asked; libvirt's CPU readback as CPU_READBACK says."""
@@ -108,6 +121,7 @@ def domain_xml(name: str, accel: str, vcpus: int, memory_mib: int, kernel: str, 
   <name>{escape(name)}</name>
   <memory unit='MiB'>{memory_mib}</memory>
   <vcpu>{vcpus}</vcpu>
+  {cputune}
   <os>
     <type arch='x86_64' machine='{MACHINE}'>hvm</type>
     <loader type='rom' readonly='yes'>{QBOOT}</loader>
@@ -221,6 +235,9 @@ class VmRunner(Runner):
     provides = frozenset({"scratch", "server"})
 
     Options = VmConfig
+    enforcement = {"cpuset": "every vCPU pinned, emulator and I/O threads on the set (libvirt cputune)",
+                   "cpu_quota": "CFS quota on the guest's vCPUs (libvirt global_quota)",
+                   "memory": "guest RAM"}
 
     def __init__(self, **options) -> None:
         self.cfg = VmConfig(**options)
@@ -362,7 +379,8 @@ class VmRunner(Runner):
                 "or see `bench doctor`"]
 
     def vcpus(self, envelope) -> int:
-        return max(1, round(envelope.cpus or self.cfg.default_cpus))
+        """One vCPU per CPU of the envelope's set (ceil(--cpus)); default_cpus without --cpus."""
+        return max(1, math.ceil(envelope.cpus)) if envelope.cpus else self.cfg.default_cpus
 
     def boot_modules(self, *extra: str) -> list[str]:
         """The modules the init loads: the root disk's, extra ones, and their dependencies first."""
@@ -398,7 +416,8 @@ class VmRunner(Runner):
             xml = domain_xml(spec.name, accel, vcpus,
                              env.memory_mib or self.cfg.default_memory_mib, str(self.kernel.vmlinux),
                              str(self.initrd), str(self.root_disk), cmdline, str(state / "console.sock"), disk,
-                             tap.name if tap else None, self.cfg.cpu_readback)
+                             tap.name if tap else None, self.cfg.cpu_readback,
+                             cputune_xml(vcpus, env.cpu_list(), env.quota_us()))
             started = time.monotonic_ns()
             try:
                 domain = self.conn.createXML(xml, 0)  # transient: gone once destroyed; QEMU runs the guest

@@ -27,8 +27,8 @@ def test_v2_detected_and_parent_enables_controllers(tmp_path):
     fs = detect(str(root), mountinfo="/nonexistent")
     assert fs.version == 2
     fs.ensure_parent()
-    assert (root / "cgroup.subtree_control").read_text() == "+memory +cpu +pids"
-    assert (root / "bench" / "cgroup.subtree_control").read_text() == "+memory +cpu +pids"
+    assert (root / "cgroup.subtree_control").read_text() == "+memory +cpu +pids +cpuset"
+    assert (root / "bench" / "cgroup.subtree_control").read_text() == "+memory +cpu +pids +cpuset"
 
 
 def test_v2_limits_and_accounting(tmp_path):
@@ -39,11 +39,12 @@ def test_v2_limits_and_accounting(tmp_path):
     assert isinstance(cg, CgroupV2)
     cg.create()
     (cg.dir / "memory.swap.max").write_text("max\n")
-    cg.set_limits(memory_mib=64, cpus=0.5, pids=32)
+    cg.set_limits(memory_mib=64, quota_us=50_000, pids=32, cpuset="1")
     assert (cg.dir / "memory.max").read_text() == str(64 << 20)
     assert (cg.dir / "memory.swap.max").read_text() == "0"
     assert (cg.dir / "cpu.max").read_text() == "50000 100000"
     assert (cg.dir / "pids.max").read_text() == "32"
+    assert (cg.dir / "cpuset.cpus").read_text() == "1"
     assert cg.procs_files == [str(cg.dir / "cgroup.procs")]
     assert cg.self_join_files == cg.procs_files  # v2 has no per-thread move for a domain cgroup
     (cg.dir / "memory.peak").write_text("1048576\n")
@@ -59,7 +60,7 @@ def test_v2_without_swap_accounting_skips_swap(tmp_path):
     fs.ensure_parent()
     cg = fs.instance("bench-y")
     cg.create()
-    cg.set_limits(memory_mib=8, cpus=None, pids=None)
+    cg.set_limits(memory_mib=8, quota_us=None, pids=None)
     assert not (cg.dir / "memory.swap.max").exists() and not (cg.dir / "cpu.max").exists()
 
 
@@ -98,18 +99,19 @@ def test_v1_mounts_from_real_mountinfo(data_dir):
 
 
 def test_v1_limits_go_to_each_controller(tmp_path):
-    mounts = {c: tmp_path / c for c in ("memory", "cpu", "cpuacct", "pids")}
+    mounts = {c: tmp_path / c for c in cgroups.V1_CONTROLLERS}
     for m in mounts.values():
         (m / "bench").mkdir(parents=True)
     cg = CgroupV1(mounts, "bench-x")
     cg.create()
     (cg.by_controller["memory"] / "memory.memsw.limit_in_bytes").write_text("")
-    cg.set_limits(memory_mib=64, cpus=1.5, pids=10)
+    cg.set_limits(memory_mib=64, quota_us=150_000, pids=10, cpuset="0,1")
     assert (cg.by_controller["memory"] / "memory.limit_in_bytes").read_text() == str(64 << 20)
     assert (cg.by_controller["memory"] / "memory.memsw.limit_in_bytes").read_text() == str(64 << 20)
     assert (cg.by_controller["cpu"] / "cpu.cfs_quota_us").read_text() == "150000"
     assert (cg.by_controller["pids"] / "pids.max").read_text() == "10"
-    assert len(cg.procs_files) == 4
+    assert (cg.by_controller["cpuset"] / "cpuset.cpus").read_text() == "0,1"
+    assert len(cg.procs_files) == 5
     assert sorted(cg.self_join_files) == sorted(str(d / "tasks") for d in cg.dirs)  # a thread moving itself: no RCU wait
     (cg.by_controller["memory"] / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")
     assert cg.oom_kills() == 2
@@ -123,13 +125,13 @@ def test_missing_v1_controller_is_reported(tmp_path):
 
 def test_v1_home_join_files_lead_back_to_each_hierarchy_own_cgroup(tmp_path):
     mounts = {"memory": tmp_path / "memory", "cpu": tmp_path / "cpu,cpuacct", "cpuacct": tmp_path / "cpu,cpuacct",
-              "pids": tmp_path / "pids"}
+              "pids": tmp_path / "pids", "cpuset": tmp_path / "cpuset"}
     fs = cgroups.CgroupFS(1, tmp_path, mounts)
     cg = fs.instance("bench-x")
-    proc_self = "12:pids:/ci/job\n5:cpu,cpuacct:/\n4:memory:/ci/job\n0::/\n"
+    proc_self = "12:pids:/ci/job\n5:cpu,cpuacct:/\n4:memory:/ci/job\n3:cpuset:/\n0::/\n"
     home = fs.home_join_files(cg, proc_self)
     assert home == [str(tmp_path / "memory/ci/job/tasks"), str(tmp_path / "cpu,cpuacct/tasks"),
-                    str(tmp_path / "pids/ci/job/tasks")]
+                    str(tmp_path / "pids/ci/job/tasks"), str(tmp_path / "cpuset/tasks")]
     assert len(home) == len(cg.self_join_files)  # file for file
 
 

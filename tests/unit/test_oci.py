@@ -3,14 +3,15 @@ from runners.oci import hybrid_v2_controllers, oci_config
 
 
 def test_bundle_carries_envelope_and_docker_defaults():
-    spec = LaunchSpec("bench-x", ("/bin/bench-probe",), "/img/rootfs", envelope=Envelope(cpus=0.5, memory_mib=64, pids=32))
+    spec = LaunchSpec("bench-x", ("/bin/bench-probe",), "/img/rootfs",
+                      envelope=Envelope(cpus=0.5, memory_mib=64, pids=32, cpuset=(1,)))
     cfg = oci_config(spec, "/bench/bench-x")
     assert cfg["root"] == {"path": "/img/rootfs", "readonly": True}
     assert cfg["process"]["args"] == ["/bin/bench-probe"] and cfg["process"]["noNewPrivileges"]
     assert "CAP_SYS_ADMIN" not in cfg["process"]["capabilities"]["bounding"]
     assert "CAP_NET_RAW" in cfg["process"]["capabilities"]["effective"]
     res = cfg["linux"]["resources"]
-    assert res["memory"]["limit"] == 64 << 20 and res["cpu"] == {"quota": 50000, "period": 100000}
+    assert res["memory"]["limit"] == 64 << 20 and res["cpu"] == {"cpus": "1", "quota": 50000, "period": 100000}
     assert res["pids"] == {"limit": 32}
     assert cfg["linux"]["cgroupsPath"] == "/bench/bench-x"
     assert {n["type"] for n in cfg["linux"]["namespaces"]} == {"pid", "network", "ipc", "uts", "mount", "cgroup"}
@@ -32,10 +33,16 @@ def test_hybrid_controllers(tmp_path):
 def test_lxc_config_for_v1_and_v2():
     from runners.lxc import lxc_config
 
-    spec = LaunchSpec("bench-l", ("/bin/true",), "/r", envelope=Envelope(cpus=0.5, memory_mib=64, pids=10))
+    spec = LaunchSpec("bench-l", ("/bin/true",), "/r", envelope=Envelope(cpus=0.5, memory_mib=64, pids=10, cpuset=(1,)))
     v1 = lxc_config(spec, 1)
     assert "lxc.rootfs.path = dir:/r" in v1 and "lxc.net.0.type = empty" in v1
     assert f"lxc.cgroup.memory.limit_in_bytes = {64 << 20}" in v1 and "lxc.cgroup.cpu.cfs_quota_us = 50000" in v1
     v2 = lxc_config(spec, 2)
     assert f"lxc.cgroup2.memory.max = {64 << 20}" in v2 and "lxc.cgroup2.cpu.max = 50000 100000" in v2
     assert "lxc.cgroup2.pids.max = 10" in v2
+    assert "lxc.cgroup.cpuset.cpus = 1" in v1 and "lxc.cgroup2.cpuset.cpus = 1" in v2
+
+
+def test_a_whole_cpu_count_is_a_cpuset_and_no_quota():
+    spec = LaunchSpec("bench-z", ("/bin/true",), "/r", envelope=Envelope(cpus=2, cpuset=(1, 0)))
+    assert oci_config(spec, "/bench/bench-z")["linux"]["resources"]["cpu"] == {"cpus": "1,0"}

@@ -34,3 +34,30 @@ def test_cpu_list_rounds_up_fractional_cpus():
     assert Envelope(cpus=0.5).cpu_list([0, 1]) == [0]
     assert Envelope(cpus=1.5).cpu_list([0, 1, 2]) == [0, 1]
     assert Envelope().cpu_list([0, 1]) is None
+
+
+def test_the_envelope_takes_the_first_cpus_of_the_cpuset_and_a_quota_only_when_fractional(monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    half = Envelope(cpus=0.5).resolved()
+    assert half.cpuset == (3,) and half.quota_us() == 50_000 and half.cpuset_text() == "3"  # highest first
+    two = Envelope(cpus=2, cpuset=(0, 2, 3)).resolved()
+    assert two.cpuset == (0, 2) and two.quota_us() is None
+    assert Envelope(cpuset=(1, 2)).resolved().cpus == 2  # --cpuset alone: all of them
+    assert Envelope().resolved() == Envelope()
+    with pytest.raises(UsageError, match="needs 3 CPUs; --cpuset gives 2"):
+        Envelope(cpus=2.5, cpuset=(0, 1)).resolved()
+    assert Envelope.from_dict({"cpus": 1.0, "memory_mib": None, "pids": None, "cpuset": [3]}) == Envelope(1.0, cpuset=(3,))
+
+
+def test_a_cpuset_names_cpus_this_host_gives(monkeypatch):
+    import os
+
+    from bench.spec import parse_cpuset
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert parse_cpuset("3,0-1") == [3, 0, 1]
+    for bad in ("7", "x", "1-", ""):
+        with pytest.raises(UsageError, match="--cpuset"):
+            parse_cpuset(bad)

@@ -32,3 +32,12 @@ def test_a_slow_libvirt_start_is_a_warning_of_the_run_and_a_fast_one_is_not():
     assert "9,962 ms" in warning and "/dev/kvm" in warning and "bench doctor" in warning
     assert VmRunner.warnings({"libvirt_start_ms": SLOW_LIBVIRT_START_MS - 1}) == []
     assert VmRunner.warnings({"ready_ms": 1300.0}) == []
+
+
+def test_every_vcpu_is_pinned_and_the_emulator_kept_on_the_set():
+    from runners.vm import cputune_xml
+
+    xml = cputune_xml(2, [3, 1], None)
+    assert "<vcpupin vcpu='0' cpuset='3'/><vcpupin vcpu='1' cpuset='1'/><emulatorpin cpuset='3,1'/>" in xml
+    assert "quota" not in xml and cputune_xml(1, None, None) == ""
+    assert "<global_quota>50000</global_quota>" in cputune_xml(1, [1], 50_000)
