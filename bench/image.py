@@ -109,14 +109,14 @@ def compiler() -> tuple[str, str]:
     return cc, run_tool([cc, "--version"]).stdout
 
 
-def build_static(cache_dir: Path, source: Path, cc: tuple[str, str]) -> str:
-    """Compile one of our small static guest tools once per source text and compiler."""
+def build_static(cache_dir: Path, source: Path, cc: tuple[str, str], libs: tuple[str, ...] = ()) -> str:
+    """Compile one of our small static guest tools once per source text, compiler and libraries."""
     cc, version = cc
-    key = hashlib.sha256(source.read_bytes() + version.encode()).hexdigest()[:16]
+    key = hashlib.sha256(source.read_bytes() + version.encode() + " ".join(libs).encode()).hexdigest()[:16]
     binary = cache_dir / "probe" / key / f"bench-{source.stem}"
     if not binary.exists():
         with staged(binary) as tmp:
-            result = run_tool([cc, "-static", "-O2", "-o", str(tmp), str(source)])
+            result = run_tool([cc, "-static", "-O2", "-o", str(tmp), str(source), *libs])
             if result.returncode != 0:
                 raise UsageError(f"cannot build {source.name}: {result.stderr.strip().splitlines()[-1:]} (is libc6-dev installed?)")
     return str(binary)

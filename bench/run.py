@@ -47,15 +47,48 @@ class RunOptions:
 
 
 def choose_runners(arg: str | None) -> list[str] | None:
-    """The runners named by --runners (None: every available one); UsageError for unknown names."""
+    """The runners named by --runners (None: every available one); UsageError for unknown names.
+    A variant is a runner with options of its own, NAME:KEY=VALUE[:KEY=VALUE], measured beside the
+    plain one in the same run (an A/B in one run: container,container:seccomp=none)."""
     known = sorted(registered())
     if arg is None:
         return None
     wanted = [r.strip() for r in arg.split(",") if r.strip()]
-    unknown = [r for r in wanted if r not in known]
+    unknown = [r for r in wanted if runner_name(r) not in known]
     if unknown or not wanted:
         raise UsageError(f"unknown runner {','.join(unknown) or arg!r}; choose from: {', '.join(known)}")
+    for label in wanted:
+        variant_options(label)  # a malformed variant is bad usage before anything runs
     return list(dict.fromkeys(wanted))
+
+
+def runner_name(label: str) -> str:
+    """The registered runner behind a label: "container:seccomp=none" -> "container"."""
+    return label.split(":", 1)[0]
+
+
+def variant_options(label: str) -> dict[str, str]:
+    options = {}
+    for item in label.split(":")[1:]:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"bad runner variant {label!r}: NAME:KEY=VALUE[:KEY=VALUE]")
+        options[key] = value
+    return options
+
+
+def runner_options(labels, given: dict) -> dict:
+    """Per label: the typed options of --option NAME.KEY=VALUE, then the variant's own on top."""
+    unknown = sorted(set(given) - {runner_name(label) for label in labels})
+    if unknown:
+        raise UsageError(f"--option for a runner not in this run: {', '.join(unknown)}")
+    found = {}
+    for label in labels:
+        name = runner_name(label)
+        raw = {**given.get(name, {}), **variant_options(label)}
+        if raw:
+            found[label] = convert(name, registered()[name].cls, raw)
+    return found
 
 
 @dataclass
@@ -98,7 +131,7 @@ def rounds(workload: Workload, runner: str, opts: RunOptions) -> Rounds:
     warmup = opts.warmup if opts.warmup is not None else defaults["warmup"]
     if opts.repeat is not None:
         return Rounds(warmup, opts.repeat, opts.repeat, None)
-    limit = opts.max_repeat or min(defaults["max_repeat"], registered()[runner].cls.max_repeat)
+    limit = opts.max_repeat or min(defaults["max_repeat"], registered()[runner_name(runner)].cls.max_repeat)
     return Rounds(warmup, min(defaults["min_repeat"], limit), limit, opts.precision)
 
 
@@ -170,11 +203,8 @@ def _run(opts, console, workloads, wanted, started, run_id) -> tuple[int, Path |
     journal = store.Journal(opts.results_dir, run_id)
     interrupted = None
     try:
-        targets = {n: registered()[n].target for n in (wanted or registered())}
-        unknown = sorted(set(opts.options) - set(targets))
-        if unknown:
-            raise UsageError(f"--option for a runner not in this run: {', '.join(unknown)}")
-        opts = replace(opts, options={n: convert(n, registered()[n].cls, raw) for n, raw in opts.options.items()})
+        targets = {n: registered()[runner_name(n)].target for n in (wanted or registered())}
+        opts = replace(opts, options=runner_options(targets, opts.options))
         with console.status("preparing the runners (a VM's kernel and initramfs, the KVM probe)"):
             status = client.init(targets, image, opts.envelope, opts.options, opts.cache_dir)
         names = active_runners(status, wanted)
@@ -195,7 +225,8 @@ def _run(opts, console, workloads, wanted, started, run_id) -> tuple[int, Path |
         "rounds": {w: {n: r.as_meta() for n, r in p.items()} for w, p in rounds_meta.items()}, "precision_pct": None if opts.repeat else round(100 * opts.precision, 3),
         "image": {"digest": image.digest, "rootfs": str(image.rootfs)},
         "host": hostinfo.fingerprint(), "versions": hostinfo.versions(),
-        "runners": {n: {"kind": registered()[n].cls.kind, "family": registered()[n].cls.family,
+        "runners": {n: {"kind": registered()[runner_name(n)].cls.kind, "family": registered()[runner_name(n)].cls.family,
+                        **({"options": opts.options[n]} if n in opts.options else {}),
                         "envelope": status[n]["enforced"], **status[n]["config"]} for n in names},
         "skipped_runners": {n: s["reason"] for n, s in status.items() if n not in names},
         "not_run": not_run, "density": opts.density, "warnings": runner_warnings(samples, names),
@@ -289,5 +320,5 @@ def runner_warnings(samples: list[dict], names: list[str]) -> list[str]:
         for s in samples:
             if s["runner"] == name and s["ok"]:
                 by_metric.setdefault(s["metric"], []).append(s["value"])
-        found += registered()[name].cls.warnings({m: statistics.median(v) for m, v in by_metric.items()})
+        found += registered()[runner_name(name)].cls.warnings({m: statistics.median(v) for m, v in by_metric.items()})
     return found

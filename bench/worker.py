@@ -63,7 +63,8 @@ class Worker:
         samples = MEASURES[workload.suite](self.runners[msg["runner"]], spec, workload, msg["iteration"],
                                            density=msg.get("density") or DENSITY)
         reap_orphans()
-        return {"op": "samples", "samples": [s.to_dict() for s in samples]}
+        # labelled as the run knows the runner: a variant (container:seccomp=none) is a runner of its own
+        return {"op": "samples", "samples": [{**s.to_dict(), "runner": msg["runner"]} for s in samples]}
 
     def close(self) -> None:
         for runner in self.runners.values():

@@ -30,6 +30,7 @@ from runners.cgroups import Cgroup, detect
 from runners.network import NETNS_DIR, BridgeNetwork
 
 INIT_SOURCE = Path(__file__).with_name("container_init.c")
+SECCOMP_COMPILER = Path(__file__).with_name("seccomp_compile.c")
 # Docker's default capability set (moby/oci/caps/defaults.go); every other one leaves the bounding set.
 DOCKER_CAPS = {0: "CHOWN", 1: "DAC_OVERRIDE", 3: "FOWNER", 4: "FSETID", 5: "KILL", 6: "SETGID", 7: "SETUID",
                8: "SETPCAP", 10: "NET_BIND_SERVICE", 13: "NET_RAW", 18: "SYS_CHROOT", 27: "MKNOD",
@@ -55,8 +56,12 @@ class ContainerConfig:
     userns: bool = field(default=False, metadata={"help": "a user namespace: root inside is uid 100000 outside"})
     upper_size: str | None = field(default=None, metadata={
         "help": "the writable layer's size limit, e.g. 64M (its dirs on a tmpfs that big)"})
+    seccomp: str = field(default="default", metadata={
+        "help": "default (Docker's default profile, as runc and Docker apply it) or none"})
 
     def __post_init__(self) -> None:
+        if self.seccomp not in ("default", "none"):
+            raise ValueError(f"seccomp must be default or none, not {self.seccomp!r}")
         if self.network not in ("bridge", "none"):
             raise ValueError(f"network must be bridge or none, not {self.network!r}")
         if self.upper_size is not None:
@@ -80,6 +85,7 @@ class ContainerRunner(Runner):
         self.cgroups = None
         self.launched = 0
         self.init: str | None = None  # the bench-container-init binary, built by prepare()
+        self.seccomp: str | None = None  # Docker's default policy as BPF, compiled by prepare()
 
     def available(self) -> tuple[bool, str]:
         if os.geteuid() != 0:
@@ -97,12 +103,15 @@ class ContainerRunner(Runner):
             from bench.image import build_static, compiler
 
             self.init = build_static(Path(cache_dir), INIT_SOURCE, compiler())
+        if self.cfg.seccomp == "default" and self.seccomp is None:
+            self.seccomp = compile_seccomp(Path(cache_dir))
 
     def config(self) -> dict:
         fs = detect()
         return {"cgroup_version": fs.version, "network": self.cfg.network, "subnet": self.cfg.subnet,
                 "namespaces": "pid,mnt,uts,ipc,net,cgroup", "rootfs": "overlay (image lower, per-instance upper)",
                 "capabilities": "docker default", "no_new_privs": True,
+                "seccomp": "docker default (libseccomp, BPF loaded last)" if self.cfg.seccomp == "default" else "none",
                 "userns": f"0 -> {USERNS_BASE} ({USERNS_SIZE} ids)" if self.cfg.userns else "none",
                 "upper_size_mib": self.cfg.upper_size}
 
@@ -124,7 +133,7 @@ class ContainerRunner(Runner):
             spec = replace(spec, argv=spec.argv_with({SCRATCH: VOLUME_AT if spec.scratch == "volume" else "/tmp"}))
         try:
             inst.cgroup = self.cgroups.instance(spec.name)
-            inst.spawn(self.init, spec, self.cfg, address, self.cfg.volume or dirs.get("volume"), base)
+            inst.spawn(self.init, spec, self.cfg, address, self.cfg.volume or dirs.get("volume"), base, self.seccomp)
             # init execs and unshares on the other core meanwhile; pid 1 waits for these
             inst.cgroup.create()
             env = spec.envelope
@@ -155,6 +164,32 @@ class ContainerRunner(Runner):
             self.cgroups = None
 
 
+def compile_seccomp(cache_dir: Path) -> str:
+    """Docker's default policy (runners/seccomp.py) as a BPF program, compiled with libseccomp once
+    per policy text and compiler."""
+    import hashlib
+    import subprocess
+
+    from bench.atomic import staged
+    from bench.image import build_static, compiler
+    from runners.seccomp import policy_text
+
+    tool = build_static(cache_dir, SECCOMP_COMPILER, compiler(), ("-lseccomp",))
+    text = policy_text()
+    out = cache_dir / "seccomp" / f"docker-default-{hashlib.sha256((text + tool).encode()).hexdigest()[:16]}.bpf"
+    if not out.exists():
+        with staged(out) as tmp:
+            policy = tmp.with_name(tmp.name + ".policy")
+            policy.write_text(text)
+            try:
+                result = subprocess.run([tool, str(policy), str(tmp)], capture_output=True, text=True)
+            finally:
+                policy.unlink()
+            if result.returncode:
+                raise MeasurementError(f"cannot compile the seccomp policy: {result.stderr.strip()}")
+    return str(out)
+
+
 def overlay_dirs(base: Path, volume: bool = False) -> dict[str, Path]:
     return {name: base / name for name in ("upper", "work", "merged", *(("volume",) if volume else ()))}
 
@@ -180,7 +215,7 @@ class ContainerInstance(ChildInstance):
         self.pid = None
 
     def spawn(self, init: str, spec: LaunchSpec, cfg: ContainerConfig, address: str | None,
-              volume: Path | str | None, base: Path) -> None:
+              volume: Path | str | None, base: Path, seccomp: str | None = None) -> None:
         """Start bench-container-init; what pid 1 needs from the harness comes later, through connect()."""
         read_fd, write_fd = output_pipe()
         sync_r, sync_w = os.pipe2(os.O_CLOEXEC)  # init -> harness: the netns exists ("n"), then pid 1's pid
@@ -190,6 +225,7 @@ class ContainerInstance(ChildInstance):
                 f"--lower={spec.rootfs}", f"--base={base}", *POLICY_ARGS,
                 *([f"--volume={volume}", f"--volume-at={VOLUME_AT}"] if volume else []),
                 *([f"--address={address}"] if address else []),
+                *([f"--seccomp={seccomp}"] if seccomp else []),
                 # a mapped root may not write the host's cgroupfs: then the harness moves pid 1
                 *(["--userns"] if cfg.userns else [f"--join={p}" for p in self.cgroup.self_join_files]),
                 "--", *spec.argv]

@@ -24,7 +24,9 @@ harness reads that descriptor until EOF, which comes when the workload's exec cl
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <linux/filter.h>
 #include <linux/netlink.h>
+#include <linux/seccomp.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <arpa/inet.h>
@@ -53,6 +55,7 @@ struct config {
     char *devices[MAX_LIST], *readonly[MAX_LIST], *masked[MAX_LIST];
     int ndevices, nreadonly, nmasked;
     unsigned long long keep_caps;   /* bit n: capability n stays in the bounding set */
+    const char *seccomp;            /* a BPF program (runners/seccomp_compile.c), loaded last */
     char **argv;                    /* the workload */
 };
 
@@ -284,6 +287,17 @@ static void drop_privileges(unsigned long long keep)
         fail("no_new_privs");
 }
 
+static struct sock_fprog read_filter(const char *path)  /* while the host's files are visible */
+{
+    static struct sock_filter program[BPF_MAXINSNS];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd < 0 ? -1 : read(fd, program, sizeof program);
+    if (n <= 0 || n % sizeof program[0])
+        fail("read the seccomp filter %s", path);
+    close(fd);
+    return (struct sock_fprog){.len = n / sizeof program[0], .filter = program};
+}
+
 static void wait_for_harness(int fd, const char *what)
 {
     char go;
@@ -307,6 +321,9 @@ static void container_init(const struct config *c)
     }
     if (sethostname(c->hostname, strlen(c->hostname)) < 0)
         fail("sethostname");
+    struct sock_fprog filter = {0};
+    if (c->seccomp)
+        filter = read_filter(c->seccomp);
     build_root(c);
     if (!c->userns)
         wait_for_harness(c->go_fd, "the network");
@@ -319,6 +336,9 @@ static void container_init(const struct config *c)
             fail("join cgroup %s", c->join[i]);
     if (unshare(CLONE_NEWCGROUP) < 0)  /* rooted at the instance cgroup */
         fail("unshare cgroup namespace");
+    /* Docker's default policy, last: from here on only the exec (and a failure's write) */
+    if (c->seccomp && syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &filter) < 0)
+        fail("load the seccomp filter");
     execv(c->argv[0], c->argv);  /* the environment is the harness's GUEST_ENV, passed through */
     fail("exec %s", c->argv[0]);
 }
@@ -358,7 +378,8 @@ static void parse(int argc, char **argv, struct config *c)
         {"sync", 1, 0, 's'}, {"go", 1, 0, 'g'}, {"error", 1, 0, 'e'}, {"hostname", 1, 0, 'h'},
         {"lower", 1, 0, 'l'}, {"base", 1, 0, 'b'}, {"volume", 1, 0, 'v'}, {"volume-at", 1, 0, 'V'},
         {"address", 1, 0, 'a'}, {"userns", 0, 0, 'u'}, {"join", 1, 0, 'j'}, {"devices", 1, 0, 'd'},
-        {"readonly", 1, 0, 'r'}, {"masked", 1, 0, 'm'}, {"keep-caps", 1, 0, 'c'}, {0, 0, 0, 0}};
+        {"readonly", 1, 0, 'r'}, {"masked", 1, 0, 'm'}, {"keep-caps", 1, 0, 'c'}, {"seccomp", 1, 0, 'S'},
+        {0, 0, 0, 0}};
     char *caps[MAX_LIST];
     int opt, ncaps;
     *c = (struct config){.sync_fd = -1, .go_fd = -1, .volume_at = "/mnt/volume"};
@@ -378,6 +399,7 @@ static void parse(int argc, char **argv, struct config *c)
         case 'd': c->ndevices = split(optarg, c->devices); break;
         case 'r': c->nreadonly = split(optarg, c->readonly); break;
         case 'm': c->nmasked = split(optarg, c->masked); break;
+        case 'S': c->seccomp = optarg; break;
         case 'c':
             ncaps = split(optarg, caps);
             for (int i = 0; i < ncaps; i++)

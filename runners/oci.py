@@ -13,6 +13,7 @@ from bench.spec import CFS_PERIOD_US, LaunchSpec
 from runners._child import run_quietly
 from runners.base import GUEST_ENV, StateDir
 from runners.container import DOCKER_CAPS, MASKED_PROC, READONLY_PROC
+from runners.seccomp import oci_seccomp
 from runners.process import ProcessRunner, TaskInstance
 
 
@@ -53,6 +54,7 @@ def oci_config(spec: LaunchSpec, cgroups_path: str) -> dict:
             "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")],
             "maskedPaths": list(MASKED_PROC),
             "readonlyPaths": list(READONLY_PROC),
+            "seccomp": oci_seccomp(),  # Docker's default, as Docker hands it to runc
         },
     }
 

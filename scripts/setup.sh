@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
     busybox-static stress-ng fio iperf3 e2fsprogs   # the guest image and its workloads (mkfs for a VM's scratch disk)
     gcc libc6-dev                         # the static READY probe
+    libseccomp-dev                        # Docker's default seccomp policy compiled for our container
     python3-venv python3-dev              # .venv; libvirt-python builds from source (no wheels)
     procps                                # pgrep, to start each daemon only once
     tini                                  # reaps libvirt's exited QEMUs where no systemd does (below)

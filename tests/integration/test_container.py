@@ -179,6 +179,17 @@ def test_capabilities_are_dockers_default_and_no_new_privs(runner, image):
     assert fields["NoNewPrivs"] == "1"
 
 
+def test_dockers_default_seccomp_refuses_a_user_namespace_and_none_allows_it(runner, image):
+    """Under Docker `unshare -Ur id` is refused (no CAP_SYS_ADMIN: no unshare); without the filter a
+    workload could make a user namespace with every capability inside it."""
+    code, out, _ = run(runner, image, "grep -E '^Seccomp:' /proc/self/status; unshare -Ur id")
+    assert code != 0 and "Operation not permitted" in out and "uid=0" not in out
+    assert out.split()[:2] == ["Seccomp:", "2"]  # filter mode
+    with own_runner(image, seccomp="none") as r:
+        code, out, _ = run(r, image, "unshare -Ur id")
+    assert code == 0 and out.startswith("uid=0(root)")
+
+
 def test_proc_sys_and_sys_are_read_only(runner, image):
     code, out, _ = run(runner, image, "echo 1 > /proc/sys/kernel/panic_on_oops; echo x > /sys/kernel/uevent_helper; "
                                       "mount -t tmpfs t /mnt; echo END")

@@ -22,6 +22,13 @@ def test_peer_runs_the_same_rootfs_and_passes_exit_codes(runner):
     assert "same-rootfs" in out.stdout.splitlines()
 
 
+@pytest.mark.parametrize("runner", ["runc", "docker"])
+def test_a_user_namespace_is_refused_under_dockers_default_seccomp(runner):
+    """Our runc bundle carries the same policy (runners/seccomp.py) as Docker hands its runc."""
+    out = bench("exec", "--runner", runner, "--", "unshare", "-Ur", "id")
+    assert out.returncode != 0 and "Operation not permitted" in out.stdout + out.stderr
+
+
 def test_startup_with_every_peer(tmp_path):
     out = bench("run", "--suite", "startup", "--runners", "process,bwrap,runc,docker,qemu", "--repeat", "2",
                 "--warmup", "0", "--results-dir", str(tmp_path), "--no-report")

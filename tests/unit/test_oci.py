@@ -46,3 +46,17 @@ def test_lxc_config_for_v1_and_v2():
 def test_a_whole_cpu_count_is_a_cpuset_and_no_quota():
     spec = LaunchSpec("bench-z", ("/bin/true",), "/r", envelope=Envelope(cpus=2, cpuset=(1, 0)))
     assert oci_config(spec, "/bench/bench-z")["linux"]["resources"]["cpu"] == {"cpus": "1,0"}
+
+
+def test_the_bundle_and_our_container_get_the_same_seccomp_policy():
+    from runners.seccomp import ALLOWED, policy_text
+
+    seccomp = oci_config(LaunchSpec("bench-s", ("/bin/true",), "/r"), "/bench/bench-s")["linux"]["seccomp"]
+    assert seccomp["defaultAction"] == "SCMP_ACT_ERRNO" and seccomp["defaultErrnoRet"] == 1
+    rules = {r["names"][0]: r for r in seccomp["syscalls"][1:]}
+    assert rules["clone"]["args"] == [{"index": 0, "value": 0x7E020000, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]
+    assert rules["clone3"]["errnoRet"] == 38
+    assert "unshare" not in ALLOWED and "mount" not in ALLOWED and "getppid" in ALLOWED
+    text = policy_text().splitlines()
+    assert text[0] == "default errno 1" and "allow clone 0 masked_eq 0 2114060288" in text
+    assert len([line for line in text if line.startswith("allow ")]) == len(ALLOWED) + 7

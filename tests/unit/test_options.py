@@ -34,3 +34,32 @@ def test_declared_options_carry_type_default_and_help():
     assert by_name["default_cpus"]["type"] == "int" and by_name["default_cpus"]["default"] == 1
     assert by_name["kernel"]["type"] == "str or none" and by_name["kernel"]["help"]
     assert declared(ProcessRunner) == []
+
+
+def test_a_variant_is_a_runner_with_options_of_its_own_beside_the_plain_one():
+    from bench.run import choose_runners, runner_name, runner_options
+
+    labels = choose_runners("process,container,container:seccomp=none:userns=true")
+    assert labels == ["process", "container", "container:seccomp=none:userns=true"]
+    assert runner_name(labels[2]) == "container"
+    options = runner_options(labels, {"container": {"network": "none"}})
+    assert options == {"container": {"network": "none"},
+                       labels[2]: {"network": "none", "seccomp": "none", "userns": True}}
+
+
+@pytest.mark.parametrize("arg, message", [
+    ("container:seccomp", "bad runner variant 'container:seccomp'"),
+    ("nope:x=1", "unknown runner nope:x=1"),
+])
+def test_a_bad_variant_is_bad_usage(arg, message):
+    from bench.run import choose_runners
+
+    with pytest.raises(UsageError, match=message):
+        choose_runners(arg)
+
+
+def test_a_variant_option_is_checked_like_any_other():
+    from bench.run import runner_options
+
+    with pytest.raises(UsageError, match="bad option for container: seccomp must be default or none"):
+        runner_options(["container:seccomp=strict"], {})
