@@ -49,7 +49,7 @@ def test_a_variant_is_a_runner_with_options_of_its_own_beside_the_plain_one():
 
 @pytest.mark.parametrize("arg, message", [
     ("container:seccomp", "bad runner variant 'container:seccomp'"),
-    ("nope:x=1", "unknown runner nope:x=1"),
+    ("nope:x=1", "unknown runner 'nope:x=1'"),
 ])
 def test_a_bad_variant_is_bad_usage(arg, message):
     from bench.run import choose_runners
