@@ -69,6 +69,10 @@ def build_parser() -> Parser:
 
     sub.add_parser("doctor", help="what this host can and cannot run, and why")
 
+    v = sub.add_parser("verify", help="check the harness against independent tools here (exit 1 if off)")
+    v.add_argument("--checks", help="comma-separated: startup, cpu, syscall, disk, net, container floor, bwrap")
+    v.add_argument("--json", action="store_true")
+
     rep = sub.add_parser("report", help="(re)build the HTML report of a stored run")
     rep.add_argument("runs", nargs="+", metavar="RUN")
     rep.add_argument("--results-dir", default="results", type=Path)
@@ -205,6 +209,22 @@ def cmd_doctor(args, console) -> int:
 
     print_checks(checks(str(cache_dir())), console)
     return 0
+
+
+def cmd_verify(args, console) -> int:
+    from bench.verify import record, verify
+    from bench.views import print_verify
+
+    only = [c.strip() for c in args.checks.split(",")] if args.checks else None
+    verdicts = verify(cache_dir(), only)
+    record(cache_dir(), verdicts)
+    if args.json:
+        from dataclasses import asdict
+
+        print(json.dumps([asdict(v) for v in verdicts], indent=1))
+    else:
+        print_verify(verdicts, console)
+    return 0 if all(v.ok for v in verdicts) else 1
 
 
 def cmd_report(args, console) -> int:
@@ -345,7 +365,7 @@ def cmd_clean(args, console) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "exec": cmd_exec, "compare": cmd_compare, "baseline": cmd_baseline, "export": cmd_export, "list": cmd_list, "doctor": cmd_doctor, "report": cmd_report, "clean": cmd_clean}
+COMMANDS = {"run": cmd_run, "exec": cmd_exec, "verify": cmd_verify, "compare": cmd_compare, "baseline": cmd_baseline, "export": cmd_export, "list": cmd_list, "doctor": cmd_doctor, "report": cmd_report, "clean": cmd_clean}
 
 
 def main(argv: list[str] | None = None) -> int:

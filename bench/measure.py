@@ -74,7 +74,7 @@ def measure_throughput(runner: Runner, spec: LaunchSpec, workload: Workload, ite
     spec = replace(spec, argv=spec.argv_with({HOST_L3: f"{stream_cache_kib(spec.envelope.memory_mib)}K"}))
     try:
         if workload.server:
-            servers = HostServers(*runner.server_side(), spec.host_paths[RR_GUEST_PATH])
+            servers = HostServers(*runner.server_side(), spec.host_paths[RR_GUEST_PATH], spec.envelope.cpu_list())
             spec = replace(spec, argv=spec.argv_with(servers.placeholders()), server=servers.address)
             servers.start()
         with held():  # a Ctrl-C here is raised once `instance` holds what launch made

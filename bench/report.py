@@ -151,6 +151,9 @@ def warnings(df: pd.DataFrame, summary: pd.DataFrame, meta: dict) -> list[str]:
         if cfg.get("accel") == "tcg":
             found.append(f"{name} ran emulated (accel=tcg, no KVM): {cfg.get('accel_reason', '')}. "
                          "Its times are not what hardware virtualization costs")
+    verdict = meta.get("verify")
+    if verdict and not verdict.get("ok"):
+        found.append(f"bench verify failed on this host ({verdict.get('when')}): {'; '.join(verdict.get('failed', []))}")
     host = meta.get("host", {})
     if host.get("virtualized"):
         found.append("this host is itself a virtual machine: absolute numbers include its hypervisor")
@@ -265,7 +268,8 @@ def _configuration(meta: dict, order: list[str]) -> list[dict]:
     """The runners' configuration rows, in report order, each with its family and kind first."""
     runners = meta.get("runners", {})
     return [{"name": r, "family": runners[r].get("family", ""), "kind": runners[r].get("kind", ""),
-             "config": {k: v for k, v in runners[r].items() if k not in ("family", "kind")}}
+             "envelope": runners[r].get("envelope", {}),
+             "config": {k: v for k, v in runners[r].items() if k not in ("family", "kind", "envelope")}}
             for r in order if r in runners]
 
 

@@ -16,6 +16,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
 from bench import hostinfo, store
 from bench.errors import UsageError
 from bench.options import convert
+from bench.verify import last_verdict
 from bench.image import build_image
 from bench.spec import Envelope
 from bench.stats import interval_pct
@@ -229,7 +230,7 @@ def _run(opts, console, workloads, wanted, started, run_id) -> tuple[int, Path |
                         **({"options": opts.options[n]} if n in opts.options else {}),
                         "envelope": status[n]["enforced"], **status[n]["config"]} for n in names},
         "skipped_runners": {n: s["reason"] for n, s in status.items() if n not in names},
-        "not_run": not_run, "density": opts.density, "warnings": runner_warnings(samples, names),
+        "not_run": not_run, "density": opts.density, "verify": last_verdict(opts.cache_dir), "warnings": runner_warnings(samples, names),
         "incomplete": interrupted is not None,
         **({"interrupted_by": interrupted.name} if interrupted else {}),
     }

@@ -144,3 +144,17 @@ def print_verdicts(verdicts, console: Console) -> None:
                       "" if v.threshold != v.threshold else f"±{v.threshold:.0%}",
                       f"[{VERDICT_STYLE[v.verdict]}]{v.verdict}[/]" if VERDICT_STYLE[v.verdict] else v.verdict)
     console.print(table)
+
+
+def print_verify(verdicts, console: Console) -> None:
+    table = Table(title="bench verify: the harness against independent tools", title_justify="left",
+                  box=box.SIMPLE_HEAD)
+    for column in ("check", "isobench", "median", "direct", "median ", "ratio", "tolerance", "verdict"):
+        table.add_column(column, justify="right" if "median" in column or column in ("ratio", "tolerance") else "left")
+    for v in verdicts:
+        tolerance = (f"≥{1 - v.tolerance:.2f}x" if v.lower_bound else f"±{v.tolerance:.0%}") + (
+            f" +{fmt_number(v.slack)} {v.unit}" if v.slack else "")
+        table.add_row(v.check, v.ours, f"{fmt_number(v.ours_median)} {v.unit}", v.direct,
+                      f"{fmt_number(v.direct_median)} {v.unit}", f"{v.ratio:.3f}", tolerance,
+                      "[green]ok[/]" if v.ok else "[bold red]off[/]")
+    console.print(table)

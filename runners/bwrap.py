@@ -24,8 +24,12 @@ class BwrapRunner(ProcessRunner):
                 "limits": "the process runner's: affinity, and a cgroup of its own for a quota or memory"}
 
     def launch(self, spec: LaunchSpec) -> TaskInstance:
-        bwrap = shutil.which("bwrap")
-        argv = [bwrap, "--unshare-all", "--die-with-parent", "--ro-bind", spec.rootfs, "/",
-                "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--hostname", spec.name[:63],
-                "--chdir", "/", "--", *spec.argv]
-        return self.spawn(bwrap, argv, spec)
+        argv = bwrap_argv(spec.rootfs, spec.name, spec.argv)
+        return self.spawn(argv[0], argv, spec)
+
+
+def bwrap_argv(rootfs: str, name: str, argv) -> list[str]:
+    """The whole bwrap command line for a workload (bench verify times the same one directly)."""
+    return [shutil.which("bwrap") or "bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", rootfs, "/",
+            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--hostname", name[:63],
+            "--chdir", "/", "--", *argv]

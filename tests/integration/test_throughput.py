@@ -28,7 +28,12 @@ def test_throughput_in_process_chroot_and_container(tmp_path):
         assert set(df[df["runner"] == runner]["metric"]) == every
     assert set(df[df["metric"] == "disk_randread_iops"]["workload"]) == {"disk", "disk-volume"}
     assert (df["value"] > 0).all()
-    assert meta["envelope"] == {"cpus": 1.0, "memory_mib": 512, "pids": None}  # the suite's default envelope
+    import os
+
+    highest = max(os.sched_getaffinity(0))  # the suite's default envelope: one CPU, the same for every runner
+    assert meta["envelope"] == {"cpus": 1.0, "memory_mib": 512, "pids": None, "cpuset": [highest]}
+    assert meta["runners"]["process"]["envelope"]["cpuset"].startswith("CPU affinity")
+    assert meta["runners"]["container"]["envelope"] == {"cpuset": "cpuset cgroup", "memory": "memory cgroup"}
     assert meta["not_run"] == {}
 
 
