@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from bench.baseline import WINDOW
@@ -166,6 +167,7 @@ def cmd_run(args, console) -> int:
         report=not args.no_report, cache_dir=cache_dir(), options=parse_options(args.option, scoped=True),
         **({"density": positive_int(args.density, "--density")} if args.density is not None else {}),
         **precision_from(args))
+    started = time.monotonic()
     code, run_dir = run(opts, console)
     if run_dir is None:
         return code
@@ -179,6 +181,7 @@ def cmd_run(args, console) -> int:
         from bench.report import render_report
 
         console.print(f"report:  {render_report(run_dir, args.reports_dir.resolve() / run_dir.name)}", soft_wrap=True)
+    console.print(f"took:    {time.monotonic() - started:.0f} s")
     return code
 
 

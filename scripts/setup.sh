@@ -39,6 +39,13 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# "localhost" as every Debian install names it in /etc/hosts: chromedriver reaches Chromium by that
+# name (the browser test), and a bare debootstrap root has no such entry.
+if ! getent hosts localhost >/dev/null; then
+    echo "setup: adding localhost to /etc/hosts"
+    printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' >>/etc/hosts
+fi
+
 # /dev/kvm as udev would leave it (Debian's 50-udev-default.rules: group kvm, mode 0660). Where no
 # udev runs it stays root:root 0600; libvirt then finds KVM unusable for its QEMU user, disagrees
 # with its cached QEMU capabilities and probes QEMU again on every domain start: ~10 s each here.

@@ -15,23 +15,6 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--window-size=1100,1600")
 
 
-def loopback_service():
-    """chromedriver reached at 127.0.0.1, not "localhost": a bare debootstrap'ed root has no /etc/hosts
-    entry for it, and selenium would wait for a name that never resolves."""
-    from selenium import webdriver
-    from selenium.webdriver.common import utils
-
-    class LoopbackService(webdriver.ChromeService):
-        @property
-        def service_url(self) -> str:
-            return f"http://127.0.0.1:{self.port}"
-
-        def is_connectable(self) -> bool:
-            return utils.is_connectable(self.port, "127.0.0.1")
-
-    return LoopbackService("/usr/bin/chromedriver")
-
-
 @pytest.fixture
 def browser(tmp_path):
     from selenium import webdriver
@@ -41,7 +24,7 @@ def browser(tmp_path):
     for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=loopback_service())
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService("/usr/bin/chromedriver"))
     yield driver
     driver.quit()
 
