@@ -58,3 +58,14 @@ def test_a_runner_whose_every_sample_fails_stops_at_min_repeat():
     r = Rounds(warmup=0, min_repeat=3, max_repeat=30, precision=0.05)
     r.n = 3
     assert r.done({}, failed=12) and r.stopped == "every sample failed in 3 rounds"
+
+
+def test_the_order_rotates_each_round_so_no_runner_always_follows_the_same_one():
+    from bench.run import rotated
+
+    names = ["process", "vm", "qemu"]
+    orders = [rotated(names, rnd) for rnd in range(-1, 5)]
+    assert orders[1] == names and orders[2] == ["vm", "qemu", "process"]
+    followers = {(o[i - 1], o[i]) for o in orders for i in range(1, 3)}
+    assert ("vm", "qemu") in followers and ("qemu", "vm") not in followers or ("qemu", "process") in followers
+    assert {o[0] for o in orders} == set(names)  # each one goes first in some round
