@@ -266,7 +266,7 @@ def plan_runs(workloads: list[Workload], names: list[str], status: dict) -> tupl
 
 
 def measure_all(client, plan, opts, run_id, console, samples: list[dict], rounds_meta: dict, journal) -> None:
-    """Round-robin over the runners still measuring inside each round, the order rotated each round,
+    """Round-robin over the runners still measuring inside each round, the order reversed every other round,
     so that drift on the host hits them alike; a runner leaves once its Rounds are done. Samples are kept (and journalled) as they
     complete, so that an interrupted run keeps them. rounds_meta gets why each runner stopped."""
     todo = [(w, {name: rounds(w, name, opts) for name in names}) for w, names in plan]
@@ -312,11 +312,11 @@ def measure_all(client, plan, opts, run_id, console, samples: list[dict], rounds
 
 
 def rotated(names: list[str], rnd: int) -> list[str]:
-    """The round's order: rotated by one each round, so that no runner always follows the same one.
-    A VM started right after another VM's teardown ran 10 to 30% slower here (the host still frees
-    the last guest's memory), which a fixed order charged to one runner alone."""
-    k = rnd % len(names)
-    return names[k:] + names[:k]
+    """The round's order: as given, then reversed, alternately (ABBA), so that each runner follows
+    each other as often as it precedes it. A VM started right after another VM's teardown ran 10 to
+    30% slower here (the host still frees the last guest's memory), which a fixed order charged to
+    one runner alone."""
+    return list(names) if rnd % 2 == 0 else names[::-1]
 
 
 def runner_warnings(samples: list[dict], names: list[str]) -> list[str]:
