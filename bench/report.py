@@ -144,13 +144,17 @@ def warnings(df: pd.DataFrame, summary: pd.DataFrame, meta: dict) -> list[str]:
     if len(failed):
         first = failed.iloc[0]
         found.append(f"{len(failed)} failed samples, e.g. {first['runner']}/{first['metric']}: {first['error']}")
-    noisy = [f"{r.runner} {r.metric} {r.cv:.0%}" for r in summary[summary["cv"] > HIGH_CV].itertuples()]
-    if noisy:
-        found.append(f"noisy (coefficient of variation over {HIGH_CV:.0%}): {', '.join(noisy)}")
-    for name, cfg in meta.get("runners", {}).items():
-        if cfg.get("accel") == "tcg":
-            found.append(f"{name} ran emulated (accel=tcg, no KVM): {cfg.get('accel_reason', '')}. "
-                         "Its times are not what hardware virtualization costs")
+    noisy = summary[summary["cv"] > HIGH_CV]
+    if len(noisy):  # the tables give each one's CV and interval; here only how many and the worst
+        worst = noisy.sort_values("cv", ascending=False).head(3)
+        found.append(f"{len(noisy)} of {len(summary)} metrics are noisy (coefficient of variation over {HIGH_CV:.0%}), "
+                     f"worst {', '.join(f'{r.runner} {r.metric} {r.cv:.0%}' for r in worst.itertuples())}: "
+                     "trust only differences beyond their intervals")
+    emulated = {name: cfg for name, cfg in meta.get("runners", {}).items() if cfg.get("accel") == "tcg"}
+    if emulated:
+        reason = next(iter(emulated.values())).get("accel_reason", "")
+        found.append(f"{', '.join(emulated)} ran emulated (accel=tcg, no KVM): {reason}. "
+                     "Their times are not what hardware virtualization costs")
     verdict = meta.get("verify")
     if verdict and not verdict.get("ok"):
         found.append(f"bench verify failed on this host ({verdict.get('when')}): {'; '.join(verdict.get('failed', []))}")
