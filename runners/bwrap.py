@@ -10,6 +10,7 @@ from runners.process import ProcessRunner, TaskInstance
 
 
 class BwrapRunner(ProcessRunner):
+    Options = None  # a peer: its own tool decides
     name = "bwrap"
     family = "sandboxes"
     kind = "peer"

@@ -58,6 +58,8 @@ class ContainerConfig:
         "help": "the writable layer's size limit, e.g. 64M (its dirs on a tmpfs that big)"})
     seccomp: str = field(default="default", metadata={
         "help": "default (Docker's default profile, as runc and Docker apply it) or none"})
+    pidns: bool = field(default=True, metadata={
+        "help": "a pid namespace of its own; false only to measure what one costs (an A/B)"})
 
     def __post_init__(self) -> None:
         if self.seccomp not in ("default", "none"):
@@ -109,7 +111,7 @@ class ContainerRunner(Runner):
     def config(self) -> dict:
         fs = detect()
         return {"cgroup_version": fs.version, "network": self.cfg.network, "subnet": self.cfg.subnet,
-                "namespaces": "pid,mnt,uts,ipc,net,cgroup", "rootfs": "overlay (image lower, per-instance upper)",
+                "namespaces": "pid,mnt,uts,ipc,net,cgroup" if self.cfg.pidns else "mnt,uts,ipc,net,cgroup (no pid: an A/B)", "rootfs": "overlay (image lower, per-instance upper)",
                 "capabilities": "docker default", "no_new_privs": True,
                 "seccomp": "docker default (libseccomp, BPF loaded last)" if self.cfg.seccomp == "default" else "none",
                 "userns": f"0 -> {USERNS_BASE} ({USERNS_SIZE} ids)" if self.cfg.userns else "none",
@@ -226,6 +228,7 @@ class ContainerInstance(ChildInstance):
                 *([f"--volume={volume}", f"--volume-at={VOLUME_AT}"] if volume else []),
                 *([f"--address={address}"] if address else []),
                 *([f"--seccomp={seccomp}"] if seccomp else []),
+                *([] if cfg.pidns else ["--no-pidns"]),
                 # a mapped root may not write the host's cgroupfs: then the harness moves pid 1
                 *(["--userns"] if cfg.userns else [f"--join={p}" for p in self.cgroup.self_join_files]),
                 "--", *spec.argv]

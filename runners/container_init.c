@@ -50,6 +50,7 @@ struct config {
     int sync_fd, go_fd, error_fd;  /* pid 1's pid to the harness; the harness's go; why we failed */
     const char *hostname, *lower, *base, *volume, *volume_at, *address;
     int userns;
+    int no_pidns;                   /* for an A/B only: keep the host's pid namespace */
     const char *join[MAX_LIST];     /* cgroup `tasks` (v1) or cgroup.procs (v2) files */
     int njoin;
     char *devices[MAX_LIST], *readonly[MAX_LIST], *masked[MAX_LIST];
@@ -379,7 +380,7 @@ static void parse(int argc, char **argv, struct config *c)
         {"lower", 1, 0, 'l'}, {"base", 1, 0, 'b'}, {"volume", 1, 0, 'v'}, {"volume-at", 1, 0, 'V'},
         {"address", 1, 0, 'a'}, {"userns", 0, 0, 'u'}, {"join", 1, 0, 'j'}, {"devices", 1, 0, 'd'},
         {"readonly", 1, 0, 'r'}, {"masked", 1, 0, 'm'}, {"keep-caps", 1, 0, 'c'}, {"seccomp", 1, 0, 'S'},
-        {0, 0, 0, 0}};
+        {"no-pidns", 0, 0, 'P'}, {0, 0, 0, 0}};
     char *caps[MAX_LIST];
     int opt, ncaps;
     *c = (struct config){.sync_fd = -1, .go_fd = -1, .volume_at = "/mnt/volume"};
@@ -400,6 +401,7 @@ static void parse(int argc, char **argv, struct config *c)
         case 'r': c->nreadonly = split(optarg, c->readonly); break;
         case 'm': c->nmasked = split(optarg, c->masked); break;
         case 'S': c->seccomp = optarg; break;
+        case 'P': c->no_pidns = 1; break;
         case 'c':
             ncaps = split(optarg, caps);
             for (int i = 0; i < ncaps; i++)
@@ -427,7 +429,7 @@ int main(int argc, char **argv)
         fail("unshare the network namespace");
     if (write(c.sync_fd, "n", 1) != 1)
         fail("tell the harness the network namespace");
-    if (unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID) < 0)
+    if (unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | (c.no_pidns ? 0 : CLONE_NEWPID)) < 0)
         fail("unshare");
     pid_t pid1 = fork();
     if (pid1 < 0)

@@ -11,6 +11,7 @@ from runners.process import ProcessRunner, TaskInstance
 
 
 class NspawnRunner(ProcessRunner):
+    Options = None  # a peer: its own tool decides
     name = "nspawn"
     family = "containers"
     kind = "peer"

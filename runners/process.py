@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+from dataclasses import dataclass, field
 import os
 import re
 import shutil
@@ -25,6 +26,12 @@ CGROUP_PEAK = "memory cgroup peak (taskstats unavailable here: {})"
 _RUNNERS = itertools.count()
 
 
+@dataclass
+class ProcessOptions:
+    cgroup: bool = field(default=False, metadata={
+        "help": "start in a cgroup of its own even without limits: what cgroup accounting costs (an A/B)"})
+
+
 class ProcessRunner(Runner):
     name = "process"
     family = "process-like"
@@ -35,7 +42,10 @@ class ProcessRunner(Runner):
                    "cpu_quota": "a cgroup of its own, CFS quota (no namespaces)",
                    "memory": "a cgroup of its own, memory limit (no namespaces)"}
 
-    def __init__(self) -> None:
+    Options = ProcessOptions
+
+    def __init__(self, cgroup: bool = False) -> None:
+        self.always_cgroup = cgroup
         self._taskstats: TaskstatsListener | None = None
         self._mem_method: str | None = None  # decided by the first _listener() call
         self._cgroups: cgroups.CgroupFS | None = None
@@ -48,7 +58,8 @@ class ProcessRunner(Runner):
 
     def config(self) -> dict:
         self._listener()
-        return {"spawn": "posix_spawn", "mem_peak": self._mem_method}
+        return {"spawn": "posix_spawn", "mem_peak": self._mem_method,
+                **({"cgroup": "always a cgroup of its own (an A/B)"} if self.always_cgroup else {})}
 
     def launch(self, spec: LaunchSpec) -> ChildInstance:
         argv, cleanup = with_scratch(spec, self.state_dir / spec.name, None) if spec.scratch else (spec.argv, None)
@@ -97,7 +108,7 @@ class ProcessRunner(Runner):
         fractional CPU quota (a resource envelope, no namespaces), or for the peak where taskstats is
         refused. One for the runner's instances one after another: made on the first launch (a
         warm-up), its peak reset for each, kept until close()."""
-        if not (for_peak or envelope.memory_mib or envelope.quota_us()):
+        if not (for_peak or envelope.memory_mib or envelope.quota_us() or self.always_cgroup):
             return None
         if self._cgroup is None:
             self._cgroups = cgroups.detect()

@@ -22,7 +22,7 @@ def test_values_arrive_typed():
     ("vm", VmRunner, {"accel": "hvf"}, "bad option for vm: accel must be auto, kvm or tcg"),
     ("container", ContainerRunner, {"userns": "maybe"}, "bad --option container.userns='maybe': true or false"),
     ("container", ContainerRunner, {"upper_size": "12XB"}, "bad option for container: bad size"),
-    ("process", ProcessRunner, {"x": "1"}, "unknown option process.x: it takes none"),
+    ("process", ProcessRunner, {"x": "1"}, "unknown option process.x: it takes cgroup"),
 ])
 def test_a_bad_option_is_one_usage_error(runner, cls, raw, message):
     with pytest.raises(UsageError, match="^" + message.replace("(", r"\(").replace(".", r"\.")):
@@ -33,7 +33,10 @@ def test_declared_options_carry_type_default_and_help():
     by_name = {o["name"]: o for o in declared(VmRunner)}
     assert by_name["default_cpus"]["type"] == "int" and by_name["default_cpus"]["default"] == 1
     assert by_name["kernel"]["type"] == "str or none" and by_name["kernel"]["help"]
-    assert declared(ProcessRunner) == []
+    assert [o["name"] for o in declared(ProcessRunner)] == ["cgroup"]
+    from runners.docker import DockerRunner
+
+    assert declared(DockerRunner) == []  # a peer built on the process runner takes none of its options
 
 
 def test_a_variant_is_a_runner_with_options_of_its_own_beside_the_plain_one():
