@@ -33,8 +33,17 @@ def listing(what: str, cache_dir: str) -> dict:
                                     "family": info.cls.family if info.cls else "?",
                                     "available": ok, "reason": reason,
                                     "description": info.cls.description if info.cls else "",
+                                    "envelope": unenforced(info.cls.enforcement) if info.cls else "?",
                                     "options": declared(info.cls) if info.cls else []})
     return data
+
+
+def unenforced(enforcement: dict[str, str]) -> str:
+    """What of the envelope a runner cannot enforce, in a word: "all enforced" or "not: memory (why)"."""
+    from runners.base import NOT_ENFORCED
+
+    missing = [f"{part} ({how})" for part, how in enforcement.items() if how.startswith(NOT_ENFORCED)]
+    return "not: " + ", ".join(missing) if missing else "all enforced"
 
 
 def print_listing(data: dict, console: Console) -> None:

@@ -66,3 +66,18 @@ def test_a_variant_option_is_checked_like_any_other():
 
     with pytest.raises(UsageError, match="bad option for container: seccomp must be default or none"):
         runner_options(["container:seccomp=strict"], {})
+
+
+def test_a_runner_that_cannot_enforce_part_of_the_envelope_says_so():
+    from bench.spec import Envelope
+    from bench.views import unenforced
+    from runners.base import Runner
+
+    class Plain(Runner):  # a plugin that declares nothing
+        name = "plain"
+
+    assert unenforced(Plain.enforcement) == "not: cpuset (not enforced), cpu_quota (not enforced), memory (not enforced)"
+    assert unenforced(ContainerRunner.enforcement) == "all enforced"
+    assert ProcessRunner().enforced(Envelope(cpus=0.5, cpuset=(1,))) == {
+        "cpuset": "CPU affinity (sched_setaffinity before posix_spawn)",
+        "cpu_quota": "a cgroup of its own, CFS quota (no namespaces)"}
