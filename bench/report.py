@@ -150,6 +150,11 @@ def warnings(df: pd.DataFrame, summary: pd.DataFrame, meta: dict) -> list[str]:
         found.append(f"{len(noisy)} of {len(summary)} metrics are noisy (coefficient of variation over {HIGH_CV:.0%}), "
                      f"worst {', '.join(f'{r.runner} {r.metric} {r.cv:.0%}' for r in worst.itertuples())}: "
                      "trust only differences beyond their intervals")
+    for name, cfg in meta.get("runners", {}).items():
+        missing = [part for part, how in cfg.get("envelope", {}).items() if how.startswith("not enforced")]
+        if missing:
+            found.append(f"{name} could not enforce the envelope's {', '.join(missing)}: its numbers are not on "
+                         "equal terms (marked in the tables)")
     emulated = {name: cfg for name, cfg in meta.get("runners", {}).items() if cfg.get("accel") == "tcg"}
     if emulated:
         reason = next(iter(emulated.values())).get("accel_reason", "")
@@ -283,6 +288,8 @@ def headline_table(df: pd.DataFrame, meta: dict, order: list[str] | None = None)
     table = headline(df)
     runners = [r for r in (order or runner_order(df["runner"])) if r in set(table["runner"])]
     emulated = {n for n, cfg in meta.get("runners", {}).items() if cfg.get("accel") == "tcg"}
+    unenforced = {n: ", ".join(part for part, how in cfg.get("envelope", {}).items() if how.startswith("not enforced"))
+                  for n, cfg in meta.get("runners", {}).items()}
     rows = {}
     for r in table.to_dict("records"):
         row = rows.setdefault((r["suite"], r["workload"], r["metric"]),
@@ -291,7 +298,8 @@ def headline_table(df: pd.DataFrame, meta: dict, order: list[str] | None = None)
         spread = "" if pd.isna(r["ci_low"]) else (f" ({fmt_number(r['ci_low'])}–{fmt_number(r['ci_high'])})"
                                                    if r["kind"] == "ratio"
                                                    else f" ({r['ci_low']:+.1f} to {r['ci_high']:+.1f})")
-        row["cells"][r["runner"]] = {"text": value + spread, "tcg": r["runner"] in emulated}
+        row["cells"][r["runner"]] = {"text": value + spread, "tcg": r["runner"] in emulated,
+                                     "unenforced": unenforced.get(r["runner"], "")}
     return {"runners": runners, "rows": list(rows.values())}
 
 

@@ -80,3 +80,20 @@ def test_an_incomplete_run_says_so_first():
     df = frame()
     found = warnings(df, summarize(df), {"incomplete": True, "interrupted_by": "SIGINT"})
     assert found[0].startswith("this run is incomplete: SIGINT stopped it")
+
+
+def test_a_runner_that_could_not_enforce_the_envelope_is_marked_in_the_report():
+    import pandas as pd
+
+    from bench.report import headline_table, warnings
+    from bench.stats import summarize
+
+    rows = [{"suite": "throughput", "workload": "cpu", "runner": r, "iteration": i, "metric": "cpu_ops_s",
+             "value": v + i, "unit": "ops/s", "ok": True, "error": ""} for r, v in (("process", 100), ("plain", 90))
+            for i in range(3)]
+    df = pd.DataFrame(rows)
+    meta = {"runners": {"process": {"envelope": {"cpuset": "CPU affinity"}},
+                        "plain": {"envelope": {"cpuset": "not enforced", "memory": "not enforced"}}}}
+    cell = headline_table(df, meta)["rows"][0]["cells"]["plain"]
+    assert cell["unenforced"] == "cpuset, memory"
+    assert any("plain could not enforce the envelope's cpuset, memory" in w for w in warnings(df, summarize(df), meta))
