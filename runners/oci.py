@@ -86,6 +86,7 @@ class OciRunner(ProcessRunner):
     def config(self) -> dict:
         return {**super().config(), "spawn": f"{shutil.which(self.runtime)} run (foreground)",
                 "bundle": "generated config.json, rootfs read-only, Docker's default capabilities",
+                "seccomp": "docker default (runners/seccomp.py, as OCI linux.seccomp)",
                 "network": "own netns, loopback only"}
 
     def launch(self, spec: LaunchSpec) -> TaskInstance:
