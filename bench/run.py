@@ -223,14 +223,17 @@ def _run(opts, console, workloads, wanted, started, run_id) -> tuple[int, Path |
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": " ".join(["bench", *sys.argv[1:]]), "suites": sorted({w.suite for w in workloads}),
         "workloads": [w.name for w in workloads], "envelope": asdict(opts.envelope),
-        "rounds": {w: {n: r.as_meta() for n, r in p.items()} for w, p in rounds_meta.items()}, "precision_pct": None if opts.repeat else round(100 * opts.precision, 3),
+        "rounds": {w: {n: r.as_meta() for n, r in p.items()} for w, p in rounds_meta.items()},
+        "precision_pct": None if opts.repeat else round(100 * opts.precision, 3),
         "image": {"digest": image.digest, "rootfs": str(image.rootfs)},
         "host": hostinfo.fingerprint(), "versions": hostinfo.versions(),
-        "runners": {n: {"kind": registered()[runner_name(n)].cls.kind, "family": registered()[runner_name(n)].cls.family,
+        "runners": {n: {"kind": registered()[runner_name(n)].cls.kind,
+                        "family": registered()[runner_name(n)].cls.family,
                         **({"options": opts.options[n]} if n in opts.options else {}),
                         "envelope": status[n]["enforced"], **status[n]["config"]} for n in names},
         "skipped_runners": {n: s["reason"] for n, s in status.items() if n not in names},
-        "not_run": not_run, "density": opts.density, "verify": last_verdict(opts.cache_dir), "warnings": runner_warnings(samples, names),
+        "not_run": not_run, "density": opts.density, "verify": last_verdict(opts.cache_dir),
+        "warnings": runner_warnings(samples, names),
         "incomplete": interrupted is not None,
         **({"interrupted_by": interrupted.name} if interrupted else {}),
     }
@@ -266,9 +269,10 @@ def plan_runs(workloads: list[Workload], names: list[str], status: dict) -> tupl
 
 
 def measure_all(client, plan, opts, run_id, console, samples: list[dict], rounds_meta: dict, journal) -> None:
-    """Round-robin over the runners still measuring inside each round, the order reversed every other round,
-    so that drift on the host hits them alike; a runner leaves once its Rounds are done. Samples are kept (and journalled) as they
-    complete, so that an interrupted run keeps them. rounds_meta gets why each runner stopped."""
+    """Round-robin over the runners still measuring, the order reversed every other round, so that
+    drift on the host hits them alike; a runner leaves once its Rounds are done. Samples are kept (and
+    journalled) as they complete, so that an interrupted run keeps them. rounds_meta gets why each
+    runner stopped."""
     todo = [(w, {name: rounds(w, name, opts) for name in names}) for w, names in plan]
     total = sum(r.warmup + r.max_repeat for _, plans in todo for r in plans.values())
     n = 0
@@ -284,7 +288,7 @@ def measure_all(client, plan, opts, run_id, console, samples: list[dict], rounds
             active = list(plans)
             rnd = -max(r.warmup for r in plans.values())
             while active:
-                for name in rotated(active, rnd):
+                for name in round_order(active, rnd):
                     r = plans[name]
                     if rnd < -r.warmup:
                         continue
@@ -311,7 +315,7 @@ def measure_all(client, plan, opts, run_id, console, samples: list[dict], rounds
                     progress.update(task, total=total)
 
 
-def rotated(names: list[str], rnd: int) -> list[str]:
+def round_order(names: list[str], rnd: int) -> list[str]:
     """The round's order: as given, then reversed, alternately (ABBA), so that each runner follows
     each other as often as it precedes it. A VM started right after another VM's teardown ran 10 to
     30% slower here (the host still frees the last guest's memory), which a fixed order charged to

@@ -82,7 +82,8 @@ class ProcessRunner(Runner):
             if taskstats:
                 taskstats.reset()
             cgroup = self._instance_cgroup(spec.envelope, taskstats is None)
-            with pinned(spec.envelope.cpu_list()), self._inside(cgroup):
+            inside = cgroups.joined(cgroup.self_join_files, self._home) if cgroup else contextlib.nullcontext()
+            with pinned(spec.envelope.cpu_list()), inside:
                 # setsid: a Ctrl-C at the terminal reaches `bench`, which stops cleanly, not the workload
                 pid = os.posix_spawn(path, argv, GUEST_ENV, file_actions=actions, setsid=True)
         except BaseException:
@@ -107,7 +108,7 @@ class ProcessRunner(Runner):
         """The cgroup the workload starts in, when one is needed: for the envelope's memory limit or
         fractional CPU quota (a resource envelope, no namespaces), or for the peak where taskstats is
         refused. One for the runner's instances one after another: made on the first launch (a
-        warm-up), its peak reset for each, kept until close()."""
+        warm-up), kept until close()."""
         if not (for_peak or envelope.memory_mib or envelope.quota_us() or self.always_cgroup):
             return None
         if self._cgroup is None:
@@ -120,16 +121,9 @@ class ProcessRunner(Runner):
         if envelope != self._limited:
             self._cgroup.set_limits(envelope.memory_mib, envelope.quota_us(), None)
             self._limited = envelope
-        self._cgroup.reset_peak()
+        if for_peak:  # a write on the timed path: only when the peak is read from here
+            self._cgroup.reset_peak()
         return self._cgroup
-
-    @contextlib.contextmanager
-    def _inside(self, cgroup: cgroups.Cgroup | None):
-        if cgroup is None:
-            yield
-        else:
-            with cgroups.joined(cgroup.self_join_files, self._home):
-                yield
 
     def close(self) -> None:
         if self._taskstats:

@@ -61,10 +61,10 @@ def test_a_runner_whose_every_sample_fails_stops_at_min_repeat():
 
 
 def test_the_order_alternates_so_each_runner_follows_each_other_as_often_as_it_precedes_it():
-    from bench.run import rotated
+    from bench.run import round_order
 
     names = ["process", "vm", "qemu"]
-    flat = [name for rnd in range(4) for name in rotated(names, rnd)]
+    flat = [name for rnd in range(4) for name in round_order(names, rnd)]
     assert flat[:6] == ["process", "vm", "qemu", "qemu", "vm", "process"]
     pairs = list(zip(flat, flat[1:]))
     assert pairs.count(("vm", "qemu")) == pairs.count(("qemu", "vm")) == 2
