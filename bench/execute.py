@@ -66,10 +66,9 @@ def _execute(runner, argv: list[str], envelope: Envelope, cache_dir: Path) -> in
     out = sys.stdout.buffer
     instance = runner.launch(spec)
     try:
-        shown = getattr(instance, "console_text", lambda data: data)  # a VM's console carries protocol lines
-        instance.echo = lambda data: (out.write(shown(data)), out.flush())
+        instance.echo = lambda data: (out.write(instance.console_text(data)), out.flush())
         code = instance.wait_exit(None)
-        oom = getattr(instance, "oom_killed", lambda: False)()
+        oom = instance.oom_killed()
     finally:
         instance.teardown()
         runner.close()

@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 import platform
 import re
-import shutil
 import socket
-import subprocess
 from pathlib import Path
 
 import bench
+from bench.host.tools import versions_of
 
 
 def _read(path: str) -> str | None:
@@ -71,36 +70,23 @@ def fingerprint() -> dict:
     }
 
 
-# tool -> (argv, regex for the version in its output)
-_VERSION_PROBES = {
+# The harness's own tools (the workloads'); each runner names its own (Runner.version_probes).
+WORKLOAD_TOOLS = {
     "busybox": (["busybox"], r"BusyBox v([\w.\-]+)"),
     "stress-ng": (["stress-ng", "--version"], r"version ([\w.\-]+)"),
     "fio": (["fio", "--version"], r"fio-([\w.\-]+)"),
     "iperf3": (["iperf3", "--version"], r"iperf ([\w.\-]+)"),
-    "qemu": (["qemu-system-x86_64", "--version"], r"version ([\w.\-]+)"),
-    "libvirt": (["libvirtd", "--version"], r"([\d.]+)\s*$"),
-    "runc": (["runc", "--version"], r"runc version ([\w.\-]+)"),
-    "crun": (["crun", "--version"], r"crun version ([\w.\-]+)"),
-    "bwrap": (["bwrap", "--version"], r"bubblewrap ([\w.\-]+)"),
-    "docker": (["docker", "--version"], r"version ([\w.\-]+)"),
 }
 
 
-def tool_version(argv: list[str], pattern: str) -> str | None:
-    if shutil.which(argv[0]) is None:
-        return None
-    try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=5, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    m = re.search(pattern, out.stdout + out.stderr, re.MULTILINE)
-    return m.group(1) if m else None
-
-
 def versions() -> dict:
-    found = {"isobench": bench.__version__, "python": platform.python_version()}
-    for tool, (argv, pattern) in _VERSION_PROBES.items():
-        version = tool_version(argv, pattern)
-        if version:
-            found[tool] = version
+    """isobench, Python, the workload tools and every registered runner's tools."""
+    from bench.registry import registered
+
+    found = {"isobench": bench.__version__, "python": platform.python_version(), **versions_of(WORKLOAD_TOOLS)}
+    for info in registered().values():
+        try:
+            found.update({tool: v for tool, v in info.cls.versions().items() if tool not in found})
+        except Exception:  # a runner that failed to load, or a plugin's probe that broke: no version
+            continue
     return found

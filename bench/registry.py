@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from importlib.metadata import entry_points
 
 from runners.base import Runner
 
@@ -22,6 +21,8 @@ class RunnerInfo:
 @cache
 def registered() -> dict[str, RunnerInfo]:
     """Every registered runner by name; one that fails to import is listed with the reason."""
+    from importlib.metadata import entry_points  # here, not at the top: the worker imports this module
+
     found = {}
     for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
         try:
@@ -31,20 +32,32 @@ def registered() -> dict[str, RunnerInfo]:
     return found
 
 
-def availability(info: RunnerInfo) -> tuple[bool, str]:
-    ok, reason, _ = inspect_runner(info)
-    return ok, reason
+def availability(info: RunnerInfo, cache_dir: str | None = None) -> tuple[bool, str]:
+    """Whether the runner is available and why; with cache_dir, what it would run as (cached_state)."""
+    if info.cls is None:
+        return False, info.load_error
+    runner = None
+    try:
+        runner = info.cls()
+        ok, reason = runner.available()
+        state = runner.cached_state(cache_dir) if ok and cache_dir is not None else ""
+        return ok, f"{reason}; {state}" if state else reason
+    except Exception as exc:
+        return False, f"availability check failed: {exc}"
+    finally:
+        if runner is not None:
+            runner.close()
 
 
-def inspect_runner(info: RunnerInfo, cache_dir: str | None = None) -> tuple[bool, str, list]:
-    """Whether the runner is available and why; with cache_dir, also its own doctor checks."""
+def inspect_runner(info: RunnerInfo, cache_dir: str) -> tuple[bool, str, list]:
+    """Whether the runner is available and why, and its own doctor checks."""
     if info.cls is None:
         return False, info.load_error, []
     runner = None
     try:
         runner = info.cls()
         ok, reason = runner.available()
-        return ok, reason, runner.doctor_checks(cache_dir) if ok and cache_dir is not None else []
+        return ok, reason, runner.doctor_checks(cache_dir) if ok else []
     except Exception as exc:
         return False, f"availability check failed: {exc}", []
     finally:

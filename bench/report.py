@@ -186,7 +186,6 @@ def _publish(staging: Path, out_dir: Path, template: str, **context) -> Path:
 
 def render_report(run_dir: Path, out_dir: Path, baseline_dir: Path | None = None) -> Path:
     """Write out_dir/index.html and its PNGs (atomically: staged, then renamed)."""
-    from bench.compare import compare
     from bench.store import load_run
 
     df, meta = load_run(run_dir)

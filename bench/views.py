@@ -24,11 +24,7 @@ def listing(what: str, cache_dir: str) -> dict:
     if what in ("runners", "all"):
         data["runners"] = []
         for name, info in registered().items():
-            ok, reason = availability(info)
-            if name == "vm" and ok:
-                from runners.vm import cached_accel
-
-                reason = f"{reason}; {cached_accel(cache_dir)}"
+            ok, reason = availability(info, cache_dir)
             data["runners"].append({"name": name, "kind": info.cls.kind if info.cls else "?",
                                     "family": info.cls.family if info.cls else "?",
                                     "available": ok, "reason": reason,

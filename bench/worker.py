@@ -14,7 +14,7 @@ from bench import interrupts
 from bench.errors import UsageError
 from bench.measure import MEASURES
 from bench.spec import Envelope, LaunchSpec
-from runners import _linux as linux
+from bench.host import linux
 from bench.workloads import DENSITY, WORKLOADS
 
 

@@ -27,6 +27,14 @@ class Check:
     fix: str = ""  # the command that would fix it; doctor prints it and runs nothing
 
 
+@dataclass(frozen=True)
+class Residue:
+    """Something of ours a killed run left on the host (named bench-...), as `bench clean` lists it."""
+
+    kind: str  # "domain", "runc container", "qemu process": what it is, in words
+    name: str  # what remove() needs to find it: a name, a pid, a path
+
+
 @dataclass
 class StateDir:
     """The options of a runner whose only one is where its per-instance files go."""
@@ -62,6 +70,19 @@ class Instance(ABC):
         """Host-side peak memory of the instance, once it has exited (None if unknown)."""
         return None
 
+    # Optional capabilities: what an instance can say beyond its output. The defaults say "nothing".
+    def oom_killed(self) -> bool:
+        """Whether the memory envelope's OOM killer ended the workload."""
+        return False
+
+    def cpu_time_ms(self) -> float | None:
+        """CPU time the instance used on the host, once it has exited (None if unknown)."""
+        return None
+
+    def console_text(self, data: bytes) -> bytes:
+        """What a person should see of raw output bytes (a VM's console carries protocol lines)."""
+        return data
+
     def extra_metrics(self) -> dict[str, tuple[float, str]]:
         """Further measurements the instance has, as {metric: (value, unit)}."""
         return {}
@@ -89,6 +110,8 @@ class Runner(ABC):
     # Its options, as a dataclass whose fields are typed and defaulted (help in metadata): given as
     # `--option NAME.KEY=VALUE`, converted and checked by bench.options, passed to __init__ as keywords.
     Options: ClassVar[type | None] = None
+    # The tools it runs, as {tool: (argv that prints the version, regex whose group 1 is the version)}.
+    version_probes: ClassVar[dict[str, tuple[list[str], str]]] = {}
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -127,6 +150,28 @@ class Runner(ABC):
     def doctor_checks(self, cache_dir: str) -> list[Check]:
         """What `bench doctor` should check for this runner beyond available(); changes nothing."""
         return []
+
+    def cached_state(self, cache_dir: str) -> str:
+        """What it would run as, read from its cache without probing (`bench list runners`)."""
+        return ""
+
+    @classmethod
+    def versions(cls) -> dict[str, str]:
+        """{tool: version} of what it runs (version_probes), recorded in meta.json; missing tools left out."""
+        from bench.host.tools import versions_of
+
+        return versions_of(cls.version_probes)
+
+    @classmethod
+    def residues(cls, cache_dir: str) -> list[Residue]:
+        """What a killed run of this runner can leave behind that the host plumbing's own sweep
+        (cgroups, netns, links, mounts, /tmp/bench-*) does not find: listed by `bench clean`."""
+        return []
+
+    @classmethod
+    def remove(cls, residue: Residue) -> None:
+        """Remove one of its residues(); one gone meanwhile is fine."""
+        raise NotImplementedError(f"{cls.name} lists residues it cannot remove")
 
     @classmethod
     def warnings(cls, medians: dict[str, float]) -> list[str]:

@@ -12,6 +12,7 @@ from runners.process import ProcessRunner, TaskInstance
 class BwrapRunner(ProcessRunner):
     Options = None  # a peer: its own tool decides
     name = "bwrap"
+    version_probes = {"bwrap": (["bwrap", "--version"], r"bubblewrap ([\w.\-]+)")}
     family = "sandboxes"
     kind = "peer"
     description = "bubblewrap --unshare-all on the guest rootfs"

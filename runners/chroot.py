@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 from bench.spec import LaunchSpec
+from runners.base import Residue
 from runners.process import ProcessRunner, TaskInstance, with_scratch
 
 BUSYBOX_PATHS = ("/bin/busybox", "/usr/bin/busybox")
@@ -34,6 +35,16 @@ class ChrootRunner(ProcessRunner):
         if host_busybox() is None:
             return False, "busybox is not installed (apt-get install busybox-static)"
         return True, "root, busybox"
+
+    @classmethod
+    def residues(cls, cache_dir: str) -> list[Residue]:
+        """Scratch dirs inside the image's jail, the only place a chroot can write to."""
+        return [Residue("scratch dir", str(p)) for p in sorted(Path(cache_dir).glob("images/*/rootfs/tmp/bench-*"))
+                if p.is_dir()]
+
+    @classmethod
+    def remove(cls, residue: Residue) -> None:
+        shutil.rmtree(residue.name, ignore_errors=True)
 
     def config(self) -> dict:
         return {**super().config(), "spawn": f"posix_spawn {host_busybox()} chroot"}

@@ -23,11 +23,11 @@ from pathlib import Path
 
 from bench.errors import MeasurementError
 from bench.spec import SCRATCH, LaunchSpec
-from runners import _linux as linux
+from bench.host import linux
 from runners._child import ChildInstance, output_actions, output_pipe
 from runners.base import GUEST_ENV, Runner
-from runners.cgroups import Cgroup, detect
-from runners.network import NETNS_DIR, BridgeNetwork
+from bench.host.cgroups import Cgroup, detect
+from bench.host.network import NETNS_DIR, BridgeNetwork
 
 INIT_SOURCE = Path(__file__).with_name("container_init.c")
 SECCOMP_COMPILER = Path(__file__).with_name("seccomp_compile.c")

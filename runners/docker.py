@@ -9,7 +9,7 @@ import subprocess
 import time
 
 from bench.spec import LaunchSpec
-from runners.base import GUEST_ENV
+from runners.base import GUEST_ENV, Residue
 from runners._child import run_quietly
 from runners.process import ProcessRunner, TaskInstance
 
@@ -32,6 +32,7 @@ class DockerRunner(ProcessRunner):
     enforcement = {"cpuset": "cpuset cgroup (--cpuset-cpus)", "cpu_quota": "cpu cgroup (--cpus)",
                    "memory": "memory cgroup (--memory)"}
     kind = "peer"
+    version_probes = {"docker": (["docker", "--version"], r"version ([\w.\-]+)")}
     description = "docker run --network none of the guest rootfs, imported as an image"
     cannot_measure = {"mem_peak_mib": "the container's processes belong to containerd, not to the harness, "
                                       "and its cgroup is gone before a probe's exit can be read"}
@@ -40,8 +41,26 @@ class DockerRunner(ProcessRunner):
         super().__init__()
         self.tag = None
 
-    def cli(self) -> str | None:
+    @classmethod
+    def cli(cls) -> str | None:
         return docker_cli()
+
+    @classmethod
+    def residues(cls, cache_dir: str) -> list[Residue]:
+        """Its containers named bench-... that a killed run left (created, running or exited)."""
+        cli = cls.cli()
+        if cli is None:
+            return []
+        try:
+            out = subprocess.run([cli, "ps", "-a", "--filter", "name=^bench-", "--format", "{{.Names}}"],
+                                 capture_output=True, text=True, timeout=30, check=False)
+        except subprocess.TimeoutExpired:
+            return []
+        return [Residue(f"{cls.name} container", n) for n in out.stdout.split()] if out.returncode == 0 else []
+
+    @classmethod
+    def remove(cls, residue: Residue) -> None:
+        run_quietly([cls.cli(), "rm", "--force", residue.name], GUEST_ENV)
 
     def run_options(self) -> list[str]:
         return ["--network", "none"]

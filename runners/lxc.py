@@ -32,6 +32,7 @@ class LxcRunner(ProcessRunner):
     name = "lxc"
     family = "containers"
     kind = "peer"
+    version_probes = {"lxc": (["lxc-execute", "--version"], r"^([\d.]+)")}
     description = "lxc-execute on the guest rootfs, empty network, envelope as cgroup limits"
 
     Options = StateDir
@@ -59,7 +60,7 @@ class LxcRunner(ProcessRunner):
         return {**super().config(), "spawn": "lxc-execute -f <generated config>"}
 
     def launch(self, spec: LaunchSpec) -> TaskInstance:
-        from runners.cgroups import detect
+        from bench.host.cgroups import detect
 
         state = Path(self.state_dir) / spec.name
         state.mkdir(parents=True, exist_ok=True)

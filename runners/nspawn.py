@@ -11,6 +11,7 @@ from runners.process import ProcessRunner, TaskInstance
 
 
 class NspawnRunner(ProcessRunner):
+    version_probes = {"systemd-nspawn": (["systemd-nspawn", "--version"], r"systemd (\d+)")}
     Options = None  # a peer: its own tool decides
     name = "nspawn"
     family = "containers"

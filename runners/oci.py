@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bench.spec import CFS_PERIOD_US, LaunchSpec
 from runners._child import run_quietly
-from runners.base import GUEST_ENV, StateDir
+from runners.base import GUEST_ENV, Residue, StateDir
 from runners.container import DOCKER_CAPS, MASKED_PROC, READONLY_PROC
 from runners.seccomp import oci_seccomp
 from runners.process import ProcessRunner, TaskInstance
@@ -83,6 +83,15 @@ class OciRunner(ProcessRunner):
         path = shutil.which(self.runtime)
         return (True, path) if path else (False, f"{self.runtime} is not installed (apt-get install {self.runtime})")
 
+    @classmethod
+    def residues(cls, cache_dir: str) -> list[Residue]:
+        """Containers named bench-... whose `run` was killed before it could delete them."""
+        return [Residue(f"{cls.runtime} container", p.name) for p in sorted(Path(cls.state_root).glob("bench-*"))]
+
+    @classmethod
+    def remove(cls, residue: Residue) -> None:
+        run_quietly([shutil.which(cls.runtime) or cls.runtime, "delete", "--force", residue.name], GUEST_ENV)
+
     def config(self) -> dict:
         return {**super().config(), "spawn": f"{shutil.which(self.runtime)} run (foreground)",
                 "bundle": "generated config.json, rootfs read-only, Docker's default capabilities",
@@ -91,7 +100,7 @@ class OciRunner(ProcessRunner):
 
     def launch(self, spec: LaunchSpec) -> TaskInstance:
         if self.cgroups is None:  # runc makes the bench parent; ours to share and remove like the container's
-            from runners.cgroups import detect
+            from bench.host.cgroups import detect
 
             self.cgroups = detect()
             self.cgroups.hold()
@@ -119,7 +128,7 @@ class OciRunner(ProcessRunner):
         if (Path(self.state_root) / name).exists():
             run_quietly([shutil.which(self.runtime), "delete", "--force", name], GUEST_ENV)
         if killed:
-            from runners.cgroups import kill_and_remove
+            from bench.host.cgroups import kill_and_remove
 
             for leaf in self.cgroups.leftovers():
                 if leaf.name == name:
@@ -129,6 +138,7 @@ class OciRunner(ProcessRunner):
 
 class RuncRunner(OciRunner):
     name = "runc"
+    version_probes = {"runc": (["runc", "--version"], r"runc version ([\w.\-]+)")}
     description = "runc run on an OCI bundle of the guest rootfs"
 
 
@@ -136,6 +146,7 @@ class CrunRunner(OciRunner):
     name = "crun"
     runtime = "crun"
     state_root = "/run/crun"
+    version_probes = {"crun": (["crun", "--version"], r"crun version ([\w.\-]+)")}
     description = "crun run on an OCI bundle of the guest rootfs"
 
     def available(self) -> tuple[bool, str]:

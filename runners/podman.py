@@ -21,9 +21,11 @@ class PodmanRunner(DockerRunner):
     name = "podman"
     family = "containers"
     max_repeat = 10  # an expensive start: fewer rounds at most
+    version_probes = {"podman": (["podman", "--version"], r"version ([\w.\-]+)")}
     description = "podman run --network none of the guest rootfs, imported as an image"
 
-    def cli(self) -> str | None:
+    @classmethod
+    def cli(cls) -> str | None:
         return shutil.which("podman")
 
     def run_options(self) -> list[str]:

@@ -12,14 +12,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.spec import SCRATCH, Envelope, LaunchSpec
-from runners import cgroups
+from bench.host import cgroups
 from runners._child import ChildInstance, output_actions, output_pipe, pinned
-from runners._taskstats import TaskstatsListener
+from bench.host.taskstats import TaskstatsListener
 from runners.base import GUEST_ENV, Runner
 
 # Where the kernel refuses taskstats (to any pid namespace but the first: a CI job in a container),
 # the peak is read from a memory cgroup the workload starts in. wait4's ru_maxrss is no substitute:
-# it holds the spawning worker's own RSS (see runners/_taskstats.py).
+# it holds the spawning worker's own RSS (see bench/host/taskstats.py).
 CGROUP_PEAK = "memory cgroup peak (taskstats unavailable here: {})"
 
 

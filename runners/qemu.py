@@ -10,8 +10,13 @@ import time
 from dataclasses import replace
 
 from bench.spec import LaunchSpec
+from pathlib import Path
+
+from runners.base import Residue
 from runners.process import ProcessRunner, TaskInstance
-from runners.vm import MACHINE, QBOOT, QEMU, ROOT_SERIAL, ROOT_SLOT, GuestConsole, VmRunner, guest_cmdline, peak_rss_kib
+from runners.vm import VmRunner
+from runners.vm.console import GuestConsole, peak_rss_kib
+from runners.vm.domain import MACHINE, QBOOT, QEMU, ROOT_SERIAL, ROOT_SLOT, guest_cmdline
 
 
 class QemuInstance(GuestConsole, TaskInstance):
@@ -67,15 +72,36 @@ class QemuRunner(VmRunner):
     def warnings(cls, medians: dict[str, float]) -> list[str]:
         return []
 
+    @classmethod
+    def residues(cls, cache_dir: str) -> list[Residue]:
+        """QEMUs it started (-name bench-...) that outlived a killed worker, and the KVM probe's domain."""
+        found = []
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv and argv[0] == QEMU.encode() and b"-name" in argv:
+                if argv[argv.index(b"-name") + 1].startswith(b"bench-"):
+                    found.append(Residue("qemu process", proc.name))
+        return found + super().residues(cache_dir)
+
+    @classmethod
+    def remove(cls, residue: Residue) -> None:
+        if residue.kind != "qemu process":
+            return super().remove(residue)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(residue.name), signal.SIGKILL)
+
     def launch(self, spec: LaunchSpec) -> QemuInstance:
         env = spec.envelope
         vcpus = self.vcpus(env)
         argv = [QEMU, "-M", MACHINE, "-accel", self.accel, "-m", str(env.memory_mib or self.cfg.default_memory_mib),
                 "-smp", str(vcpus), "-nodefaults", "-no-user-config",
-                "-display", "none", "-bios", QBOOT, "-kernel", str(self.kernel.vmlinux), "-initrd", str(self.initrd),
-                "-drive", f"file={self.root_disk},if=none,id=root,format=raw,readonly=on",
+                "-display", "none", "-bios", QBOOT, "-kernel", str(self.boot.kernel.vmlinux), "-initrd", str(self.boot.initrd),
+                "-drive", f"file={self.boot.root_disk},if=none,id=root,format=raw,readonly=on",
                 "-device", f"virtio-blk-pci,drive=root,serial={ROOT_SERIAL},bus=pcie.0,addr={ROOT_SLOT}",
-                "-append", guest_cmdline(spec.argv, self.boot_modules(), vcpus=vcpus, host=self.host_params),
+                "-append", guest_cmdline(spec.argv, self.boot.modules(), vcpus=vcpus, host=self.host_params),
                 "-serial", "stdio", "-no-reboot", "-name", spec.name]
         argv += ["-cpu", "host"] if self.accel == "kvm" else []
         # Guest RAM is the memory envelope: a memory cgroup on QEMU as well would count the guest twice.

@@ -41,12 +41,10 @@ def host_left_clean():
     yield
     if os.geteuid() != 0:
         return
-    from bench.clean import (cgroups, docker_containers, domains, mounts, network, oci_containers,
-                             qemu_processes, state_dirs)
+    from bench.clean import host_residues, runner_residues
     from bench.cli import cache_dir
 
-    left = [*domains(), *qemu_processes(), *docker_containers(), *oci_containers(), *cgroups(), *network(),
-            *mounts(), *state_dirs(cache_dir())]
+    left = [r.residue for r in [*runner_residues(cache_dir()), *host_residues()]]
     assert not left, f"the test suite left residue on the host: {left}"
 
 

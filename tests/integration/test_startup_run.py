@@ -130,5 +130,6 @@ def test_bench_verify_prints_its_table_and_records_its_verdict(tmp_path):
     assert out.returncode == (0 if all(v["ok"] for v in verdicts) else 1)
     run = subprocess.run([*BENCH, "run", "--suite", "startup", "--runners", "process", "--repeat", "2",
                           "--results-dir", str(tmp_path), "--no-report"], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
     _, meta = load_run((tmp_path / "latest").resolve())
     assert meta["verify"]["ok"] == (out.returncode == 0)

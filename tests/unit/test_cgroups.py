@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from runners import cgroups
-from runners.cgroups import CgroupV1, CgroupV2, detect, v1_mounts
+from bench.host import cgroups
+from bench.host.cgroups import CgroupV1, CgroupV2, detect, v1_mounts
 
 
 @pytest.fixture(autouse=True)

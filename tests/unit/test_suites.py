@@ -7,7 +7,7 @@ from bench.run import plan_runs
 from bench.spec import SCRATCH, LaunchSpec
 from bench.workloads import WORKLOADS
 from runners.process import host_argv
-from runners.vm import domain_xml, guest_cmdline
+from runners.vm.domain import domain_xml, guest_cmdline
 
 
 def workloads(*names):
@@ -69,7 +69,7 @@ def test_every_vm_device_sits_on_its_own_slot_of_the_root_bus():
 def test_libvirt_reads_the_guest_cpu_back_in_two_calls_unless_told_stock():
     import xml.etree.ElementTree as ET
 
-    from runners.vm import VmConfig
+    from runners.vm.domain import VmConfig
 
     qemu_ns = "{http://libvirt.org/schemas/domain/qemu/1.0}"
     for readback, deleted in (("words", ["cpu-unavailable-features"]), ("stock", [])):

@@ -1,4 +1,4 @@
-from runners._taskstats import TaskExit, parse_task_exits, tree_pids
+from bench.host.taskstats import TaskExit, parse_task_exits, tree_pids
 
 
 def test_parse_real_exit_record(data_dir):

@@ -3,7 +3,10 @@
 import os
 import xml.etree.ElementTree as ET
 
-from runners.vm import SLOW_LIBVIRT_START_MS, VmRunner, kvm_device_check, tiny_domain_xml
+from runners.vm import VmRunner
+from runners.vm.accel import kvm_device_check
+from runners.vm.domain import tiny_domain_xml
+from runners.vm.runner import SLOW_LIBVIRT_START_MS
 
 
 def test_a_kvm_device_left_as_root_0600_is_named_with_the_fix(tmp_path):
@@ -35,7 +38,7 @@ def test_a_slow_libvirt_start_is_a_warning_of_the_run_and_a_fast_one_is_not():
 
 
 def test_every_vcpu_is_pinned_and_the_emulator_kept_on_the_set():
-    from runners.vm import cputune_xml
+    from runners.vm.domain import cputune_xml
 
     xml = cputune_xml(2, [3, 1], None)
     assert "<vcpupin vcpu='0' cpuset='3'/><vcpupin vcpu='1' cpuset='1'/><emulatorpin cpuset='3,1'/>" in xml

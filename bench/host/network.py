@@ -14,8 +14,8 @@ import socket
 import struct
 from pathlib import Path
 
-from runners._linux import CLONE_NEWNET, setns
-from runners._netlink import NLM_F_CREATE, NLM_F_EXCL, NetlinkSocket, attr, attr_str, attr_u32, nested
+from bench.host.linux import CLONE_NEWNET, setns
+from bench.host.netlink import NLM_F_CREATE, NLM_F_EXCL, NetlinkSocket, attr, attr_str, attr_u32, nested
 
 NETNS_PREFIX = "bench-net"
 BRIDGE = "bench-br0"

@@ -14,7 +14,7 @@ import socket
 import struct
 from dataclasses import dataclass
 
-from runners._netlink import attr, messages, parse_attrs
+from bench.host.netlink import attr, messages, parse_attrs
 
 NETLINK_GENERIC = 16
 GENL_ID_CTRL = 0x10

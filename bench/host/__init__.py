@@ -1,0 +1,1 @@
+"""Host plumbing the runners share: Linux calls, netlink, taskstats, cgroups, bridges and veths."""

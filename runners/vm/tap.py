@@ -1,0 +1,53 @@
+"""The guest's network: a tap of ours on the host, nothing routed beyond it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+class Tap:
+    """A persistent tap on the host with the subnet's first address; QEMU attaches to it by name
+    (libvirt's managed='no'). The guest gets the second address and no route beyond it, and the
+    host forwards nothing that arrives on it."""
+
+    TUNSETIFF, TUNSETPERSIST = 0x400454CA, 0x400454CB
+    IFF_TAP, IFF_NO_PI = 0x0002, 0x1000
+
+    def __init__(self, name: str, subnet: str) -> None:
+        import fcntl
+        import ipaddress
+        import struct
+
+        from bench.host.network import ip
+
+        net = ipaddress.ip_network(subnet)
+        if not net.is_private:
+            raise ValueError(f"subnet {subnet} is not a private range")
+        self.name = name
+        self.host_address = str(net.network_address + 1)
+        self.guest_address = f"{net.network_address + 2}/{net.prefixlen}"
+        fd = os.open("/dev/net/tun", os.O_RDWR)
+        try:
+            fcntl.ioctl(fd, self.TUNSETIFF, struct.pack("16sH", name.encode(), self.IFF_TAP | self.IFF_NO_PI))
+            fcntl.ioctl(fd, self.TUNSETPERSIST, 1)
+        finally:
+            os.close(fd)
+        try:
+            # The host may forward (ip_forward=1 here): a guest that routed through its tap would reach
+            # beyond the host, where a container reaches only its bridge. Nothing it sends is forwarded.
+            for knob, value in ((f"ipv4/conf/{name}/forwarding", "0"), (f"ipv6/conf/{name}/disable_ipv6", "1")):
+                Path(f"/proc/sys/net/{knob}").write_text(value)
+            ip("addr", "add", f"{self.host_address}/{net.prefixlen}", "dev", name)
+            ip("link", "set", name, "up")
+        except OSError:
+            self.remove()
+            raise
+
+    def remove(self) -> None:
+        from bench.host.network import ip
+
+        try:
+            ip("link", "delete", self.name)
+        except OSError:
+            pass  # already gone
