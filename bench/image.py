@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bench.atomic import staged
 from bench.errors import UsageError
-from bench.workloads import PROBE_GUEST_PATH, RR_GUEST_PATH, SYSCALL_GUEST_PATH
+from bench.workload import PROBE_GUEST_PATH, RR_GUEST_PATH, SYSCALL_GUEST_PATH
 
 BUILDER_VERSION = "2"  # bump when the layout of the tree changes
 BUSYBOX = "/bin/busybox"

@@ -184,6 +184,18 @@ def _publish(staging: Path, out_dir: Path, template: str, **context) -> Path:
     return out_dir / "index.html"
 
 
+# What a suite can ask its report section to draw (Suite.plots), beyond a distribution per metric.
+PLOTS = {"phases": phases_png, "memory": memory_png}
+
+
+def suite_plots(name: str) -> tuple[str, ...]:
+    """The plots the suite declares; none for a suite this isobench no longer has (an old run)."""
+    from bench.suites import suites
+
+    suite = suites().get(name)
+    return suite.plots if suite else ()
+
+
 def render_report(run_dir: Path, out_dir: Path, baseline_dir: Path | None = None) -> Path:
     """Write out_dir/index.html and its PNGs (atomically: staged, then renamed)."""
     from bench.store import load_run
@@ -244,10 +256,9 @@ def _render(df: pd.DataFrame, meta: dict, out_dir: Path, baseline_dir: Path | No
     for (suite, workload), part in df[df["ok"]].groupby(["suite", "workload"], sort=False):
         plots = []
         rows = summary[(summary["suite"] == suite) & (summary["workload"] == workload)]
-        if suite == "startup":
-            for kind, draw in (("phases", phases_png), ("memory", memory_png)):
-                plots.append({"file": f"{suite}-{workload}-{kind}.png", "metric": kind, "caption": CAPTIONS[kind]})
-                draw(rows, staging / plots[-1]["file"], order)
+        for kind in suite_plots(suite):
+            plots.append({"file": f"{suite}-{workload}-{kind}.png", "metric": kind, "caption": CAPTIONS[kind]})
+            PLOTS[kind](rows, staging / plots[-1]["file"], order)
         for (metric, unit), samples in part.groupby(["metric", "unit"], sort=False):
             name = f"{suite}-{workload}-{metric}.png"
             distribution_png(samples, metric, unit, staging / name, order)

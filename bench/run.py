@@ -20,7 +20,9 @@ from bench.verify import last_verdict
 from bench.image import build_image
 from bench.spec import Envelope
 from bench.stats import interval_pct
-from bench.workloads import DENSITY, SUITE_DEFAULTS, SUITE_ENVELOPE, Workload, select
+from bench.suites import select, suites
+from bench.suites.memory import DENSITY
+from bench.workload import Workload
 from bench.client import WorkerClient
 from bench.registry import registered
 
@@ -41,7 +43,6 @@ class RunOptions:
     report: bool
     cache_dir: Path
     options: dict = field(default_factory=dict)  # runner -> {option: value}
-    timeout_s: float = 60.0
     density: int = DENSITY
     precision: float = DEFAULT_PRECISION  # the median's 95% interval within ± this share of it
     max_repeat: int | None = None  # None: the suite's and the runner's own limits
@@ -128,7 +129,7 @@ class Rounds:
 
 
 def rounds(workload: Workload, runner: str, opts: RunOptions) -> Rounds:
-    defaults = SUITE_DEFAULTS.get(workload.suite, {"min_repeat": 3, "max_repeat": 10, "warmup": 1})
+    defaults = suites()[workload.suite].defaults()
     warmup = opts.warmup if opts.warmup is not None else defaults["warmup"]
     if opts.repeat is not None:
         return Rounds(warmup, opts.repeat, opts.repeat, None)
@@ -149,7 +150,7 @@ def suite_envelope(envelope: Envelope, workloads: list[Workload]) -> Envelope:
     """--cpus/--memory as given; otherwise the defaults of the suites in this run (throughput: 1, 512M)."""
     defaults: dict = {}
     for w in workloads:
-        defaults.update(SUITE_ENVELOPE.get(w.suite, {}))
+        defaults.update(suites()[w.suite].envelope)
     return replace(envelope, cpus=envelope.cpus if envelope.cpus is not None else defaults.get("cpus"),
                    memory_mib=envelope.memory_mib if envelope.memory_mib is not None else defaults.get("memory_mib")
                    ).resolved()
@@ -297,7 +298,7 @@ def measure_all(client, plan, opts, run_id, console, samples: list[dict], rounds
                                     + ("(warm-up)" if rnd < 0 else f"round {rnd + 1}"))
                     reply = client.request(op="measure", suite=workload.suite, workload=workload.name,
                                            runner=name, iteration=rnd, name=f"bench-{run_id}-{n}",
-                                           timeout_s=opts.timeout_s, density=opts.density)
+                                           params={"density": opts.density})
                     if rnd >= 0:
                         r.n += 1
                         samples.extend(reply["samples"])

@@ -21,7 +21,9 @@ from bench.errors import MeasurementError, UsageError
 from bench.image import Image, build_image
 from bench.registry import registered
 from bench.spec import SCRATCH, Envelope
-from bench.workloads import FIO, PROBE_GUEST_PATH, SYSCALL_GUEST_PATH, WORKLOADS
+from bench.suites import suites
+from bench.suites.throughput import FIO
+from bench.workload import PROBE_GUEST_PATH, SYSCALL_GUEST_PATH
 from runners.bwrap import bwrap_argv
 
 BATCHES = 3  # alternating batches of each side
@@ -95,7 +97,7 @@ class Harness:
             self.n += 1
             reply = self.client.request(op="measure", suite=suite, workload=workload, runner=runner,
                                         iteration=self.n, name=f"bench-verify-{os.getpid()}-{self.n}",
-                                        timeout_s=60.0, density=1)
+                                        params={})
             for s in reply["samples"]:
                 if s["metric"] == metric:
                     if not s["ok"]:
@@ -108,7 +110,7 @@ class Harness:
 
 
 def workload(name: str):
-    return next(w for w in WORKLOADS if w.name == name)
+    return next(w for s in suites().values() for w in s.workloads if w.name == name)
 
 
 def pinned_run(argv: list[str], cpu: int, timeout_s: float = 120, cwd: str | None = None) -> str:

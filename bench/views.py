@@ -8,7 +8,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from bench.workloads import SUITE_DEFAULTS, WORKLOADS, suites
+from bench.suites import suites
 from bench.options import declared
 from bench.registry import availability, registered
 
@@ -16,11 +16,11 @@ from bench.registry import availability, registered
 def listing(what: str, cache_dir: str) -> dict:
     data = {}
     if what in ("suites", "all"):
-        data["suites"] = [{"name": s, **SUITE_DEFAULTS.get(s, {}),
-                           "workloads": [w.name for w in WORKLOADS if w.suite == s]} for s in suites()]
+        data["suites"] = [{"name": s.name, **s.defaults(), "workloads": [w.name for w in s.workloads],
+                           "description": s.description} for s in suites().values()]
     if what in ("workloads", "all"):
         data["workloads"] = [{"suite": w.suite, "name": w.name, "description": w.description,
-                              "metrics": [m for m, _ in w.metrics]} for w in WORKLOADS]
+                              "metrics": [m for m, _ in w.metrics]} for s in suites().values() for w in s.workloads]
     if what in ("runners", "all"):
         data["runners"] = []
         for name, info in registered().items():

@@ -12,11 +12,9 @@ import signal
 
 from bench import interrupts
 from bench.errors import UsageError
-from bench.measure import MEASURES
-from bench.spec import Envelope, LaunchSpec
 from bench.host import linux
-from bench.workloads import DENSITY, WORKLOADS
-
+from bench.spec import Envelope, LaunchSpec
+from bench.suites import suites
 
 
 class Worker:
@@ -55,13 +53,11 @@ class Worker:
         return {"op": "init", "runners": report}
 
     def measure(self, msg: dict) -> dict:
-        workload = next(w for w in WORKLOADS if w.name == msg["workload"] and w.suite == msg["suite"])
-        startup = workload.suite == "startup"
+        suite = suites()[msg["suite"]]
+        workload = suite.workload(msg["workload"])
         spec = LaunchSpec(name=msg["name"], argv=workload.argv, marker=b"READY" if workload.marker else None,
-                          timeout_s=msg["timeout_s"] if startup else workload.timeout_s,
-                          scratch=workload.scratch, **self.base)
-        samples = MEASURES[workload.suite](self.runners[msg["runner"]], spec, workload, msg["iteration"],
-                                           density=msg.get("density") or DENSITY)
+                          timeout_s=workload.timeout_s, scratch=workload.scratch, **self.base)
+        samples = suite.measure(self.runners[msg["runner"]], spec, workload, msg["iteration"], **msg.get("params", {}))
         reap_orphans()
         # labelled as the run knows the runner: a variant (container:seccomp=none) is a runner of its own
         return {"op": "samples", "samples": [{**s.to_dict(), "runner": msg["runner"]} for s in samples]}

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from bench.store import load_run
-from bench.workloads import Workload
+from bench.workload import Workload
 from tests.conftest import BENCH, ROOT, domain_up, journalled, kill_run_then_clean, wait_until
 from tests.integration.test_throughput import measure_in_process
 

@@ -5,10 +5,10 @@ import subprocess
 
 import pytest
 
-from bench.measure import measure_throughput
+from bench.suites.throughput import measure as measure_throughput
 from bench.spec import Envelope, LaunchSpec
 from bench.store import load_run
-from bench.workloads import Workload
+from bench.workload import Workload
 from runners.process import ProcessRunner
 from tests.conftest import BENCH, ROOT
 

@@ -95,8 +95,8 @@ def test_bench_run_startup_vm(tmp_path):
 
 
 def test_a_hanging_guest_is_recorded_not_fatal(tmp_path, vm, image):
-    from bench.measure import measure_startup
-    from bench.workloads import Workload
+    from bench.suites.startup import measure as measure_startup
+    from bench.workload import Workload
 
     hang = Workload("hang", "startup", ("/bin/sleep", "600"), "never ready", (("ready_ms", "ms"),))
     spec = LaunchSpec("bench-test-vmhang2", hang.argv, str(image.rootfs), timeout_s=5)

@@ -2,12 +2,15 @@
 
 import pytest
 
-from bench.measure import host_used_kib
 from bench.run import plan_runs
 from bench.spec import SCRATCH, LaunchSpec
-from bench.workloads import WORKLOADS
+from bench.suites import suites
+from bench.suites.memory import host_used_kib
 from runners.process import host_argv
 from runners.vm.domain import domain_xml, guest_cmdline
+
+
+WORKLOADS = [w for s in suites().values() for w in s.workloads]
 
 
 def workloads(*names):
@@ -128,7 +131,7 @@ def test_host_memory_in_use(text, used):
 
 
 def test_stream_gets_the_hosts_last_level_cache_size(tmp_path):
-    from bench.measure import host_l3_kib
+    from bench.suites.throughput import host_l3_kib
 
     for i, size in enumerate(("32K", "1024K", "32768K")):
         (tmp_path / f"index{i}").mkdir()
@@ -138,9 +141,9 @@ def test_stream_gets_the_hosts_last_level_cache_size(tmp_path):
 
 
 def test_streams_arrays_fit_half_the_envelope(monkeypatch):
-    from bench import measure
+    from bench.suites import throughput
 
-    monkeypatch.setattr(measure, "host_l3_kib", lambda: 32768)
-    assert measure.stream_cache_kib(None) == 32768
-    assert measure.stream_cache_kib(512) == 21845  # 12 x 21845K = 256 MiB, half of 512M
-    assert measure.stream_cache_kib(4096) == 32768
+    monkeypatch.setattr(throughput, "host_l3_kib", lambda: 32768)
+    assert throughput.stream_cache_kib(None) == 32768
+    assert throughput.stream_cache_kib(512) == 21845  # 12 x 21845K = 256 MiB, half of 512M
+    assert throughput.stream_cache_kib(4096) == 32768

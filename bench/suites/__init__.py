@@ -1,0 +1,79 @@
+"""Suites: one module each in this package, each declaring a SUITE. Adding a suite is adding a file.
+
+A suite says which workloads it runs, how one sample is measured, how many rounds it gets by
+default, the envelope it runs in when --cpus/--memory are not given, and what its report section
+draws. Lean: the worker imports every suite module, so none imports pandas or plotting at the top.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.errors import UsageError
+from bench.workload import Workload
+
+# Plots a suite's report section can ask for beyond a distribution per metric (bench.report.PLOTS).
+PLOTS = ("phases", "memory")
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    workloads: tuple[Workload, ...]
+    # (runner, spec, workload, iteration, **params) -> list[Sample]; params: run options such as density
+    measure: Callable
+    # Rounds per runner when --repeat is not given (bench.run.Rounds): at least min_repeat, then more
+    # until --precision is reached, up to max_repeat (or the runner's own, lower, max_repeat).
+    min_repeat: int = 3
+    max_repeat: int = 10
+    warmup: int = 1
+    # The envelope when --cpus/--memory are not given: {"cpus": 1.0, "memory_mib": 512}.
+    envelope: dict = field(default_factory=dict)
+    plots: tuple[str, ...] = ()  # of PLOTS, drawn before the distributions
+    order: int = 50  # where it runs in --suite all, and where its sections sit in the report
+
+    def __post_init__(self) -> None:
+        unknown = [p for p in self.plots if p not in PLOTS]
+        if unknown or any(w.suite != self.name for w in self.workloads):
+            raise ValueError(f"suite {self.name}: unknown plots {unknown} or a workload of another suite")
+
+    def workload(self, name: str) -> Workload:
+        return next(w for w in self.workloads if w.name == name)
+
+    def defaults(self) -> dict:
+        return {"min_repeat": self.min_repeat, "max_repeat": self.max_repeat, "warmup": self.warmup}
+
+
+@functools.cache
+def suites() -> dict[str, Suite]:
+    """Every suite in this package, in run order."""
+    found = []
+    for path in sorted(Path(__file__).parent.glob("[!_]*.py")):
+        module = importlib.import_module(f"{__name__}.{path.stem}")
+        if not isinstance(getattr(module, "SUITE", None), Suite):
+            raise TypeError(f"{path} declares no SUITE = Suite(...)")
+        found.append(module.SUITE)
+    return {s.name: s for s in sorted(found, key=lambda s: (s.order, s.name))}
+
+
+def select(suite_arg: str, workload_arg: str | None) -> list[Workload]:
+    """The workloads named by --suite (comma list, or 'all') and --workloads; UsageError otherwise."""
+    known = suites()
+    names = list(known) if suite_arg == "all" else [s.strip() for s in suite_arg.split(",") if s.strip()]
+    unknown = [s for s in names if s not in known]
+    if unknown or not names:
+        raise UsageError(f"unknown suite {','.join(unknown) or suite_arg!r}; choose from: {', '.join(sorted(known))}, all")
+    chosen = [w for s in known.values() if s.name in names for w in s.workloads]
+    if workload_arg:
+        wanted = [w.strip() for w in workload_arg.split(",") if w.strip()]
+        valid = sorted({w.name for w in chosen})
+        bad = [w for w in wanted if w not in valid]
+        if bad or not wanted:
+            raise UsageError(f"unknown workload {','.join(bad) or workload_arg!r} for suite {suite_arg}; choose from: {', '.join(valid)}")
+        chosen = [w for w in chosen if w.name in wanted]
+    return chosen
