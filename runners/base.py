@@ -27,6 +27,28 @@ class Check:
     fix: str = ""  # the command that would fix it; doctor prints it and runs nothing
 
 
+def installed(tool: str, package: str) -> tuple[bool, str]:
+    """available() of a runner that needs one tool on PATH: (True, its path), or how to install it."""
+    import shutil
+
+    path = shutil.which(tool)
+    return (True, path) if path else (False, f"{tool} is not installed (apt-get install {package})")
+
+
+@dataclass(frozen=True)
+class Tool:
+    """The one program a peer runs: where apt finds it, how it tells its version (--version, and a
+    regex whose group 1 is the version), and how the peer starts it (recorded in meta.json)."""
+
+    command: str
+    package: str
+    version: str
+    spawn: str = ""
+
+    def probes(self) -> dict[str, tuple[list[str], str]]:
+        return {self.command: ([self.command, "--version"], self.version)}
+
+
 @dataclass(frozen=True)
 class Residue:
     """Something of ours a killed run left on the host (named bench-...), as `bench clean` lists it."""
@@ -112,6 +134,7 @@ class Runner(ABC):
     Options: ClassVar[type | None] = None
     # The tools it runs, as {tool: (argv that prints the version, regex whose group 1 is the version)}.
     version_probes: ClassVar[dict[str, tuple[list[str], str]]] = {}
+    tool: ClassVar[Tool | None] = None  # a peer's one program: its version, and available() if it says so
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -160,7 +183,7 @@ class Runner(ABC):
         """{tool: version} of what it runs (version_probes), recorded in meta.json; missing tools left out."""
         from bench.host.tools import versions_of
 
-        return versions_of(cls.version_probes)
+        return versions_of({**cls.version_probes, **(cls.tool.probes() if cls.tool else {})})
 
     @classmethod
     def residues(cls, cache_dir: str) -> list[Residue]:

@@ -6,24 +6,14 @@ from __future__ import annotations
 import shutil
 
 from bench.spec import LaunchSpec
+from runners.base import Tool
 from runners.process import ProcessRunner, TaskInstance
 
 
 class BwrapRunner(ProcessRunner):
-    Options = None  # a peer: its own tool decides
-    name = "bwrap"
-    version_probes = {"bwrap": (["bwrap", "--version"], r"bubblewrap ([\w.\-]+)")}
-    family = "sandboxes"
-    kind = "peer"
+    name, kind, family = "bwrap", "peer", "sandboxes"
     description = "bubblewrap --unshare-all on the guest rootfs"
-
-    def available(self) -> tuple[bool, str]:
-        path = shutil.which("bwrap")
-        return (True, path) if path else (False, "bubblewrap is not installed (apt-get install bubblewrap)")
-
-    def config(self) -> dict:
-        return {**super().config(), "spawn": "bwrap --unshare-all --die-with-parent",
-                "limits": "the process runner's: affinity, and a cgroup of its own for a quota or memory"}
+    tool = Tool("bwrap", "bubblewrap", r"bubblewrap ([\w.\-]+)", spawn="bwrap --unshare-all --die-with-parent")
 
     def launch(self, spec: LaunchSpec) -> TaskInstance:
         argv = bwrap_argv(spec.rootfs, spec.name, spec.argv)

@@ -25,7 +25,6 @@ def docker_cli() -> str | None:
 class DockerRunner(ProcessRunner):
     """Also the base of podman's runner: the same CLI, another engine."""
 
-    Options = None  # a peer: its own tool decides
     name = "docker"
     family = "containers"
     max_repeat = 10  # an expensive start: fewer rounds at most

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from bench.spec import CFS_PERIOD_US, LaunchSpec
-from runners.base import StateDir
+from runners.base import StateDir, Tool
 from runners.process import ProcessRunner, TaskInstance
 
 
@@ -29,10 +29,8 @@ def lxc_config(spec: LaunchSpec, cgroup_version: int) -> str:
 
 
 class LxcRunner(ProcessRunner):
-    name = "lxc"
-    family = "containers"
-    kind = "peer"
-    version_probes = {"lxc": (["lxc-execute", "--version"], r"^([\d.]+)")}
+    name, kind, family = "lxc", "peer", "containers"
+    tool = Tool("lxc-execute", "lxc", r"^([\d.]+)")
     description = "lxc-execute on the guest rootfs, empty network, envelope as cgroup limits"
 
     Options = StateDir
@@ -42,10 +40,6 @@ class LxcRunner(ProcessRunner):
     def __init__(self, state_dir: str = "/tmp") -> None:
         super().__init__()
         self.state_dir = state_dir
-
-    def available(self) -> tuple[bool, str]:
-        path = shutil.which("lxc-execute")
-        return (True, path) if path else (False, "LXC is not installed (apt-get install lxc)")
 
     def close(self) -> None:
         """LXC leaves an lxc.pivot cgroup in every hierarchy; take it away once nothing uses it."""

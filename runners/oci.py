@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bench.spec import CFS_PERIOD_US, LaunchSpec
 from runners._child import run_quietly
-from runners.base import GUEST_ENV, Residue, StateDir
+from runners.base import GUEST_ENV, Residue, StateDir, installed
 from runners.container import DOCKER_CAPS, MASKED_PROC, READONLY_PROC
 from runners.seccomp import oci_seccomp
 from runners.process import ProcessRunner, TaskInstance
@@ -80,8 +80,13 @@ class OciRunner(ProcessRunner):
     def available(self) -> tuple[bool, str]:
         if os.geteuid() != 0:
             return False, f"{self.runtime} needs root here (rootless is not set up)"
-        path = shutil.which(self.runtime)
-        return (True, path) if path else (False, f"{self.runtime} is not installed (apt-get install {self.runtime})")
+        return installed(self.runtime, self.runtime)
+
+    @classmethod
+    def versions(cls) -> dict[str, str]:
+        from bench.host.tools import versions_of
+
+        return versions_of({cls.runtime: ([cls.runtime, "--version"], rf"{cls.runtime} version ([\w.\-]+)")})
 
     @classmethod
     def residues(cls, cache_dir: str) -> list[Residue]:
@@ -138,7 +143,6 @@ class OciRunner(ProcessRunner):
 
 class RuncRunner(OciRunner):
     name = "runc"
-    version_probes = {"runc": (["runc", "--version"], r"runc version ([\w.\-]+)")}
     description = "runc run on an OCI bundle of the guest rootfs"
 
 
@@ -146,7 +150,6 @@ class CrunRunner(OciRunner):
     name = "crun"
     runtime = "crun"
     state_root = "/run/crun"
-    version_probes = {"crun": (["crun", "--version"], r"crun version ([\w.\-]+)")}
     description = "crun run on an OCI bundle of the guest rootfs"
 
     def available(self) -> tuple[bool, str]:

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from dataclasses import dataclass, field
 import os
 import re
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.spec import SCRATCH, Envelope, LaunchSpec
 from bench.host import cgroups
 from runners._child import ChildInstance, output_actions, output_pipe, pinned
 from bench.host.taskstats import TaskstatsListener
-from runners.base import GUEST_ENV, Runner
+from runners.base import GUEST_ENV, Runner, installed
 
 # Where the kernel refuses taskstats (to any pid namespace but the first: a CI job in a container),
 # the peak is read from a memory cgroup the workload starts in. wait4's ru_maxrss is no substitute:
@@ -44,6 +44,11 @@ class ProcessRunner(Runner):
 
     Options = ProcessOptions
 
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.kind == "peer" and cls.Options is ProcessOptions:
+            cls.Options = None  # a peer built on this runner takes none of its options: its own tool decides
+
     def __init__(self, cgroup: bool = False) -> None:
         self.always_cgroup = cgroup
         self._taskstats: TaskstatsListener | None = None
@@ -54,10 +59,13 @@ class ProcessRunner(Runner):
         self._home: list[str] = []  # the worker's own cgroup files, to go back to after a spawn
 
     def available(self) -> tuple[bool, str]:
-        return True, "always"
+        return installed(self.tool.command, self.tool.package) if self.tool else (True, "always")
 
     def config(self) -> dict:
         self._listener()
+        if self.tool and self.tool.spawn:  # a peer that starts its own tool inside this runner's envelope
+            return {"spawn": self.tool.spawn, "mem_peak": self._mem_method,
+                    "limits": "the process runner's: affinity, and a cgroup of its own for a quota or memory"}
         return {"spawn": "posix_spawn", "mem_peak": self._mem_method,
                 **({"cgroup": "always a cgroup of its own (an A/B)"} if self.always_cgroup else {})}
 
