@@ -12,12 +12,12 @@ import os
 import re
 import shutil
 import stat
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.atomic import staged
 from bench.errors import UsageError
+from bench.host.tools import run_captured
 from bench.workload import PROBE_GUEST_PATH, RR_GUEST_PATH, SYSCALL_GUEST_PATH
 
 BUILDER_VERSION = "2"  # bump when the layout of the tree changes
@@ -47,9 +47,21 @@ class Image:
     host_paths: dict[str, str]  # guest path -> the host file it is a copy of
 
 
-def run_tool(argv: list[str]) -> subprocess.CompletedProcess:
-    """The one place this module runs host commands (unit tests replace it)."""
-    return subprocess.run(argv, capture_output=True, text=True, check=False)
+@dataclass(frozen=True)
+class Ran:
+    """What run_tool returns: subprocess.CompletedProcess's fields, with stdout and stderr as one."""
+
+    args: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_tool(argv: list[str]) -> Ran:
+    """The one place this module runs host commands (unit tests replace it). Lean (no subprocess):
+    the worker builds the VM's and the container's helpers through here."""
+    code, out = run_captured(argv, timeout_s=600)
+    return Ran(argv, code, out, out)
 
 
 def parse_ldd(text: str) -> list[str]:

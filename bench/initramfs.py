@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
 from pathlib import Path
 
 from bench.atomic import staged
+from bench.host.tools import run_captured
 
 INIT_SOURCE = Path(__file__).parent / "guest" / "init.c"
 SIGNATURE_MAGIC = b"~Module signature appended~\n"
@@ -68,9 +68,8 @@ def build_root_disk(rootfs: Path, out: Path, mkfs: str) -> Path:
     with staged(out) as tmp:
         with open(tmp, "wb") as f:
             f.truncate(size_mib << 20)
-        result = subprocess.run([mkfs, "-q", "-F", "-d", str(rootfs), "-O", "^has_journal", "-E",
-                                 "nodiscard,root_owner=0:0", "-L", "bench-root", str(tmp)],
-                                capture_output=True, text=True, check=False)
-        if result.returncode:
-            raise OSError(f"{mkfs} -d {rootfs}: {result.stderr.strip()}")
+        code, said = run_captured([mkfs, "-q", "-F", "-d", str(rootfs), "-O", "^has_journal", "-E",
+                                   "nodiscard,root_owner=0:0", "-L", "bench-root", str(tmp)], timeout_s=600)
+        if code:
+            raise OSError(f"{mkfs} -d {rootfs}: {said.strip()}")
     return out

@@ -8,7 +8,6 @@ import functools
 import hashlib
 import os
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,13 +28,19 @@ class GuestKernel:
     modules: dict[str, Path]  # module name -> .ko, GUEST_MODULES and their dependencies
 
 
-def run_tool(argv: list[str], cwd: Path | None = None, data: bytes | None = None) -> subprocess.CompletedProcess:
-    """The one place this module runs host commands (unit tests replace it)."""
+def run_tool(argv: list[str], cwd: Path | None = None, data: bytes | None = None):
+    """The one place this module runs host commands to fetch or unpack a kernel (unit tests replace
+    it); subprocess is imported here, on that cold path only, never when the kernel is cached."""
+    import subprocess
+
     return subprocess.run(argv, cwd=cwd, input=data, capture_output=True, check=False)
 
 
 def package_name() -> str:
-    out = run_tool(["apt-cache", "depends", META_PACKAGE]).stdout.decode()
+    """The kernel package apt would install for META_PACKAGE (asked on every VM run: lean)."""
+    from bench.host.tools import run_captured
+
+    _, out = run_captured(["apt-cache", "depends", META_PACKAGE])
     m = re.search(r"Depends: (linux-image-\S+)", out)
     if not m:
         raise UsageError(f"apt knows no {META_PACKAGE}: run `apt-get update`, or give --option vm.kernel=PATH")
@@ -140,10 +145,12 @@ def _host_lsm() -> str | None:
         return Path("/sys/kernel/security/lsm").read_text().strip() or None
     except OSError:
         pass
-    got = run_tool(["unshare", "--mount", "sh", "-c",
-                    "mount -t securityfs securityfs /sys/kernel/security && cat /sys/kernel/security/lsm"])
-    text = got.stdout.decode().strip()
-    return text if got.returncode == 0 and re.fullmatch(r"[a-z0-9_,]+", text) else None
+    from bench.host.tools import run_captured
+
+    code, text = run_captured(["unshare", "--mount", "sh", "-c",
+                               "mount -t securityfs securityfs /sys/kernel/security && cat /sys/kernel/security/lsm"])
+    text = text.strip()
+    return text if code == 0 and re.fullmatch(r"[a-z0-9_,]+", text) else None
 
 
 @functools.cache

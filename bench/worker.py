@@ -1,7 +1,9 @@
 """The lean measuring process. `bench run` keeps pandas, rich and plotting in the parent and sends
 jobs here as JSON lines; forking from this small process keeps launches cheap. Measured here: a
 fork costs 0.6 ms from a bare Python, 1.2 ms once importlib.metadata is loaded, 1.4 ms with
-subprocess (threading's at-fork hook), and several ms with pandas. So none of those are imported here.
+subprocess (threading's at-fork hook), and several ms with pandas. So none of those are imported here,
+not even by a runner's prepare(): host commands go through bench.host.tools.run_captured
+(tests/integration/test_worker_lean.py asks a real worker what it has loaded, after measuring).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 
 from bench import interrupts
 from bench.errors import UsageError
@@ -29,6 +32,8 @@ class Worker:
             return self.init(msg)
         if msg["op"] == "measure":
             return self.measure(msg)
+        if msg["op"] == "modules":  # what this process has imported: the lean rule, checked by a test
+            return {"op": "modules", "modules": sorted(sys.modules)}
         raise ValueError(f"unknown op {msg['op']!r}")
 
     def init(self, msg: dict) -> dict:

@@ -170,9 +170,9 @@ def compile_seccomp(cache_dir: Path) -> str:
     """Docker's default policy (runners/seccomp.py) as a BPF program, compiled with libseccomp once
     per policy text and compiler."""
     import hashlib
-    import subprocess
 
     from bench.atomic import staged
+    from bench.host.tools import run_captured
     from bench.image import build_static, compiler
     from runners.seccomp import policy_text
 
@@ -184,11 +184,11 @@ def compile_seccomp(cache_dir: Path) -> str:
             policy = tmp.with_name(tmp.name + ".policy")
             policy.write_text(text)
             try:
-                result = subprocess.run([tool, str(policy), str(tmp)], capture_output=True, text=True)
+                code, said = run_captured([tool, str(policy), str(tmp)])
             finally:
                 policy.unlink()
-            if result.returncode:
-                raise MeasurementError(f"cannot compile the seccomp policy: {result.stderr.strip()}")
+            if code:
+                raise MeasurementError(f"cannot compile the seccomp policy: {said.strip()}")
     return str(out)
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import time
 
 from bench.spec import LaunchSpec
 from runners.base import GUEST_ENV, Residue
+from bench.host.tools import run_captured
 from runners._child import run_quietly
 from runners.process import ProcessRunner, TaskInstance
 
@@ -50,12 +50,8 @@ class DockerRunner(ProcessRunner):
         cli = cls.cli()
         if cli is None:
             return []
-        try:
-            out = subprocess.run([cli, "ps", "-a", "--filter", "name=^bench-", "--format", "{{.Names}}"],
-                                 capture_output=True, text=True, timeout=30, check=False)
-        except subprocess.TimeoutExpired:
-            return []
-        return [Residue(f"{cls.name} container", n) for n in out.stdout.split()] if out.returncode == 0 else []
+        code, out = run_captured([cli, "ps", "-a", "--filter", "name=^bench-", "--format", "{{.Names}}"], GUEST_ENV)
+        return [Residue(f"{cls.name} container", n) for n in out.split()] if code == 0 else []
 
     @classmethod
     def remove(cls, residue: Residue) -> None:
@@ -68,20 +64,20 @@ class DockerRunner(ProcessRunner):
         cli = self.cli()
         if cli is None:
             return False, "docker is not installed (apt-get install docker.io)"
-        out = subprocess.run([cli, "version", "--format", "{{.Server.Version}}"], capture_output=True, text=True,
-                             timeout=20, check=False)
-        if out.returncode:
-            return False, f"no Docker daemon: {(out.stderr.strip().splitlines() or ['?'])[-1]} (make setup starts one)"
-        return True, f"Docker {out.stdout.strip()}"
+        code, out = run_captured([cli, "version", "--format", "{{.Server.Version}}"], GUEST_ENV, timeout_s=20)
+        if code:
+            return False, f"no Docker daemon: {(out.strip().splitlines() or ['?'])[-1]} (make setup starts one)"
+        return True, f"Docker {out.strip()}"
 
     def prepare(self, rootfs: str, image_digest: str, cache_dir: str) -> None:
         """The rootfs becomes the image isobench/rootfs:<digest> once (`docker import`)."""
         self.tag = f"isobench/rootfs:{image_digest}"
         cli = self.cli()
-        if subprocess.run([cli, "image", "inspect", self.tag], capture_output=True, check=False).returncode:
-            tar = subprocess.Popen(["tar", "-C", rootfs, "-c", "."], stdout=subprocess.PIPE)
-            subprocess.run([cli, "import", "-", self.tag], stdin=tar.stdout, capture_output=True, check=True)
-            tar.wait()
+        if run_quietly([cli, "image", "inspect", self.tag], GUEST_ENV):
+            code, out = run_captured(["/bin/sh", "-c", 'tar -C "$1" -c . | "$2" import - "$3"', "sh", rootfs, cli,
+                                      self.tag], GUEST_ENV, timeout_s=600)
+            if code:
+                raise OSError(f"docker import of the rootfs failed: {out.strip()[-300:]}")
 
     def config(self) -> dict:
         return {**super().config(), "spawn": f"{self.cli()} run {' '.join(self.run_options())}", "image": self.tag,
@@ -106,9 +102,8 @@ class DockerRunner(ProcessRunner):
         run_quietly([self.cli(), "rm", "--force", name], GUEST_ENV)
         deadline = time.monotonic() + (CREATE_GRACE_S if killed else 0)
         while time.monotonic() < deadline:
-            listed = subprocess.run([self.cli(), "ps", "--all", "--quiet", "--filter", f"name=^/{name}$"],
-                                    capture_output=True, text=True, check=False).stdout.strip()
-            if listed:
+            _, listed = run_captured([self.cli(), "ps", "--all", "--quiet", "--filter", f"name=^/{name}$"], GUEST_ENV)
+            if listed.strip():
                 run_quietly([self.cli(), "rm", "--force", name], GUEST_ENV)
                 return
             time.sleep(0.1)

@@ -34,12 +34,12 @@ def ifinfomsg(index: int = 0, up: bool = False) -> bytes:
 
 
 def ip(*args: str) -> None:
-    """iproute2, for the one-time bridge setup only (imported here: subprocess makes forks dearer)."""
-    import subprocess
+    """iproute2, for the one-time bridge setup and removal only; lean, as the worker runs it."""
+    from bench.host.tools import run_captured
 
-    result = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
-    if result.returncode:
-        raise OSError(f"ip {' '.join(args)}: {result.stderr.strip()}")
+    code, said = run_captured(["ip", *args])
+    if code:
+        raise OSError(f"ip {' '.join(args)}: {said.strip()}")
 
 
 class BridgeNetwork:

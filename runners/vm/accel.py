@@ -20,15 +20,15 @@ def host_tsc_khz(cache_dir: Path) -> str | None:
     in 4 of 16 boots here; told the TSC rate (tsc_early_khz), the kernel then no longer falls back
     to its slow calibration, three rounds of 10 to 50 ms against PIT and HPET. None when it cannot
     be measured: the guest calibrates as usual."""
-    import subprocess
-
+    from bench.host.tools import run_captured
     from bench.image import build_static, compiler
 
     tool = build_static(cache_dir, Path(__file__).with_name("tsc_khz.c"), compiler())
     try:
-        out = subprocess.run([tool], capture_output=True, text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
+        code, out = run_captured([tool], timeout_s=5)
+    except OSError:
         return None
+    out = out.strip() if code == 0 else ""
     return out if out.isdigit() and int(out) > 0 else None
 
 
