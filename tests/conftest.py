@@ -1,5 +1,6 @@
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -8,6 +9,12 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data"
 BENCH = [sys.executable, "-m", "bench.cli"]
+
+
+def bench(*args, cwd=ROOT, timeout: float = 600, **kw) -> subprocess.CompletedProcess:
+    """`bench ARGS...` as a user runs it, from the checkout, its output captured as text. The one
+    way tests run the CLI; env=, check=, input= pass through to subprocess.run."""
+    return subprocess.run([*BENCH, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout, **kw)
 
 
 @pytest.fixture
@@ -35,6 +42,64 @@ def image(tmp_path_factory):
     return build_image(tmp_path_factory.mktemp("cache"))
 
 
+class RunnerFactory:
+    """Runners and their instances for one test (Firecracker's MicroVMFactory): every instance it
+    launched and every runner it made is torn down when the test ends, failed or not. Teardown and
+    close are idempotent, so a test may tear an instance down itself to look at what is left."""
+
+    def __init__(self, image) -> None:
+        self.image, self.runners, self.instances = image, [], []
+
+    def runner(self, cls, **options):
+        """cls(**options), prepared as `bench run` prepares it (into the image's cache)."""
+        runner = cls(**options)
+        self.runners.append(runner)
+        runner.prepare(str(self.image.rootfs), self.image.digest, str(self.image.rootfs.parents[2]))
+        return runner
+
+    def launch(self, runner, argv, envelope=None, name="bench-test-c", marker=None, **spec):
+        from bench.spec import Envelope, LaunchSpec
+
+        instance = runner.launch(LaunchSpec(name, tuple(argv), str(self.image.rootfs), self.image.host_paths,
+                                            envelope or Envelope(), marker=marker, **spec))
+        self.instances.append(instance)
+        return instance
+
+    def run(self, runner, script: str, envelope=None, timeout_s: float = 60, **spec):
+        """`sh -c script` to its end: (exit code, output as text, the instance, already torn down)."""
+        instance = self.launch(runner, ["/bin/sh", "-c", script], envelope, **spec)
+        code = instance.wait_exit(timeout_s)
+        instance.teardown()
+        return code, instance.output.decode(), instance
+
+    def close(self) -> None:
+        for instance in reversed(self.instances):
+            instance.teardown()
+        for runner in reversed(self.runners):
+            runner.close()
+
+
+@pytest.fixture
+def factory(image):
+    made = RunnerFactory(image)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+def measure_in_process(factory, workload):
+    """One throughput sample of workload as a plain process, through the suite's own measure."""
+    from bench.spec import Envelope, LaunchSpec
+    from bench.suites.throughput import measure
+    from runners.process import ProcessRunner
+
+    spec = LaunchSpec(f"bench-test-{workload.name}", workload.argv, str(factory.image.rootfs),
+                      factory.image.host_paths, Envelope(), None, timeout_s=workload.timeout_s)
+    (sample,) = measure(factory.runner(ProcessRunner), spec, workload, 0)
+    return sample
+
+
 @pytest.fixture(scope="session", autouse=True)
 def host_left_clean():
     """After the whole suite, nothing of ours may remain on the host: cgroups, netns, links, mounts, dirs."""
@@ -54,14 +119,11 @@ def prepared_cache(tmp_path_factory):
     runs: the VM's kernel, initramfs and root disk, the KVM probe, the Docker image import. On a fresh
     machine that takes minutes, which no test should mistake for a hang."""
     import json
-    import subprocess
 
-    listing = json.loads(subprocess.run([*BENCH, "list", "runners", "--json"], cwd=ROOT, capture_output=True,
-                                        text=True, check=True).stdout)
+    listing = json.loads(bench("list", "runners", "--json", check=True).stdout)
     runners = ",".join(r["name"] for r in listing["runners"] if r["available"])
-    out = subprocess.run([*BENCH, "run", "--suite", "startup", "--runners", runners, "--repeat", "1", "--warmup", "0",
-                          "--no-report", "--results-dir", str(tmp_path_factory.mktemp("prepare"))],
-                         cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    out = bench("run", "--suite", "startup", "--runners", runners, "--repeat", "1", "--warmup", "0", "--no-report",
+                "--results-dir", str(tmp_path_factory.mktemp("prepare")), timeout=1800)
     assert out.returncode == 0, out.stderr + out.stdout
 
 
@@ -122,6 +184,5 @@ def kill_run_then_clean(results_dir: Path, runners: str, when,
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    subprocess.run([*BENCH, "clean", "--results-dir", str(results_dir)], cwd=ROOT, check=True, capture_output=True)
-    return subprocess.run([*BENCH, "clean", "--dry-run", "--results-dir", str(results_dir)], cwd=ROOT,
-                          capture_output=True, text=True, check=True).stdout.strip()
+    bench("clean", "--results-dir", str(results_dir), check=True)
+    return bench("clean", "--dry-run", "--results-dir", str(results_dir), check=True).stdout.strip()

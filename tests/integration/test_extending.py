@@ -4,13 +4,12 @@ suite added as one file. Each runs, is stored, and is seen by list, doctor and c
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from bench.store import load_run
-from tests.conftest import BENCH, ROOT
+from tests.conftest import ROOT, bench
 
 pytestmark = pytest.mark.integration
 EXAMPLES = ROOT / "docs" / "examples"
@@ -29,10 +28,6 @@ def plugin_path(tmp_path):
     (info / "entry_points.txt").write_text("[bench.runners]\nnice = isobench_nice:NiceRunner\n")
     yield {**os.environ, "PYTHONPATH": str(site)}
     shutil.rmtree("/tmp/isobench-nice", ignore_errors=True)
-
-
-def bench(*args, env=None, cwd=ROOT):
-    return subprocess.run([*BENCH, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
 def test_a_plugin_runner_is_listed_run_checked_and_cleaned_like_a_built_in(plugin_path, tmp_path):

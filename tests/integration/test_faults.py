@@ -11,15 +11,13 @@ import pytest
 
 from bench.store import load_run
 from bench.workload import Workload
-from tests.conftest import BENCH, ROOT, domain_up, journalled, kill_run_then_clean, wait_until
-from tests.integration.test_throughput import measure_in_process
+from tests.conftest import BENCH, ROOT, bench, domain_up, journalled, kill_run_then_clean, measure_in_process, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prepared_cache")]
 
 
 def leftovers(results_dir) -> str:
-    out = subprocess.run([*BENCH, "clean", "--dry-run", "--results-dir", str(results_dir)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=60)
+    out = bench("clean", "--dry-run", "--results-dir", str(results_dir), timeout=60)
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
 
@@ -67,20 +65,20 @@ def test_sigkill_mid_throughput_in_a_container_and_a_vm_then_bench_clean(tmp_pat
     assert left == "0 leftovers found"
 
 
-def run_tool(image, argv, timeout_s=30):
-    return measure_in_process(image, Workload("w", "throughput", tuple(argv), "", (("syscalls_s", "calls/s"),),
+def run_tool(factory, argv, timeout_s=30):
+    return measure_in_process(factory, Workload("w", "throughput", tuple(argv), "", (("syscalls_s", "calls/s"),),
                                               "parse_bench_syscall", timeout_s=timeout_s))
 
 
-def test_a_hanging_workload_is_killed_at_its_timeout(image):
+def test_a_hanging_workload_is_killed_at_its_timeout(factory):
     started = time.monotonic()
-    sample = run_tool(image, ["/bin/sleep", "600"], timeout_s=2)
+    sample = run_tool(factory, ["/bin/sleep", "600"], timeout_s=2)
     assert not sample.ok and "still running after 2 s" in sample.error
     assert time.monotonic() - started < 10
 
 
-def test_a_crashing_workload_is_ok_false_with_the_reason(image):
-    sample = run_tool(image, ["/bin/sh", "-c", "echo about to crash; kill -SEGV $$"])
+def test_a_crashing_workload_is_ok_false_with_the_reason(factory):
+    sample = run_tool(factory, ["/bin/sh", "-c", "echo about to crash; kill -SEGV $$"])
     assert not sample.ok and "exit code -11" in sample.error and "about to crash" in sample.error
 
 
@@ -90,9 +88,8 @@ def test_a_full_results_disk_is_a_clear_error_and_no_half_run(tmp_path):
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(full)], check=True)
     try:
         subprocess.run(["dd", "if=/dev/zero", f"of={full}/filler", "bs=4k"], capture_output=True)
-        out = subprocess.run([*BENCH, "run", "--suite", "startup", "--runners", "process", "--repeat", "3",
-                              "--results-dir", str(full), "--no-report"], cwd=ROOT, capture_output=True,
-                             text=True, timeout=120)
+        out = bench("run", "--suite", "startup", "--runners", "process", "--repeat", "3", "--results-dir",
+                    str(full), "--no-report", timeout=120)
         assert out.returncode == 2  # the results dir is unusable: bad input, as a read-only one would be
         (line,) = out.stderr.strip().splitlines()
         assert line.startswith("bench: cannot write results to") and "No space left on device" in line
@@ -110,7 +107,7 @@ def test_two_runs_at_once_do_not_clobber_each_other_and_clean_waits(tmp_path):
                                                                                       for p in procs),
                "both runs to store a sample")
     assert all(p.poll() is None for p in procs), "the runs ended before bench clean could meet them"
-    clean = subprocess.run([*BENCH, "clean"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    clean = bench("clean", timeout=60)
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs  # stdout has the failed samples' errors
     assert clean.returncode == 2 and "a bench run is in progress" in clean.stderr
@@ -128,13 +125,13 @@ def test_two_runs_at_once_do_not_clobber_each_other_and_clean_waits(tmp_path):
     (lambda run: (run / "meta.json").write_text(json.dumps({"hello": 1})), "not an isobench run"),
 ])
 def test_a_corrupt_run_given_to_report_or_compare_is_one_line_and_exit_2(tmp_path, make_bad, message):
-    out = subprocess.run([*BENCH, "run", "--suite", "startup", "--runners", "process", "--repeat", "2",
-                          "--results-dir", str(tmp_path), "--no-report"], cwd=ROOT, capture_output=True, text=True)
+    out = bench("run", "--suite", "startup", "--runners", "process", "--repeat", "2", "--results-dir",
+                str(tmp_path), "--no-report")
     assert out.returncode == 0, out.stderr
     run = (tmp_path / "latest").resolve()
     make_bad(run)
     for argv in (["report", str(run), "--out", str(tmp_path / "rep")], ["compare", str(run), str(run)]):
-        out = subprocess.run([*BENCH, *argv], cwd=ROOT, capture_output=True, text=True)
+        out = bench(*argv)
         assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
         assert message in out.stderr
     assert not (tmp_path / "rep").exists()
@@ -148,8 +145,7 @@ def test_a_corrupt_run_given_to_report_or_compare_is_one_line_and_exit_2(tmp_pat
 ])
 def test_bad_input_found_late_is_still_one_line_exit_2_and_writes_nothing(tmp_path, argv, message):
     argv = [*argv] if "--results-dir" in argv else [*argv, "--results-dir", str(tmp_path / "r")]
-    out = subprocess.run([*BENCH, "run", "--suite", "startup", "--runners", "vm", "--repeat", "1", "--no-report",
-                          *argv], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = bench("run", "--suite", "startup", "--runners", "vm", "--repeat", "1", "--no-report", *argv, timeout=120)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert message in out.stderr
     assert not (tmp_path / "r").exists()

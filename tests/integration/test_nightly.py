@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import BENCH, ROOT
+from tests.conftest import ROOT, bench
 
 pytestmark = pytest.mark.integration
 WORKFLOW = ROOT / ".github/workflows/nightly.yml"
@@ -35,10 +35,6 @@ def test_the_vagrantfile_validates(tmp_path):
     (tmp_path / "Vagrantfile").write_text((ROOT / "vagrant/Vagrantfile").read_text().replace("lv.nested", "lv.nestd"))
     out = subprocess.run(["vagrant", "validate"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert out.returncode != 0 and "nestd" in out.stdout + out.stderr
-
-
-def bench(*args, **kw):
-    return subprocess.run([*BENCH, *args], cwd=ROOT, capture_output=True, text=True, timeout=600, **kw)
 
 
 def run(results, *args):

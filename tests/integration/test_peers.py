@@ -1,18 +1,13 @@
 """The peer runtimes for real, fed the same rootfs and measured the same way as our runners."""
 
 import json
-import subprocess
 
 import pytest
 
 from bench.store import load_run
-from tests.conftest import BENCH, ROOT
+from tests.conftest import bench
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prepared_cache")]
-
-
-def bench(*args, timeout=600):
-    return subprocess.run([*BENCH, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.mark.parametrize("runner", ["bwrap", "runc", "docker", "qemu", "nspawn", "lxc"])

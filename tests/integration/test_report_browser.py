@@ -1,12 +1,11 @@
 """A generated report in a real browser (Debian's Chromium, headless): it loads without console
 errors, every image is really there, and a screenshot is kept in artifacts/ for a person to look at."""
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import BENCH, ROOT
+from tests.conftest import ROOT, bench
 
 pytestmark = pytest.mark.integration
 ARTIFACTS = ROOT / "artifacts"
@@ -45,8 +44,8 @@ def check_page(driver, page: Path, screenshot: str, first_image: str | None = No
     driver.save_screenshot(str(ARTIFACTS / screenshot))
 
 
-def bench(*args):
-    out = subprocess.run([*BENCH, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+def bench_ok(*args) -> str:
+    out = bench(*args)
     assert out.returncode == 0, out.stderr
     return out.stdout
 
@@ -54,11 +53,11 @@ def bench(*args):
 def test_run_report_and_history_in_a_real_browser(tmp_path, browser):
     results, reports = tmp_path / "results", tmp_path / "reports"
     for _ in range(2):
-        bench("run", "--suite", "startup", "--runners", "process,chroot,container,bwrap,vm", "--repeat", "5",
+        bench_ok("run", "--suite", "startup", "--runners", "process,chroot,container,bwrap,vm", "--repeat", "5",
               "--results-dir", str(results), "--reports-dir", str(reports))
     first, second = sorted(p for p in results.iterdir() if p.name[0].isdigit())
     check_page(browser, reports / second.name / "index.html", "report.png", first_image="ladder.png")
-    bench("report", str(second), "--baseline", str(first), "--out", str(tmp_path / "vs"))
+    bench_ok("report", str(second), "--baseline", str(first), "--out", str(tmp_path / "vs"))
     check_page(browser, tmp_path / "vs" / "index.html", "report-vs-baseline.png")
-    bench("report", str(first), str(second), "--out", str(tmp_path / "history"))
+    bench_ok("report", str(first), str(second), "--out", str(tmp_path / "history"))
     check_page(browser, tmp_path / "history" / "index.html", "history.png")

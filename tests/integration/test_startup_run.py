@@ -5,19 +5,17 @@ import subprocess
 
 import pytest
 
-from bench.spec import LaunchSpec
 from bench.store import COLUMNS, load_run
 from runners.chroot import ChrootRunner
 from runners.process import ProcessRunner
-from tests.conftest import BENCH, ROOT
+from tests.conftest import BENCH, ROOT, bench
 
 pytestmark = pytest.mark.integration
 
 
 def test_bench_run_startup_process_chroot(tmp_path):
-    out = subprocess.run([*BENCH, "run", "--suite", "startup", "--runners", "process,chroot", "--repeat", "3",
-                          "--results-dir", str(tmp_path / "results"), "--reports-dir", str(tmp_path / "reports")],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = bench("run", "--suite", "startup", "--runners", "process,chroot", "--repeat", "3", "--results-dir",
+                str(tmp_path / "results"), "--reports-dir", str(tmp_path / "reports"), timeout=300)
     assert out.returncode == 0, out.stderr
     run_dir = (tmp_path / "results" / "latest").resolve()
     df, meta = load_run(run_dir)
@@ -62,21 +60,11 @@ def test_a_startup_run_inside_a_pid_namespace_exits_0_and_says_how_it_read_mem_p
     assert 0.05 < peak < 5  # the probe's own pages, not the worker's
 
 
-def run_in(runner, image, argv, timeout=30):
-    instance = runner.launch(LaunchSpec("bench-test", tuple(argv), str(image.rootfs), image.host_paths))
-    try:
-        code = instance.wait_exit(timeout)
-        return code, instance.output.decode()
-    finally:
-        instance.teardown()
-        runner.close()
-
-
-def test_chroot_cannot_see_host_files(image, tmp_path):
+def test_chroot_cannot_see_host_files(factory, image, tmp_path):
     secret = tmp_path / "secret"
     secret.write_text("token-4f9c2a")
-    code, out = run_in(ChrootRunner(), image, ["/bin/sh", "-c",
-                       f"ls /; cat {secret} /etc/os-release; cd ../../..; ls; echo END"])
+    code, out, _ = factory.run(factory.runner(ChrootRunner),
+                               f"ls /; cat {secret} /etc/os-release; cd ../../..; ls; echo END")
     assert out.strip().endswith("END")
     listing = sorted(p.name for p in image.rootfs.iterdir())
     shown = out.split()
@@ -86,33 +74,20 @@ def test_chroot_cannot_see_host_files(image, tmp_path):
     assert "PRETTY_NAME" not in out  # the host's /etc/os-release is not the jail's
 
 
-def test_process_tree_peak_memory_includes_grandchildren(image):
-    runner = ProcessRunner()
-    instance = runner.launch(LaunchSpec("bench-test", ("/usr/bin/stress-ng", "--vm", "1", "--vm-bytes", "64M",
-                                        "--vm-keep", "--timeout", "1s", "--quiet"),
-                                        str(image.rootfs), image.host_paths))
-    try:
-        assert instance.wait_exit(60) == 0, instance.output
-        peak = instance.mem_peak_mib()
-    finally:
-        instance.teardown()
-        runner.close()
+def test_process_tree_peak_memory_includes_grandchildren(factory):
+    instance = factory.launch(factory.runner(ProcessRunner), ["/usr/bin/stress-ng", "--vm", "1", "--vm-bytes", "64M",
+                                                              "--vm-keep", "--timeout", "1s", "--quiet"])
+    assert instance.wait_exit(60) == 0, instance.output
+    peak = instance.mem_peak_mib()
     assert 60 < peak < 200  # the vm stressor is a grandchild of the spawned stress-ng
 
 
-def test_affinity_envelope_applies_to_process_and_chroot(image):
+def test_affinity_envelope_applies_to_process_and_chroot(factory):
     from bench.spec import Envelope
 
-    for runner in (ProcessRunner(), ChrootRunner()):
-        spec = LaunchSpec("bench-test", ("/bin/sh", "-c", "grep Cpus_allowed_list /proc/self/status || taskset -p $$"),
-                          str(image.rootfs), {"/bin/sh": "/bin/sh"}, Envelope(cpus=1))
-        instance = runner.launch(spec)
-        try:
-            instance.wait_exit(10)
-        finally:
-            instance.teardown()
-            runner.close()
-        text = instance.output.decode()
+    for cls in (ProcessRunner, ChrootRunner):
+        runner = factory.runner(cls)
+        code, text, _ = factory.run(runner, "grep Cpus_allowed_list /proc/self/status || taskset -p $$", Envelope(cpus=1))
         assert "Cpus_allowed_list:\t0\n" in text or "mask: 1" in text, (runner.name, text)
 
 
@@ -121,15 +96,33 @@ def test_bench_verify_prints_its_table_and_records_its_verdict(tmp_path):
     the test checks that they ran, said so, and left the verdict for the next run's meta.json."""
     import json
 
-    out = subprocess.run([*BENCH, "verify", "--checks", "cpu,syscall", "--json"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=300)
+    out = bench("verify", "--checks", "cpu,syscall", "--json", timeout=300)
     assert out.returncode in (0, 1), out.stderr
     verdicts = json.loads(out.stdout)
     assert [v["check"] for v in verdicts] == ["cpu", "syscall"]
     assert all(v["ours_median"] > 0 and v["direct_median"] > 0 for v in verdicts)
     assert out.returncode == (0 if all(v["ok"] for v in verdicts) else 1)
-    run = subprocess.run([*BENCH, "run", "--suite", "startup", "--runners", "process", "--repeat", "2",
-                          "--results-dir", str(tmp_path), "--no-report"], cwd=ROOT, capture_output=True, text=True)
+    run = bench("run", "--suite", "startup", "--runners", "process", "--repeat", "2", "--results-dir",
+                str(tmp_path), "--no-report")
     assert run.returncode == 0, run.stderr
     _, meta = load_run((tmp_path / "latest").resolve())
     assert meta["verify"]["ok"] == (out.returncode == 0)
+
+
+def test_the_real_image_is_complete_and_built_once(image):
+    from bench.image import build_image
+
+    root = image.rootfs
+    for rel in ("bin/busybox", "bin/sh", "bin/bench-probe", "usr/bin/stress-ng", "usr/bin/fio",
+                "usr/bin/iperf3", "lib64/ld-linux-x86-64.so.2", "lib/x86_64-linux-gnu/libc.so.6"):
+        assert (root / rel).exists(), rel
+    again = build_image(root.parent.parent.parent)
+    assert again.rootfs == root and again.digest == image.digest
+
+
+def test_doctor_checks_the_host_and_every_runner(capsys):
+    from bench.cli import main
+
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "cgroups" in out and "runner process" in out and "vm: libvirt start" in out

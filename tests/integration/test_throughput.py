@@ -1,24 +1,19 @@
 """The throughput suite for real: the same tools in every runner, parsed into one metric each."""
 
 import json
-import subprocess
 
 import pytest
 
-from bench.suites.throughput import measure as measure_throughput
-from bench.spec import Envelope, LaunchSpec
 from bench.store import load_run
 from bench.workload import Workload
-from runners.process import ProcessRunner
-from tests.conftest import BENCH, ROOT
+from tests.conftest import bench, measure_in_process
 
 pytestmark = pytest.mark.integration
 
 
 def test_throughput_in_process_chroot_and_container(tmp_path):
-    out = subprocess.run([*BENCH, "run", "--suite", "throughput", "--runners", "process,chroot,container",
-                          "--repeat", "1", "--results-dir", str(tmp_path), "--no-report"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=900)
+    out = bench("run", "--suite", "throughput", "--runners", "process,chroot,container", "--repeat", "1",
+                "--results-dir", str(tmp_path), "--no-report", timeout=900)
     assert out.returncode == 0, out.stderr
     df, meta = load_run((tmp_path / "latest").resolve())
     assert df["ok"].all(), df[~df["ok"]]["error"].tolist()
@@ -39,9 +34,8 @@ def test_throughput_in_process_chroot_and_container(tmp_path):
 
 def test_disk_and_net_in_a_vm(tmp_path):
     """fio on a virtio-blk scratch disk, bench-rr and iperf3 across a virtio NIC to our own tap."""
-    out = subprocess.run([*BENCH, "run", "--suite", "throughput", "--workloads", "disk,net", "--runners", "vm",
-                          "--repeat", "1", "--results-dir", str(tmp_path), "--no-report"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    out = bench("run", "--suite", "throughput", "--workloads", "disk,net", "--runners", "vm", "--repeat", "1",
+                "--results-dir", str(tmp_path), "--no-report", timeout=600)
     assert out.returncode == 0, out.stderr
     df, meta = load_run((tmp_path / "latest").resolve())
     assert df["ok"].all(), df[~df["ok"]]["error"].tolist()
@@ -52,9 +46,8 @@ def test_disk_and_net_in_a_vm(tmp_path):
 
 
 def test_peers_without_scratch_or_servers_are_left_out_and_say_why(tmp_path):
-    out = subprocess.run([*BENCH, "run", "--suite", "throughput", "--workloads", "disk,syscall", "--runners",
-                          "process,bwrap", "--repeat", "1", "--results-dir", str(tmp_path), "--no-report"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = bench("run", "--suite", "throughput", "--workloads", "disk,syscall", "--runners", "process,bwrap",
+                "--repeat", "1", "--results-dir", str(tmp_path), "--no-report", timeout=300)
     assert out.returncode == 0, out.stderr
     df, meta = load_run((tmp_path / "latest").resolve())
     assert set(df[df["runner"] == "bwrap"]["workload"]) == {"syscall"}
@@ -62,10 +55,9 @@ def test_peers_without_scratch_or_servers_are_left_out_and_say_why(tmp_path):
 
 
 def test_memory_suite(tmp_path):
-    out = subprocess.run([*BENCH, "run", "--suite", "memory", "--runners", "process,container,vm", "--repeat", "1",
-                          "--warmup", "0", "--density", "2", "--results-dir", str(tmp_path),
-                          "--reports-dir", str(tmp_path / "reports")],
-                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    out = bench("run", "--suite", "memory", "--runners", "process,container,vm", "--repeat", "1", "--warmup", "0",
+                "--density", "2", "--results-dir", str(tmp_path), "--reports-dir", str(tmp_path / "reports"),
+                timeout=600)
     assert out.returncode == 0, out.stderr
     df, meta = load_run((tmp_path / "latest").resolve())
     assert df["ok"].all(), df[~df["ok"]]["error"].tolist()
@@ -78,40 +70,28 @@ def test_memory_suite(tmp_path):
     assert "Against a plain process" in html and "MiB" in html
 
 
-def measure_in_process(image, workload):
-    spec = LaunchSpec(f"bench-test-{workload.name}", workload.argv, str(image.rootfs), image.host_paths,
-                      Envelope(), None, timeout_s=workload.timeout_s)
-    runner = ProcessRunner()
-    try:
-        (sample,) = measure_throughput(runner, spec, workload, 0)
-    finally:
-        runner.close()
-    return sample
-
-
-def test_a_tool_that_fails_gives_ok_false_with_its_output(image):
+def test_a_tool_that_fails_gives_ok_false_with_its_output(factory):
     broken = Workload("broken", "throughput", ("/usr/bin/stress-ng", "--no-such-stressor"), "fails",
                       (("cpu_ops_s", "ops/s"),), "parse_stress_ng_rate", timeout_s=30)
-    sample = measure_in_process(image, broken)
+    sample = measure_in_process(factory, broken)
     assert not sample.ok and "exit code" in sample.error and "no-such-stressor" in sample.error
 
 
-def test_garbage_output_is_not_a_number(image):
+def test_garbage_output_is_not_a_number(factory):
     garbage = Workload("garbage", "throughput", ("/bin/echo", "hello"), "prints garbage",
                        (("syscalls_s", "calls/s"),), "parse_bench_syscall", timeout_s=30)
-    sample = measure_in_process(image, garbage)
+    sample = measure_in_process(factory, garbage)
     assert not sample.ok and "no syscalls_per_s line" in sample.error and "hello" in sample.error
 
 
 def test_compare_flags_half_a_cpu_as_a_regression(tmp_path):
     def cpu_run(*extra):
-        out = subprocess.run([*BENCH, "run", "--suite", "throughput", "--workloads", "cpu", "--runners", "container",
-                              "--repeat", "4", "--results-dir", str(tmp_path), "--no-report", *extra],
-                             cwd=ROOT, capture_output=True, text=True, timeout=300)
+        out = bench("run", "--suite", "throughput", "--workloads", "cpu", "--runners", "container", "--repeat",
+                    "4", "--results-dir", str(tmp_path), "--no-report", *extra, timeout=300)
         assert out.returncode == 0, out.stderr
         return str((tmp_path / "latest").resolve())
 
     base, half = cpu_run(), cpu_run("--cpus", "0.5")
-    out = subprocess.run([*BENCH, "compare", base, half, "--json"], cwd=ROOT, capture_output=True, text=True)
+    out = bench("compare", base, half, "--json")
     assert out.returncode == 1
     assert [v["verdict"] for v in json.loads(out.stdout)] == ["regression"]

@@ -10,7 +10,7 @@ from bench.errors import MeasurementError
 from bench.spec import LaunchSpec
 from bench.store import load_run
 from runners.vm import VmRunner
-from tests.conftest import BENCH, ROOT, domain_up, kill_run_then_clean
+from tests.conftest import bench, domain_up, kill_run_then_clean
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prepared_cache")]
 
@@ -27,27 +27,23 @@ def vm(tmp_path_factory, image):
 
 
 def test_guest_runs_its_own_kernel(vm):
-    out = subprocess.run([*BENCH, "exec", "--runner", "vm", "--", "uname", "-r"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)
+    out = bench("exec", "--runner", "vm", "--", "uname", "-r", timeout=300)
     assert out.returncode == 0, out.stderr
     guest = out.stdout.strip()
     assert guest.endswith("-cloud-amd64") and guest != os.uname().release
 
 
-def test_exit_code_and_guest_memory(vm, image):
-    inst = vm.launch(LaunchSpec("bench-test-vm1", ("/bin/sh", "-c", "echo READY; exit 3"), str(image.rootfs)))
-    try:
-        inst.wait_ready(120)
-        assert inst.wait_exit(120) == 3
-        extra = inst.extra_metrics()
-        assert 300 < extra["guest_mem_total_mib"][0] <= 512
-        assert inst.mem_peak_mib() > 50  # QEMU's own resident memory on the host
-    finally:
-        inst.teardown()
+def test_exit_code_and_guest_memory(factory, vm):
+    inst = factory.launch(vm, ["/bin/sh", "-c", "echo READY; exit 3"], name="bench-test-vm1", marker=b"READY")
+    inst.wait_ready(120)
+    assert inst.wait_exit(120) == 3
+    extra = inst.extra_metrics()
+    assert 300 < extra["guest_mem_total_mib"][0] <= 512
+    assert inst.mem_peak_mib() > 50  # QEMU's own resident memory on the host
     assert vm.accel in ("kvm", "tcg") and vm.accel_reason
 
 
-def test_the_guest_kernel_runs_under_the_hosts_security_modules_and_page_zeroing(vm, image):
+def test_the_guest_kernel_runs_under_the_hosts_security_modules_and_page_zeroing(factory, vm):
     """The process and container rows run under the host kernel's policy; the vm row's guest too."""
     import re
 
@@ -55,13 +51,10 @@ def test_the_guest_kernel_runs_under_the_hosts_security_modules_and_page_zeroing
 
     script = ("mount -t securityfs s /sys/kernel/security; echo READY;"
               " cat /sys/kernel/security/lsm; echo; cat /proc/cmdline")
-    inst = vm.launch(LaunchSpec("bench-test-vmlsm", ("/bin/busybox", "sh", "-c", script), str(image.rootfs)))
-    try:
-        inst.wait_ready(120)
-        assert inst.wait_exit(120) == 0
-        seen = inst.output.decode(errors="replace").replace("\r", "").splitlines()
-    finally:
-        inst.teardown()
+    inst = factory.launch(vm, ["/bin/busybox", "sh", "-c", script], name="bench-test-vmlsm", marker=b"READY")
+    inst.wait_ready(120)
+    assert inst.wait_exit(120) == 0
+    seen = inst.output.decode(errors="replace").replace("\r", "").splitlines()
     host = host_policy()
     assert host["lsm"] in seen  # the guest's active LSMs, as securityfs lists them
     assert any(f" init_on_alloc={host['init_on_alloc']} " in line for line in seen)
@@ -69,20 +62,17 @@ def test_the_guest_kernel_runs_under_the_hosts_security_modules_and_page_zeroing
         assert any(re.search(r" tsc_early_khz=[1-9][0-9]+ ", line) for line in seen)
 
 
-def test_a_guest_that_never_gets_ready_is_destroyed(vm, image):
-    inst = vm.launch(LaunchSpec("bench-test-vmhang", ("/bin/sleep", "600"), str(image.rootfs)))
-    try:
-        with pytest.raises(MeasurementError, match="no READY within"):
-            inst.wait_ready(8)
-    finally:
-        inst.teardown()
+def test_a_guest_that_never_gets_ready_is_destroyed(factory, vm):
+    inst = factory.launch(vm, ["/bin/sleep", "600"], name="bench-test-vmhang", marker=b"READY")
+    with pytest.raises(MeasurementError, match="no READY within"):
+        inst.wait_ready(8)
+    inst.teardown()
     assert not os.path.exists(f"/proc/{inst.pid}")  # QEMU is gone
 
 
 def test_bench_run_startup_vm(tmp_path):
-    out = subprocess.run([*BENCH, "run", "--suite", "startup", "--runners", "process,vm", "--repeat", "2",
-                          "--warmup", "0", "--results-dir", str(tmp_path), "--no-report"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    out = bench("run", "--suite", "startup", "--runners", "process,vm", "--repeat", "2", "--warmup", "0",
+                "--results-dir", str(tmp_path), "--no-report", timeout=600)
     assert out.returncode == 0, out.stderr
     df, meta = load_run((tmp_path / "latest").resolve())
     assert df["ok"].all()
@@ -114,15 +104,13 @@ def test_a_guest_libvirt_cannot_start_is_one_line_not_a_traceback(vm):
     """KVM asked for where QEMU cannot set it up (here: an MSR the host's KVM refuses)."""
     if not vm.accel_reason.startswith("KVM guest failed to start"):
         pytest.skip(f"QEMU starts KVM guests on this host ({vm.accel_reason}): no start failure to provoke")
-    out = subprocess.run([*BENCH, "exec", "--runner", "vm", "--option", "accel=kvm", "--", "true"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
+    out = bench("exec", "--runner", "vm", "--option", "accel=kvm", "--", "true", timeout=120)
     assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert out.stderr.startswith("bench: libvirt could not start bench-exec-")
 
 
 def test_bench_exec_of_a_missing_command_in_a_vm_says_why_and_exits_127():
-    out = subprocess.run([*BENCH, "exec", "--runner", "vm", "--", "/nonexistent"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=300)
+    out = bench("exec", "--runner", "vm", "--", "/nonexistent", timeout=300)
     assert out.returncode == 127
     assert "cannot exec /nonexistent: No such file or directory" in out.stdout + out.stderr
 
@@ -145,16 +133,13 @@ def far_host():
         subprocess.run(["ip", "netns", "delete", names[0]], check=True)
 
 
-def test_a_guest_routing_through_its_tap_reaches_only_the_host_side_of_its_link(vm, image, far_host):
+def test_a_guest_routing_through_its_tap_reaches_only_the_host_side_of_its_link(factory, vm, far_host):
     gateway = vm.server_side()[1]
     script = (f"ip route add default via {gateway}; ping -c 1 -W 2 {gateway} >/dev/null && echo HOST-REACHED; "
               f"ping -c 1 -W 2 {far_host} >/dev/null && echo FAR-REACHED; echo DONE")
-    inst = vm.launch(LaunchSpec("bench-test-vmfwd", ("/bin/sh", "-c", script), str(image.rootfs), server=gateway))
-    try:
-        assert inst.wait_exit(120) == 0
-        out = inst.output.decode(errors="replace")
-    finally:
-        inst.teardown()
+    inst = factory.launch(vm, ["/bin/sh", "-c", script], name="bench-test-vmfwd", server=gateway)
+    assert inst.wait_exit(120) == 0
+    out = inst.output.decode(errors="replace")
     assert "DONE" in out and "HOST-REACHED" in out, out
     assert "FAR-REACHED" not in out
     assert Path(f"/proc/sys/net/ipv4/conf/{vm.tap.name}/forwarding").read_text().strip() == "0"

@@ -1,10 +1,10 @@
 import json
-import subprocess
 
 import pytest
 
 from bench.cli import main
-from tests.conftest import BENCH, ROOT
+from runners.base import Runner
+from tests.conftest import bench
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -34,23 +34,36 @@ def test_bad_usage_is_one_line_and_exit_2(argv, message, capsys, tmp_path, monke
 
 
 def test_bad_usage_writes_nothing(tmp_path):
-    out = subprocess.run([*BENCH, "run", "--suite", "nope", "--results-dir", str(tmp_path / "r")],
-                         cwd=ROOT, capture_output=True, text=True)
+    out = bench("run", "--suite", "nope", "--results-dir", str(tmp_path / "r"))
     assert out.returncode == 2 and out.stderr.startswith("bench: unknown suite")
     assert not (tmp_path / "r").exists()
 
 
-def test_list_json(capsys):
+class Toy(Runner):
+    """A runner that asks the host nothing: `bench list` is tested without probing real runtimes."""
+
+    name, kind, family = "toy", "peer", "sandboxes"
+    description = "a toy"
+    enforcement = {"cpuset": "affinity", "cpu_quota": "not enforced: no cgroups", "memory": "not enforced: none"}
+
+    def available(self):
+        return False, "toys run nowhere"
+
+    def launch(self, spec):
+        raise NotImplementedError
+
+
+def test_list_json_gives_suites_in_run_order_and_each_runner_with_its_contract(capsys, monkeypatch):
+    from bench import views
+    from bench.registry import RunnerInfo
+
+    monkeypatch.setattr(views, "registered", lambda: {"toy": RunnerInfo("toy", "tests.unit.test_cli:Toy", Toy)})
     assert main(["list", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert [s["name"] for s in data["suites"]] == ["startup", "throughput", "memory"]  # run order
-    runners = {r["name"]: r for r in data["runners"]}
-    assert runners["process"]["available"] is True
-    assert {"process", "chroot"} <= set(runners)
+    assert [s["name"] for s in data["suites"]] == ["startup", "throughput", "memory"]
+    assert data["suites"][0] | {"workloads": ["probe"], "min_repeat": 6, "warmup": 1} == data["suites"][0]
+    assert data["runners"] == [{"name": "toy", "kind": "peer", "family": "sandboxes", "available": False,
+                                "reason": "toys run nowhere", "description": "a toy",
+                                "envelope": "not: cpu_quota (not enforced: no cgroups), memory (not enforced: none)",
+                                "options": []}]
     assert data["workloads"][0]["metrics"] == ["ready_ms", "exit_ms", "teardown_ms", "mem_peak_mib"]
-
-
-def test_doctor_runs(capsys):
-    assert main(["doctor"]) == 0
-    out = capsys.readouterr().out
-    assert "cgroups" in out and "runner process" in out

@@ -61,9 +61,19 @@ def test_corrupt_runs_are_usage_errors(tmp_path):
         store.resolve_run("nope", tmp_path)
 
 
-def test_run_ids_sort_by_time_and_do_not_collide():
+def test_run_ids_do_not_collide():
     ids = {store.new_run_id() for _ in range(50)}
     assert len(ids) == 50
+
+
+def test_run_ids_sort_by_the_time_they_were_made(monkeypatch):
+    import time
+
+    made, gmtime = [], time.gmtime
+    for clock in (1_700_000_000, 1_700_000_059, 1_700_003_600, 1_800_000_000):  # a minute, an hour, years apart
+        monkeypatch.setattr(time, "gmtime", lambda *_, clock=clock: gmtime(clock))
+        made.append(store.new_run_id())
+    assert sorted(made) == made and len(set(made)) == len(made)
 
 
 def test_a_staged_write_is_whole_or_absent_and_clean_finds_what_a_kill_left(tmp_path):
