@@ -9,6 +9,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data"
 BENCH = [sys.executable, "-m", "bench.cli"]
+# What the lean worker must never import: each makes every fork from it dearer (bench/worker.py).
+FAT = ("pandas", "numpy", "matplotlib", "rich", "scipy", "jinja2", "psutil", "pyarrow", "subprocess",
+       "threading", "importlib.metadata")
 
 
 def bench(*args, cwd=ROOT, timeout: float = 600, **kw) -> subprocess.CompletedProcess:

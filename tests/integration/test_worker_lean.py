@@ -6,7 +6,7 @@ import pytest
 from bench.client import WorkerClient
 from bench.image import build_image
 from bench.spec import Envelope
-from tests.unit.test_lean import FAT
+from tests.conftest import FAT
 
 pytestmark = pytest.mark.integration
 

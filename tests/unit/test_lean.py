@@ -5,10 +5,7 @@ import json
 import subprocess
 import sys
 
-from tests.conftest import ROOT
-
-FAT = ("pandas", "numpy", "matplotlib", "rich", "scipy", "jinja2", "psutil", "pyarrow", "subprocess",
-       "threading", "importlib.metadata")
+from tests.conftest import FAT, ROOT
 
 
 def loaded_after(code: str) -> set[str]:
