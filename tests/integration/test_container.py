@@ -150,7 +150,7 @@ def test_proc_sys_and_sys_are_read_only(factory, runner):
     assert "permission denied" in out.lower() or "not permitted" in out  # no CAP_SYS_ADMIN: no mount
 
 
-def test_bench_run_container_startup(tmp_path):
+def test_a_container_run_stores_every_metric_with_a_peak_of_its_own_pages(tmp_path):
     out = bench("run", "--suite", "startup", "--runners", "process,container", "--repeat", "3", "--results-dir",
                 str(tmp_path), "--no-report", timeout=300)
     assert out.returncode == 0, out.stderr

@@ -24,7 +24,7 @@ def test_a_user_namespace_is_refused_under_dockers_default_seccomp(runner):
     assert out.returncode != 0 and "Operation not permitted" in out.stdout + out.stderr
 
 
-def test_startup_with_every_peer(tmp_path):
+def test_every_peer_starts_and_docker_says_why_it_has_no_peak_memory(tmp_path):
     out = bench("run", "--suite", "startup", "--runners", "process,bwrap,runc,docker,qemu", "--repeat", "2",
                 "--warmup", "0", "--results-dir", str(tmp_path), "--no-report")
     assert out.returncode == 0, out.stderr

@@ -54,7 +54,7 @@ def test_peers_without_scratch_or_servers_are_left_out_and_say_why(tmp_path):
     assert meta["not_run"] == {"bwrap/disk": "bwrap does not provide a scratch directory or disk"}
 
 
-def test_memory_suite(tmp_path):
+def test_memory_suite_charges_a_vm_more_than_a_container_and_a_process_nothing(tmp_path):
     out = bench("run", "--suite", "memory", "--runners", "process,container,vm", "--repeat", "1", "--warmup", "0",
                 "--density", "2", "--results-dir", str(tmp_path), "--reports-dir", str(tmp_path / "reports"),
                 timeout=600)

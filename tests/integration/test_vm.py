@@ -70,7 +70,7 @@ def test_a_guest_that_never_gets_ready_is_destroyed(factory, vm):
     assert not os.path.exists(f"/proc/{inst.pid}")  # QEMU is gone
 
 
-def test_bench_run_startup_vm(tmp_path):
+def test_a_vm_run_records_its_accelerator_and_libvirts_share_of_ready_ms(tmp_path):
     out = bench("run", "--suite", "startup", "--runners", "process,vm", "--repeat", "2", "--warmup", "0",
                 "--results-dir", str(tmp_path), "--no-report", timeout=600)
     assert out.returncode == 0, out.stderr

@@ -51,7 +51,7 @@ def test_runs_from_two_hosts_are_refused_unless_cross_host(tmp_path, capsys):
     assert main(["compare", str(a), str(b), "--cross-host"]) == 0
 
 
-def test_cli_exit_codes_and_json(tmp_path, capsys):
+def test_compare_exits_1_on_a_regression_and_its_json_says_why(tmp_path, capsys):
     a, b = stored(tmp_path, "a", FAST), stored(tmp_path, "b", FAST / 2)
     assert main(["compare", str(a), str(b), "--json"]) == 1
     (verdict,) = json.loads(capsys.readouterr().out)

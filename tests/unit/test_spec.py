@@ -6,12 +6,12 @@ from bench.spec import Envelope, parse_cpus, parse_size_mib, positive_int
 
 @pytest.mark.parametrize("text, mib", [("512M", 512), ("1G", 1024), ("1g", 1024), ("65536K", 64),
                                        ("1GiB", 1024), ("2097152", 2), ("1.5G", 1536)])
-def test_sizes(text, mib):
+def test_sizes_in_k_m_g_t_become_mib(text, mib):
     assert parse_size_mib(text) == mib
 
 
 @pytest.mark.parametrize("text", ["12XB", "", "M", "-1M", "100", "0M", "1 2M"])
-def test_bad_sizes(text):
+def test_a_bad_size_is_a_usage_error(text):
     with pytest.raises(UsageError):
         parse_size_mib(text)
 
@@ -22,7 +22,7 @@ def test_bad_cpus(text):
         parse_cpus(text)
 
 
-def test_cpus_and_counts():
+def test_cpus_and_counts_are_parsed_and_checked():
     assert parse_cpus("0.5") == 0.5
     assert positive_int("3", "--repeat") == 3
     assert positive_int("0", "--warmup", minimum=0) == 0

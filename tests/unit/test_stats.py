@@ -17,7 +17,7 @@ def frame():
     return pd.DataFrame(rows)
 
 
-def test_summary_statistics():
+def test_the_summary_has_medians_percentiles_and_ratios_to_process():
     table = summarize(frame()).set_index("runner")
     assert table.loc["process", "median"] == 3
     assert table.loc["chroot", "median"] == 6

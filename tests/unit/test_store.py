@@ -18,7 +18,7 @@ def samples(n=3):
     return out
 
 
-def test_round_trip(tmp_path):
+def test_a_stored_run_reads_back_with_its_columns_types_and_errors(tmp_path):
     run_dir = store.write_run(tmp_path, "r1", samples(), {"schema_version": 1, "run_id": "r1"})
     df, meta = store.load_run(run_dir)
     assert list(df.columns) == store.COLUMNS
