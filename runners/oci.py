@@ -89,13 +89,19 @@ class OciRunner(ProcessRunner):
         return versions_of({cls.runtime: ([cls.runtime, "--version"], rf"{cls.runtime} version ([\w.\-]+)")})
 
     @classmethod
+    def state_names(cls) -> list[str]:
+        """The containers the runtime keeps state for under state_root, ours (bench-...) only."""
+        return sorted(p.name for p in Path(cls.state_root).glob("bench-*"))
+
+    @classmethod
     def residues(cls, cache_dir: str) -> list[Residue]:
         """Containers named bench-... whose `run` was killed before it could delete them."""
-        return [Residue(f"{cls.runtime} container", p.name) for p in sorted(Path(cls.state_root).glob("bench-*"))]
+        return [Residue(f"{cls.runtime} container", name) for name in cls.state_names()]
 
     @classmethod
     def remove(cls, residue: Residue) -> None:
-        run_quietly([shutil.which(cls.runtime) or cls.runtime, "delete", "--force", residue.name], GUEST_ENV)
+        run_quietly([shutil.which(cls.runtime) or cls.runtime, *cls.root_flags(), "delete", "--force", residue.name],
+                    GUEST_ENV)
 
     def config(self) -> dict:
         return {**super().config(), "spawn": f"{shutil.which(self.runtime)} run (foreground)",
@@ -113,10 +119,19 @@ class OciRunner(ProcessRunner):
         bundle.mkdir(parents=True, exist_ok=True)
         (bundle / "config.json").write_text(json.dumps(oci_config(spec, f"/bench/{spec.name}")))
         runtime = shutil.which(self.runtime)
-        argv = [runtime, "run", "--bundle", str(bundle), spec.name]
+        argv = [runtime, *self.global_flags(), "run", "--bundle", str(bundle), spec.name]
         instance = self.spawn(runtime, argv, spec)
         instance.on_teardown = lambda: self._delete(spec.name, bundle, killed=instance.killed)
         return instance
+
+    @classmethod
+    def root_flags(cls) -> list[str]:
+        """Where the runtime keeps its state, as flags before its command (runsc: its own --root)."""
+        return []
+
+    def global_flags(self) -> list[str]:
+        """The runtime's flags before `run` (runsc's --root and --platform)."""
+        return self.root_flags()
 
     def close(self) -> None:
         """runc creates the bench parent cgroup for cgroupsPath but removes only its leaf."""
@@ -130,8 +145,8 @@ class OciRunner(ProcessRunner):
         A runtime killed mid-start (Ctrl-C) may have made the container's cgroups but not yet its
         state, so `delete` knows nothing of them: those are removed here by name. Only then: the
         search walks every cgroup hierarchy, and teardown is timed."""
-        if (Path(self.state_root) / name).exists():
-            run_quietly([shutil.which(self.runtime), "delete", "--force", name], GUEST_ENV)
+        if name in self.state_names():
+            run_quietly([shutil.which(self.runtime), *self.root_flags(), "delete", "--force", name], GUEST_ENV)
         if killed:
             from bench.host.cgroups import kill_and_remove
 

@@ -16,7 +16,7 @@ APT_PACKAGES=(
     qemu-system-x86 qemu-utils            # the vm runner (qboot.rom ships with qemu)
     libvirt-daemon-system libvirt-dev pkg-config   # libvirt, and what libvirt-python builds against
     lz4 xz-utils                          # unpacking the guest kernel's vmlinux
-    bubblewrap runc crun docker.io        # the peer runtimes
+    bubblewrap runc crun runsc docker.io  # the peer runtimes (runsc: gVisor)
     podman lxc systemd-container
     chromium chromium-driver              # the real-browser test of a generated report
     vagrant vagrant-libvirt               # `vagrant validate` of vagrant/Vagrantfile

@@ -8,6 +8,7 @@ import json
 import os
 from pathlib import Path
 
+from bench.host.kvm import kvm_verdict
 from runners.base import Check
 
 KVM_PROBE_TIMEOUT_S = 10.0
@@ -33,21 +34,8 @@ def host_tsc_khz(cache_dir: Path) -> str | None:
 
 
 def choose_accel(cache_dir: Path, key: str, probe) -> tuple[str, str]:
-    """KVM if a probe boot reaches READY, else TCG, with the reason; the verdict is kept in the cache
-    for this host boot, kernel and QEMU (key), so that the probe boot runs once."""
-    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        return "tcg", "/dev/kvm is missing or not usable"
-    key = f"{Path('/proc/sys/kernel/random/boot_id').read_text().strip()} {key}"
-    record = cache_dir / "kvm-probe.json"
-    try:
-        cached = json.loads(record.read_text())
-        if cached["key"] == key:
-            return cached["accel"], cached["reason"] + " (probed earlier this boot)"
-    except (OSError, ValueError, KeyError):
-        pass
-    accel, reason = probe()
-    record.write_text(json.dumps({"key": key, "accel": accel, "reason": reason}))
-    return accel, reason
+    """KVM if a probe boot reaches READY, else TCG, with the reason (once per host boot, kernel, QEMU)."""
+    return kvm_verdict(cache_dir / "kvm-probe.json", key, probe, fallback="tcg")
 
 
 def cached_accel(cache_dir: str) -> str:

@@ -5,12 +5,12 @@ import json
 import pytest
 
 from bench.store import load_run
-from tests.conftest import bench
+from tests.conftest import bench, kill_run_then_clean, sampled
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prepared_cache")]
 
 
-@pytest.mark.parametrize("runner", ["bwrap", "runc", "docker", "qemu", "nspawn", "lxc"])
+@pytest.mark.parametrize("runner", ["bwrap", "runc", "docker", "qemu", "nspawn", "lxc", "gvisor"])
 def test_peer_runs_the_same_rootfs_and_passes_exit_codes(runner):
     out = bench("exec", "--runner", runner, "--", "sh", "-c", "test -x /bin/bench-probe && echo same-rootfs; exit 4")
     assert out.returncode == 4, out.stderr
@@ -71,8 +71,26 @@ def test_lxc_applies_the_memory_limit():
 
 def test_throughput_tools_run_on_read_only_roots(tmp_path):
     """stress-ng writes temp files: under bwrap, runc and nspawn the root is read-only, /tmp is not."""
-    out = bench("run", "--suite", "throughput", "--workloads", "fork", "--runners", "bwrap,runc,nspawn,docker,lxc",
+    out = bench("run", "--suite", "throughput", "--workloads", "fork", "--runners", "bwrap,runc,nspawn,docker,lxc,gvisor",
                 "--repeat", "1", "--results-dir", str(tmp_path), "--no-report")
     assert out.returncode == 0, out.stdout[-2000:]
     df, _ = load_run((tmp_path / "latest").resolve())
-    assert df["ok"].all() and len(df) == 5
+    assert df["ok"].all() and len(df) == 6
+
+
+def test_gvisor_pays_for_every_system_call_in_its_sentry(tmp_path):
+    """gVisor's cost is system calls: getppid() answered by the Sentry, not the host kernel. The
+    platform it ran on is recorded with why, and its sandbox's private memory is its overhead."""
+    out = bench("run", "--suite", "throughput,memory", "--workloads", "syscall,idle", "--runners", "process,gvisor",
+                "--repeat", "1", "--warmup", "0", "--results-dir", str(tmp_path), "--no-report")
+    assert out.returncode == 0, out.stderr
+    df, meta = load_run((tmp_path / "latest").resolve())
+    assert df["ok"].all()
+    value = df.set_index(["metric", "runner"])["value"]
+    assert value["syscalls_s", "gvisor"] < 0.5 * value["syscalls_s", "process"]
+    assert value["mem_overhead_mib", "gvisor"] > 1  # the Sentry and the Gofer are processes of their own
+    assert meta["runners"]["gvisor"]["platform"] in ("ptrace", "kvm") and meta["runners"]["gvisor"]["platform_reason"]
+
+
+def test_a_killed_gvisor_run_leaves_nothing_after_bench_clean(tmp_path):
+    assert kill_run_then_clean(tmp_path, "gvisor", sampled(tmp_path, "gvisor")) == "0 leftovers found"
