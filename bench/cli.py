@@ -48,6 +48,8 @@ def build_parser() -> Parser:
                                     "(default: every CPU, highest first); the same for every runner")
     r.add_argument("--memory", help="memory per environment, e.g. 512M")
     r.add_argument("--density", help="instances at once in the memory suite's density workload (default 4)")
+    r.add_argument("--cache", default="warm", help="warm (default), or cold: sync and drop the page cache before "
+                   "each sample of a startup-like suite")
     r.add_argument("--results-dir", default="results", type=Path)
     r.add_argument("--reports-dir", default="reports", type=Path)
     r.add_argument("--no-report", action="store_true")
@@ -156,6 +158,17 @@ def precision_from(args) -> dict:
     return found
 
 
+def cache_state(text: str) -> str:
+    """--cache warm|cold; cold needs root (it writes /proc/sys/vm/drop_caches)."""
+    from bench.host.linux import DROP_CACHES
+
+    if text not in ("warm", "cold"):
+        raise UsageError(f"--cache {text!r}: warm or cold")
+    if text == "cold" and not os.access(DROP_CACHES, os.W_OK):
+        raise UsageError(f"--cache cold drops the page cache through {DROP_CACHES}, which needs root")
+    return text
+
+
 def cmd_run(args, console) -> int:
     from bench.run import RunOptions, run
 
@@ -166,7 +179,7 @@ def cmd_run(args, console) -> int:
         envelope=envelope_from(args), results_dir=args.results_dir, reports_dir=args.reports_dir,
         report=not args.no_report, cache_dir=cache_dir(), options=parse_options(args.option, scoped=True),
         **({"density": positive_int(args.density, "--density")} if args.density is not None else {}),
-        **precision_from(args))
+        cache=cache_state(args.cache), **precision_from(args))
     started = time.monotonic()
     code, run_dir = run(opts, console)
     if run_dir is None:

@@ -137,6 +137,11 @@ def memory_png(summary: pd.DataFrame, path: Path, order: list[str] | None = None
 
 def warnings(df: pd.DataFrame, summary: pd.DataFrame, meta: dict) -> list[str]:
     found = list(meta.get("warnings", []))  # what the runners said of their own numbers (Runner.warnings)
+    cache = meta.get("cache") or {}
+    if cache.get("state") == "cold":
+        found.append(f"cold starts: the page cache was synced and dropped before each sample of "
+                     f"{', '.join(cache.get('dropped_before', [])) or 'no suite of this run'}, so those times include "
+                     "reading every binary, kernel and image from disk (--cache cold)")
     if meta.get("incomplete"):
         found.append(f"this run is incomplete: {meta.get('interrupted_by', 'a signal')} stopped it; "
                      "only the samples completed before that are here")

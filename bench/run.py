@@ -46,6 +46,7 @@ class RunOptions:
     density: int = DENSITY
     precision: float = DEFAULT_PRECISION  # the median's 95% interval within ± this share of it
     max_repeat: int | None = None  # None: the suite's and the runner's own limits
+    cache: str = "warm"  # "cold": the page cache is dropped before each sample of a startup-like suite
 
 
 def choose_runners(arg: str | None) -> list[str] | None:
@@ -233,7 +234,10 @@ def _run(opts, console, workloads, wanted, started, run_id) -> tuple[int, Path |
                         **({"options": opts.options[n]} if n in opts.options else {}),
                         "envelope": status[n]["enforced"], **status[n]["config"]} for n in names},
         "skipped_runners": {n: s["reason"] for n, s in status.items() if n not in names},
-        "not_run": not_run, "density": opts.density, "verify": last_verdict(opts.cache_dir),
+        "not_run": not_run, "density": opts.density,
+        "cache": {"state": opts.cache, "dropped_before": sorted({w.suite for w in workloads
+                                                                 if suites()[w.suite].cold_start})} if opts.cache == "cold"
+        else {"state": "warm"}, "verify": last_verdict(opts.cache_dir),
         "warnings": runner_warnings(samples, names),
         "incomplete": interrupted is not None,
         **({"interrupted_by": interrupted.name} if interrupted else {}),
@@ -298,7 +302,7 @@ def measure_all(client, plan, opts, run_id, console, samples: list[dict], rounds
                                     + ("(warm-up)" if rnd < 0 else f"round {rnd + 1}"))
                     reply = client.request(op="measure", suite=workload.suite, workload=workload.name,
                                            runner=name, iteration=rnd, name=f"bench-{run_id}-{n}",
-                                           params={"density": opts.density})
+                                           params={"density": opts.density, "cache": opts.cache})
                     if rnd >= 0:
                         r.n += 1
                         samples.extend(reply["samples"])

@@ -62,7 +62,10 @@ class Worker:
         workload = suite.workload(msg["workload"])
         spec = LaunchSpec(name=msg["name"], argv=workload.argv, marker=b"READY" if workload.marker else None,
                           timeout_s=workload.timeout_s, scratch=workload.scratch, **self.base)
-        samples = suite.measure(self.runners[msg["runner"]], spec, workload, msg["iteration"], **msg.get("params", {}))
+        params = dict(msg.get("params", {}))
+        if params.pop("cache", "warm") == "cold" and suite.cold_start:
+            linux.drop_page_cache()  # untimed: before the sample's clock starts
+        samples = suite.measure(self.runners[msg["runner"]], spec, workload, msg["iteration"], **params)
         reap_orphans()
         # labelled as the run knows the runner: a variant (container:seccomp=none) is a runner of its own
         return {"op": "samples", "samples": [{**s.to_dict(), "runner": msg["runner"]} for s in samples]}

@@ -36,6 +36,7 @@ class Suite:
     envelope: dict = field(default_factory=dict)
     plots: tuple[str, ...] = ()  # of PLOTS, drawn before the distributions
     order: int = 50  # where it runs in --suite all, and where its sections sit in the report
+    cold_start: bool = False  # startup-like: with --cache cold, the page cache is dropped before each sample
 
     def __post_init__(self) -> None:
         unknown = [p for p in self.plots if p not in PLOTS]

@@ -36,4 +36,5 @@ SUITE = Suite(
     min_repeat=6, max_repeat=30, warmup=1,
     plots=("phases", "memory"),
     order=10,
+    cold_start=True,
 )

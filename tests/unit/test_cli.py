@@ -22,6 +22,7 @@ from tests.conftest import bench
     (["run", "--suite", "startup", "--precision", "five"], "--precision"),
     (["run", "--suite", "startup", "--max-repeat", "0"], "--max-repeat"),
     (["run", "--suite", "startup", "--repeat", "3", "--precision", "2"], "--repeat N forces N rounds"),
+    (["run", "--suite", "startup", "--cache", "lukewarm"], "--cache 'lukewarm': warm or cold"),
     (["frobnicate"], "invalid choice"),
     (["report", "/nonexistent/run"], "no run"),
 ])

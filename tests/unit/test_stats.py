@@ -82,6 +82,15 @@ def test_an_incomplete_run_says_so_first():
     assert found[0].startswith("this run is incomplete: SIGINT stopped it")
 
 
+def test_cold_starts_are_said_first_and_warm_ones_not_at_all():
+    from bench.report import warnings
+
+    df = frame()
+    cold = warnings(df, summarize(df), {"cache": {"state": "cold", "dropped_before": ["startup"]}})
+    assert cold[0].startswith("cold starts: the page cache was synced and dropped before each sample of startup")
+    assert not any("cold" in w for w in warnings(df, summarize(df), {"cache": {"state": "warm"}}))
+
+
 def test_a_runner_that_could_not_enforce_the_envelope_is_marked_in_the_report():
     import pandas as pd
 
