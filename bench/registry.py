@@ -32,37 +32,33 @@ def registered() -> dict[str, RunnerInfo]:
     return found
 
 
-def availability(info: RunnerInfo, cache_dir: str | None = None) -> tuple[bool, str]:
-    """Whether the runner is available and why; with cache_dir, what it would run as (cached_state)."""
+def _inspect(info: RunnerInfo, then) -> tuple[bool, str, object]:
+    """Instantiate the runner, ask available(), and if so then(runner); the runner is closed after
+    (a libvirt connection, a taskstats socket). A broken plugin is unavailable, with the reason."""
     if info.cls is None:
-        return False, info.load_error
+        return False, info.load_error, None
     runner = None
     try:
         runner = info.cls()
         ok, reason = runner.available()
-        state = runner.cached_state(cache_dir) if ok and cache_dir is not None else ""
-        return ok, f"{reason}; {state}" if state else reason
+        return ok, reason, then(runner) if ok else None
     except Exception as exc:
-        return False, f"availability check failed: {exc}"
+        return False, f"availability check failed: {exc}", None
     finally:
         if runner is not None:
             runner.close()
 
 
+def availability(info: RunnerInfo, cache_dir: str | None = None) -> tuple[bool, str]:
+    """Whether the runner is available and why; with cache_dir, what it would run as (cached_state)."""
+    ok, reason, state = _inspect(info, lambda runner: runner.cached_state(cache_dir) if cache_dir else "")
+    return ok, f"{reason}; {state}" if state else reason
+
+
 def inspect_runner(info: RunnerInfo, cache_dir: str) -> tuple[bool, str, list]:
     """Whether the runner is available and why, and its own doctor checks."""
-    if info.cls is None:
-        return False, info.load_error, []
-    runner = None
-    try:
-        runner = info.cls()
-        ok, reason = runner.available()
-        return ok, reason, runner.doctor_checks(cache_dir) if ok else []
-    except Exception as exc:
-        return False, f"availability check failed: {exc}", []
-    finally:
-        if runner is not None:
-            runner.close()  # a libvirt connection, a taskstats socket
+    ok, reason, checks = _inspect(info, lambda runner: runner.doctor_checks(cache_dir))
+    return ok, reason, checks or []
 
 
 def load_target(target: str) -> type[Runner]:

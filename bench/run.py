@@ -235,9 +235,7 @@ def _run(opts, console, workloads, wanted, started, run_id) -> tuple[int, Path |
                         "envelope": status[n]["enforced"], **status[n]["config"]} for n in names},
         "skipped_runners": {n: s["reason"] for n, s in status.items() if n not in names},
         "not_run": not_run, "density": opts.density,
-        "cache": {"state": opts.cache, "dropped_before": sorted({w.suite for w in workloads
-                                                                 if suites()[w.suite].cold_start})} if opts.cache == "cold"
-        else {"state": "warm"}, "verify": last_verdict(opts.cache_dir),
+        "cache": cache_meta(opts.cache, workloads), "verify": last_verdict(opts.cache_dir),
         "warnings": runner_warnings(samples, names),
         "incomplete": interrupted is not None,
         **({"interrupted_by": interrupted.name} if interrupted else {}),
@@ -252,6 +250,13 @@ def _run(opts, console, workloads, wanted, started, run_id) -> tuple[int, Path |
         return 128 + interrupted, run_dir
     failed = sum(not s["ok"] for s in samples)
     return (1 if failed else 0), run_dir
+
+
+def cache_meta(state: str, workloads: list[Workload]) -> dict:
+    """meta.json's page-cache record: warm, or cold and the suites whose samples it applied to."""
+    if state != "cold":
+        return {"state": state}
+    return {"state": state, "dropped_before": sorted({w.suite for w in workloads if suites()[w.suite].cold_start})}
 
 
 NEED_WORDS = {"scratch": "a scratch directory or disk", "server": "a network path to host-side servers"}

@@ -46,9 +46,8 @@ class GvisorRunner(OciRunner):
     def prepare(self, rootfs: str, image_digest: str, cache_dir: str) -> None:
         if self.platform == "auto":
             from bench.host.kvm import kvm_verdict
-            from bench.host.tools import tool_version
 
-            version = tool_version(["runsc", "--version"], r"runsc version (\S+)") or "?"
+            version = self.versions().get(self.runtime, "?")
             self.platform, self.platform_reason = kvm_verdict(
                 Path(cache_dir) / "runsc-kvm-probe.json", f"runsc {version}", lambda: self._probe_kvm(rootfs),
                 fallback="ptrace")
@@ -88,7 +87,8 @@ class GvisorRunner(OciRunner):
 
     def _delete(self, name: str, bundle: Path, killed: bool = False) -> None:
         super()._delete(name, bundle, killed)
-        self._unlock(name)
+        if killed:  # a sandbox that ran to its end leaves no files: no sweep on a timed teardown
+            self._unlock(name)
 
     @classmethod
     def _unlock(cls, name: str) -> None:

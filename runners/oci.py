@@ -86,7 +86,7 @@ class OciRunner(ProcessRunner):
     def versions(cls) -> dict[str, str]:
         from bench.host.tools import versions_of
 
-        return versions_of({cls.runtime: ([cls.runtime, "--version"], rf"{cls.runtime} version ([\w.\-]+)")})
+        return versions_of({cls.runtime: ([cls.runtime, "--version"], rf"{cls.runtime} version (\S+)")})
 
     @classmethod
     def state_names(cls) -> list[str]:

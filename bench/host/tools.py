@@ -37,7 +37,6 @@ def run_captured(argv: list[str], env: dict[str, str] | None = None, timeout_s: 
     return code, b"".join(chunks).decode(errors="replace")
 
 
-
 def tool_version(argv: list[str], pattern: str) -> str | None:
     """The first group of pattern in what `argv` prints (stdout and stderr); None if it is not there."""
     if shutil.which(argv[0]) is None:
