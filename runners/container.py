@@ -134,17 +134,18 @@ class ContainerRunner(Runner):
         if spec.scratch:  # own: /tmp, on the overlay (its writes land in the upper dir); or the volume
             spec = replace(spec, argv=spec.argv_with({SCRATCH: VOLUME_AT if spec.scratch == "volume" else "/tmp"}))
         try:
+            if self.cfg.upper_size:  # like Docker's --storage-opt size: writes beyond it get ENOSPC. Mounted
+                # before init unshares its mount namespace: a mount made after it would not be seen there
+                base.mkdir(parents=True)
+                inst.size_limited = base
+                linux.mount("tmpfs", str(base), "tmpfs", linux.MS_NOSUID | linux.MS_NODEV,
+                            f"size={self.cfg.upper_size}m,mode=755")
             inst.cgroup = self.cgroups.instance(spec.name)
             inst.spawn(self.init, spec, self.cfg, address, self.cfg.volume or dirs.get("volume"), base, self.seccomp)
             # init execs and unshares on the other core meanwhile; pid 1 waits for these
             inst.cgroup.create()
             env = spec.envelope
             inst.cgroup.set_limits(env.memory_mib, env.quota_us(), env.pids, env.cpuset_text())
-            if self.cfg.upper_size:  # like Docker's --storage-opt size: writes beyond it get ENOSPC
-                base.mkdir(parents=True)
-                linux.mount("tmpfs", str(base), "tmpfs", linux.MS_NOSUID | linux.MS_NODEV,
-                            f"size={self.cfg.upper_size}m,mode=755")
-                inst.size_limited = base
             inst.dirs = dirs
             make_dirs(dirs, self.cfg.userns)
             inst.connect(self.net, self.cfg.userns)
