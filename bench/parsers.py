@@ -76,16 +76,25 @@ def parse_fio(text: str) -> dict[str, float]:
         raise ValueError(f"no fio JSON with randread, randwrite and seqread jobs ({type(exc).__name__}: {exc})") from None
 
 
-_RR = re.compile(r"^rr_us ([\d.]+) transactions (\d+)", re.MULTILINE)
+_RR = re.compile(r"^rr_us ([\d.]+) transactions (\d+) seconds [\d.]+ p50 ([\d.]+) p99 ([\d.]+) p999 ([\d.]+)",
+                 re.MULTILINE)
+
+
+def parse_rr(text: str) -> dict[str, float]:
+    """bench-rr's line: the mean round trip (net_rr_us) and the percentiles of all of them."""
+    found = _RR.search(text)
+    if not found:
+        raise ValueError("no rr_us line with percentiles from bench-rr in the output")
+    mean, _, p50, p99, p999 = (float(g) for g in found.groups())
+    return {"net_rr_us": mean, "net_rr_p50_us": p50, "net_rr_p99_us": p99, "net_rr_p999_us": p999}
 
 
 def parse_net(text: str) -> dict[str, float]:
-    """bench-rr's line, then iperf3 --json: net_rr_us (mean round trip) and net_gbit_s (received)."""
+    """bench-rr's line, then iperf3 --json: parse_rr's round trips and net_gbit_s (received)."""
     import json
 
+    rr = parse_rr(text)
     found = _RR.search(text)
-    if not found:
-        raise ValueError("no rr_us line from bench-rr in the output")
     try:
         report = _json_at(text, text.find("{", found.end()))
         if "error" in report:
@@ -93,4 +102,4 @@ def parse_net(text: str) -> dict[str, float]:
         bits = report["end"]["sum_received"]["bits_per_second"]
     except (json.JSONDecodeError, KeyError) as exc:
         raise ValueError(f"no iperf3 JSON result after bench-rr's line ({type(exc).__name__}: {exc})") from None
-    return {"net_rr_us": float(found.group(1)), "net_gbit_s": bits / 1e9}
+    return {**rr, "net_gbit_s": bits / 1e9}

@@ -18,7 +18,8 @@ def test_throughput_in_process_chroot_and_container(tmp_path):
     df, meta = load_run((tmp_path / "latest").resolve())
     assert df["ok"].all(), df[~df["ok"]]["error"].tolist()
     every = {"cpu_ops_s", "mem_bw_mib_s", "syscalls_s", "forks_s", "disk_randread_iops", "disk_randwrite_iops",
-             "disk_seq_read_mib_s", "net_gbit_s", "net_rr_us"}  # DESIGN's throughput table
+             "disk_seq_read_mib_s", "net_gbit_s", "net_rr_us",  # DESIGN's throughput table
+             "net_rr_p50_us", "net_rr_p99_us", "net_rr_p999_us"}  # and the round trips' percentiles
     for runner in ("process", "chroot", "container"):
         assert set(df[df["runner"] == runner]["metric"]) == every
     assert set(df[df["metric"] == "disk_randread_iops"]["workload"]) == {"disk", "disk-volume"}
@@ -40,7 +41,9 @@ def test_disk_and_net_in_a_vm(tmp_path):
     df, meta = load_run((tmp_path / "latest").resolve())
     assert df["ok"].all(), df[~df["ok"]]["error"].tolist()
     assert set(df["metric"]) == {"disk_randread_iops", "disk_randwrite_iops", "disk_seq_read_mib_s", "net_gbit_s",
-                                 "net_rr_us"}
+                                 "net_rr_us", "net_rr_p50_us", "net_rr_p99_us", "net_rr_p999_us"}
+    rr = df.set_index("metric")["value"]
+    assert rr["net_rr_p50_us"] <= rr["net_rr_p99_us"] <= rr["net_rr_p999_us"]
     assert (df["value"] > 0).all()
     assert meta["runners"]["vm"]["accel"] in ("kvm", "tcg")
 

@@ -68,11 +68,12 @@ def test_fio_failures_are_errors(data_dir):
         parse_fio("fio: pid=12, err=22/file:filesetup.c:240, func=open, error=Invalid argument\n")
 
 
-def test_net_rr_then_iperf3(data_dir):
+def test_net_rr_gives_the_mean_and_the_percentiles_then_iperf3s_rate(data_dir):
     from bench.parsers import parse_net
 
     values = parse_net((data_dir / "net-bench-rr-iperf3.txt").read_text())
-    assert values["net_rr_us"] == 49.61
+    assert (values["net_rr_us"], values["net_rr_p50_us"], values["net_rr_p99_us"], values["net_rr_p999_us"]) == \
+        (60.34, 66.29, 106.67, 170.29)
     assert values["net_gbit_s"] == pytest.approx(23863755819.035625 / 1e9)
 
 
@@ -81,6 +82,8 @@ def test_net_failures_are_errors(data_dir):
 
     refused = (data_dir / "iperf3-refused.json").read_text()
     with pytest.raises(ValueError, match="unable to connect"):
-        parse_net("rr_us 49.61 transactions 20200 seconds 1.002\n" + refused)
+        parse_net("rr_us 60.34 transactions 16600 seconds 1.002 p50 66.29 p99 106.67 p999 170.29\n" + refused)
     with pytest.raises(ValueError, match="no rr_us line"):
         parse_net("connect: Connection refused\n")
+    with pytest.raises(ValueError, match="no rr_us line with percentiles"):  # a bench-rr of before percentiles
+        parse_net("rr_us 49.61 transactions 20200 seconds 1.002\n" + refused)
