@@ -48,6 +48,12 @@ def build_parser() -> Parser:
                                     "(default: every CPU, highest first); the same for every runner")
     r.add_argument("--memory", help="memory per environment, e.g. 512M")
     r.add_argument("--density", help="instances at once in the memory suite's density workload (default 4)")
+    r.add_argument("--concurrency", help="the scale suite's burst sizes, e.g. 1,4,16 (default 1,2,4,8,16,32)")
+    r.add_argument("--max-instances", help="the most instances a scale burst or fill starts (default 64)")
+    r.add_argument("--memory-budget", help="host memory a scale run may take, e.g. 8G (default: half of what is "
+                   "available); VMs count their whole guest RAM")
+    r.add_argument("--neighbours", help="instances running the load beside the measured one (default: the CPU count)")
+    r.add_argument("--neighbour-load", help="what the neighbours run: cpu (default), membw, disk or net")
     r.add_argument("--cache", default="warm", help="warm (default), or cold: sync and drop the page cache before "
                    "each sample of a startup-like suite")
     r.add_argument("--results-dir", default="results", type=Path)
@@ -158,6 +164,28 @@ def precision_from(args) -> dict:
     return found
 
 
+def scale_from(args) -> dict:
+    """The scale suite's options as RunOptions fields (each checked; given, they are recorded)."""
+    from bench.spec import parse_size_mib
+    from bench.suites.scale import NEIGHBOUR_LOADS
+
+    found = {}
+    if args.concurrency is not None:
+        steps = [s.strip() for s in args.concurrency.split(",")]
+        found["concurrency"] = tuple(sorted({positive_int(s, "--concurrency") for s in steps}))
+    if args.max_instances is not None:
+        found["max_instances"] = positive_int(args.max_instances, "--max-instances")
+    if args.memory_budget is not None:
+        found["memory_budget_mib"] = parse_size_mib(args.memory_budget)
+    if args.neighbours is not None:
+        found["neighbours"] = positive_int(args.neighbours, "--neighbours")
+    if args.neighbour_load is not None:
+        if args.neighbour_load not in NEIGHBOUR_LOADS:
+            raise UsageError(f"--neighbour-load {args.neighbour_load!r}: one of {', '.join(NEIGHBOUR_LOADS)}")
+        found["neighbour_load"] = args.neighbour_load
+    return found
+
+
 def cache_state(text: str) -> str:
     """--cache warm|cold; cold needs root (it writes /proc/sys/vm/drop_caches)."""
     from bench.host.linux import DROP_CACHES
@@ -179,7 +207,7 @@ def cmd_run(args, console) -> int:
         envelope=envelope_from(args), results_dir=args.results_dir, reports_dir=args.reports_dir,
         report=not args.no_report, cache_dir=cache_dir(), options=parse_options(args.option, scoped=True),
         **({"density": positive_int(args.density, "--density")} if args.density is not None else {}),
-        cache=cache_state(args.cache), **precision_from(args))
+        cache=cache_state(args.cache), **precision_from(args), **scale_from(args))
     started = time.monotonic()
     code, run_dir = run(opts, console)
     if run_dir is None:

@@ -8,11 +8,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from jinja2 import Environment, FileSystemLoader, select_autoescape  # noqa: E402
 
 from bench.stats import (FAMILIES, HOST_SEP, base_runner, families, headline, median_interval,  # noqa: E402
-                         runner_order, startup_cost, summarize)
+                         below_resolution, one_at_a_time_ready, runner_order, startup_cost, summarize)
 from bench import atomic  # noqa: E402
 from bench.views import fmt_number, ordered, vs_process  # noqa: E402
 
@@ -37,7 +38,7 @@ def family_of(family: dict[str, str], runner: str) -> str | None:
 def ladder_png(df: pd.DataFrame, order: list[str], family: dict[str, str], path: Path) -> None:
     """The startup ladder: each runner's median ready_ms with its 95% interval, log scale, coloured
     by family, the ratio to process written on each bar."""
-    ready = df[df["ok"] & (df["metric"] == "ready_ms")]
+    ready = one_at_a_time_ready(df)
     rows = [r for r in order if (ready["runner"] == r).any()]
     values = {r: ready.loc[ready["runner"] == r, "value"].to_numpy() for r in rows}
     medians = {r: float(pd.Series(v).median()) for r, v in values.items()}
@@ -253,15 +254,19 @@ def _render(df: pd.DataFrame, meta: dict, out_dir: Path, baseline_dir: Path | No
     staging = _staging(out_dir)
     order = runner_order(df["runner"], meta, startup_cost(df))
     ladder = None
-    if (df["ok"] & (df["metric"] == "ready_ms")).any():
+    if len(one_at_a_time_ready(df)):
         ladder = {"file": "ladder.png", "caption": CAPTIONS["ladder"]}
         ladder_png(df, order, families(meta), staging / ladder["file"])
     kinds = {name: cfg.get("kind", "ours") for name, cfg in meta.get("runners", {}).items()}
     sections = []
     for (suite, workload), part in df[df["ok"]].groupby(["suite", "workload"], sort=False):
+        if suite not in {s["suite"] for s in sections}:
+            sections += _overview(df[df["suite"] == suite], suite, order, staging)
         plots = []
         rows = summary[(summary["suite"] == suite) & (summary["workload"] == workload)]
         for kind in suite_plots(suite):
+            if kind not in PLOTS:
+                continue  # drawn once for the whole suite (_overview)
             plots.append({"file": f"{suite}-{workload}-{kind}.png", "metric": kind, "caption": CAPTIONS[kind]})
             PLOTS[kind](rows, staging / plots[-1]["file"], order)
         for (metric, unit), samples in part.groupby(["metric", "unit"], sort=False):
@@ -278,6 +283,20 @@ def _render(df: pd.DataFrame, meta: dict, out_dir: Path, baseline_dir: Path | No
     return _publish(staging, out_dir, "report.html.j2", meta=meta, sections=sections, warnings=found,
                     baseline=baseline, headline=headline_table(df, meta, order), ladder=ladder,
                     configuration=_configuration(meta, order))
+
+
+def _overview(df: pd.DataFrame, suite: str, order: list[str], staging: Path) -> list[dict]:
+    """A suite's figures drawn from all its samples at once (the scale suite's CDFs and curves, its
+    interference table), as a section before its per-workload ones; none for other suites."""
+    plots, table = [], None
+    for kind in suite_plots(suite):
+        if kind in SUITE_PLOTS and SUITE_PLOTS[kind](df, staging / f"{suite}-{kind}.png", order):
+            plots.append({"file": f"{suite}-{kind}.png", "metric": kind, "caption": SUITE_CAPTIONS[kind]})
+        if kind == "interference":
+            table = interference_table(df, order)
+    if not plots and not table:
+        return []
+    return [{"suite": suite, "workload": "overview", "plots": plots, "rows": [], "rounds": [], "interference": table}]
 
 
 def _rounds_rows(meta: dict, workload: str, order: list[str]) -> list[dict]:
@@ -300,12 +319,15 @@ def _configuration(meta: dict, order: list[str]) -> list[dict]:
 def headline_table(df: pd.DataFrame, meta: dict, order: list[str] | None = None) -> dict:
     """Rows: suite/workload metric; columns: runners by family and cost; cells: "0.97x (0.95–0.99)"
     to three significant figures, and accel=tcg beside every number of a VM that ran emulated."""
-    table = headline(df)
-    runners = [r for r in (order or runner_order(df["runner"])) if r in set(table["runner"])]
+    table = headline(df[df["suite"] != "scale"])  # the scale suite adds its two rows (scale_rows)
+    scale = scale_rows(df, meta)
+    runners = [r for r in (order or runner_order(df["runner"]))
+               if r in set(table["runner"]) or any(r in row["cells"] for row in scale)]
     emulated = {n for n, cfg in meta.get("runners", {}).items() if cfg.get("accel") == "tcg"}
     unenforced = {n: ", ".join(part for part, how in cfg.get("envelope", {}).items() if how.startswith("not enforced"))
                   for n, cfg in meta.get("runners", {}).items()}
     rows = {}
+    below = _below_resolution(df)
     for r in table.to_dict("records"):
         row = rows.setdefault((r["suite"], r["workload"], r["metric"]),
                               {"label": f"{r['suite']}/{r['workload']}", "metric": f"{r['metric']} ({r['unit']})", "cells": {}})
@@ -313,9 +335,51 @@ def headline_table(df: pd.DataFrame, meta: dict, order: list[str] | None = None)
         spread = "" if pd.isna(r["ci_low"]) else (f" ({fmt_number(r['ci_low'])}–{fmt_number(r['ci_high'])})"
                                                    if r["kind"] == "ratio"
                                                    else f" ({r['ci_low']:+.1f} to {r['ci_high']:+.1f})")
-        row["cells"][r["runner"]] = {"text": value + spread, "tcg": r["runner"] in emulated,
+        unresolved = below.get((r["suite"], r["workload"], r["metric"], r["runner"]))
+        row["cells"][r["runner"]] = {"text": unresolved or value + spread, "tcg": r["runner"] in emulated,
                                      "unenforced": unenforced.get(r["runner"], "")}
-    return {"runners": runners, "rows": list(rows.values())}
+    for row in scale:
+        for runner, cell in row["cells"].items():
+            cell.update(tcg=runner in emulated, unenforced=unenforced.get(runner, ""))
+    return {"runners": runners, "rows": list(rows.values()) + scale}
+
+
+def _below_resolution(df: pd.DataFrame) -> dict[tuple, str]:
+    """{(suite, workload, metric, runner): "below resolution (±X MiB)"} for readings within what
+    their method resolves; a difference from such a reading is no measured cost either."""
+    summary = summarize(df)
+    found = {}
+    for r in summary[summary["resolution"].notna()].to_dict("records"):
+        text = below_resolution(r["median"], r["resolution"])
+        if text:
+            found[(r["suite"], r["workload"], r["metric"], r["runner"])] = text
+    return found
+
+
+def scale_rows(df: pd.DataFrame, meta: dict) -> list[dict]:
+    """The scale suite's headline rows, in absolute numbers: the launch rate at the highest N that
+    every runner of the burst reached, and the instance count where each runner's fill stopped."""
+    rows = []
+    rate = df[df["ok"] & (df["metric"] == "launch_rate_s") & df["workload"].str.match(r"burst-n\d+$")]
+    if len(rate):
+        reached = rate.groupby("runner")["n"].max()
+        n = int(reached.min())
+        at = rate[rate["n"] == n]
+        cells = {}
+        for runner, part in at.groupby("runner", sort=False):
+            low, high = median_interval(part["value"].to_numpy())
+            cells[runner] = {"text": f"{fmt_number(part['value'].median())}/s ({fmt_number(low)}–{fmt_number(high)})"}
+        rows.append({"label": f"scale/burst-n{n}", "metric": "launch rate (instances/s, at the highest N all reached)",
+                     "cells": cells})
+    fill = df[df["ok"] & (df["workload"] == "fill") & (df["metric"] == "instances")]
+    if len(fill):
+        notes = meta.get("rounds", {}).get("fill", {})
+        cells = {}
+        for runner, part in fill.groupby("runner", sort=False):
+            why = "; ".join((notes.get(runner) or {}).get("notes", [])) if isinstance(notes.get(runner), dict) else ""
+            cells[runner] = {"text": f"{int(part['value'].max())}" + (f" (stopped by {why})" if why else "")}
+        rows.append({"label": "scale/fill", "metric": "instances up when the fill stopped", "cells": cells})
+    return rows
 
 
 def render_history(run_dirs: list[Path], out_dir: Path) -> Path:
@@ -362,8 +426,136 @@ def trend_png(part: pd.DataFrame, changes, ids: list[str], title: str, path: Pat
 
 
 def _table_rows(rows: pd.DataFrame, kinds: dict[str, str], order: list[str] | None = None) -> list[dict]:
-    return [{**r, "label": r["runner"] + (" (peer)" if kinds.get(r["runner"]) == "peer" else ""), "fmt": {k: fmt_number(r[k], "") for k in ("median", "p5", "p95")},
-             "cv_fmt": "" if pd.isna(r["cv"]) else f"{r['cv']:.1%}",
-             "ci_fmt": "" if pd.isna(r["ci_pct"]) else f"±{fmt_number(100 * r['ci_pct'], '', 2)}%",
-             "ratio_fmt": vs_process(r["ratio"], r["diff"], r["unit"])}
-            for r in ordered(rows, order).to_dict("records")]
+    found = []
+    for r in ordered(rows, order).to_dict("records"):
+        below = below_resolution(r["median"], r.get("resolution", float("nan")))
+        found.append({**r, "label": r["runner"] + (" (peer)" if kinds.get(r["runner"]) == "peer" else ""),
+                      "fmt": {k: fmt_number(r[k], "") for k in ("median", "p5", "p95")} | ({"median": below} if below else {}),
+                      "cv_fmt": "" if pd.isna(r["cv"]) else f"{r['cv']:.1%}",
+                      "ci_fmt": "" if pd.isna(r["ci_pct"]) else f"±{fmt_number(100 * r['ci_pct'], '', 2)}%",
+                      "ratio_fmt": "" if below else vs_process(r["ratio"], r["diff"], r["unit"])})
+    return found
+
+
+# The scale suite's figures: each drawn once per suite from all of its samples (Suite.plots).
+def _burst(df: pd.DataFrame) -> pd.DataFrame:
+    return df[df["ok"] & df["workload"].str.match(r"burst-n\d+$")]
+
+
+def cdf_png(df: pd.DataFrame, path: Path, order: list[str]) -> bool:
+    """Per runner, the distribution of every instance's ready_ms at each N, as a CDF (log time)."""
+    ready = _burst(df)[lambda d: d["metric"] == "ready_ms"]
+    runners = [r for r in order if (ready["runner"] == r).any()]
+    if not runners:
+        return False
+    cols = min(3, len(runners))
+    rows = -(-len(runners) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), dpi=110, squeeze=False, sharex=True)
+    for ax, runner in zip(axes.flat, runners):
+        mine = ready[ready["runner"] == runner]
+        for n, part in sorted(mine.groupby("n"), key=lambda item: item[0]):
+            values = np.sort(part["value"].to_numpy())
+            ax.step(values, np.arange(1, len(values) + 1) / len(values), where="post", label=f"N={n}")
+        ax.set_xscale("log")
+        ax.set_title(runner, fontsize=9)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    for ax in axes.flat[len(runners):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("ready_ms from the burst's start (log)")
+    fig.suptitle("time to READY of every instance in bursts of N: share ready by then", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def scaling_png(df: pd.DataFrame, path: Path, order: list[str]) -> bool:
+    """ready_ms p50 (solid) and p99 (dashed) against N per runner, log-log."""
+    ready = _burst(df)[lambda d: d["metric"] == "ready_ms"]
+    runners = [r for r in order if (ready["runner"] == r).any()]
+    if not runners:
+        return False
+    fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=110)
+    for i, runner in enumerate(runners):
+        q = ready[ready["runner"] == runner].groupby("n")["value"].quantile([0.5, 0.99]).unstack()
+        color = f"C{i}"
+        ax.plot(q.index, q[0.5], marker="o", color=color, label=f"{runner} p50")
+        ax.plot(q.index, q[0.99], marker="^", ls="--", color=color, label=f"{runner} p99")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    steps = sorted(ready["n"].unique())
+    ax.set_xticks(steps, [str(n) for n in steps])
+    ax.set_xlabel("instances launched at once (N, log)")
+    ax.set_ylabel("ready_ms (log)")
+    ax.set_title("time to READY against N: median (solid) and p99 (dashed)", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def fill_png(df: pd.DataFrame, path: Path, order: list[str]) -> bool:
+    """Host memory per instance against the count (the band: what the reading can resolve), and each
+    instance's start time, per runner, from the fill workload."""
+    fill = df[df["ok"] & (df["workload"] == "fill")]
+    runners = [r for r in order if (fill["runner"] == r).any()]
+    if not runners:
+        return False
+    fig, (mem, start) = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
+    for i, runner in enumerate(runners):
+        mine = fill[fill["runner"] == runner]
+        per = mine[mine["metric"] == "mem_per_instance_mib"].groupby("n")["value"].median()
+        res = mine[mine["metric"] == "mem_resolution_mib"].groupby("n")["value"].median().reindex(per.index)
+        mem.plot(per.index, per, color=f"C{i}", label=runner)
+        mem.fill_between(per.index, per - res, per + res, color=f"C{i}", alpha=0.15)
+        times = mine[mine["metric"] == "start_ms"].groupby("n")["value"].median()
+        start.plot(times.index, times, color=f"C{i}", label=runner)
+    mem.set_xlabel("instances up")
+    mem.set_ylabel("host memory in use per instance (MiB)")
+    mem.set_title("MiB per instance (band: ± what the reading resolves)", fontsize=9)
+    start.set_xlabel("instances up")
+    start.set_ylabel("start_ms of that instance")
+    start.set_yscale("log")
+    start.set_title("each start, as the host fills", fontsize=9)
+    for ax in (mem, start):
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def interference_table(df: pd.DataFrame, order: list[str]) -> dict | None:
+    """Per runner and metric, the median interference ratio with its 95% interval."""
+    found = df[df["ok"] & (df["workload"] == "neighbours") & df["metric"].str.startswith("interference_")]
+    if found.empty:
+        return None
+    metrics = list(dict.fromkeys(found["metric"]))
+    rows = []
+    for runner in [r for r in order if (found["runner"] == r).any()]:
+        cells = []
+        for metric in metrics:
+            values = found[(found["runner"] == runner) & (found["metric"] == metric)]["value"].to_numpy()
+            if not len(values):
+                cells.append("")
+                continue
+            low, high = median_interval(values)
+            cells.append(f"{fmt_number(float(np.median(values)))}x ({fmt_number(low)}–{fmt_number(high)})")
+        rows.append({"runner": runner, "cells": cells, "n": int(found[found["runner"] == runner]["n"].max())})
+    return {"metrics": [m.removeprefix("interference_") for m in metrics], "rows": rows}
+
+
+SUITE_PLOTS = {"cdf": cdf_png, "scaling": scaling_png, "fill": fill_png}
+SUITE_CAPTIONS = {
+    "cdf": "Each runner's bursts: for every N, the share of instances READY by a given time after the burst's "
+           "start. A curve that moves right as N grows is a launch path that serialises.",
+    "scaling": "The median and the 99th percentile time to READY against N, log-log: flat is free concurrency, "
+               "a slope of 1 is one-at-a-time.",
+    "fill": "Idle instances started one after another: the host memory in use per instance (left; the band is what "
+            "the reading can resolve) and each start's time (right), against the count.",
+}

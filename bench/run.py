@@ -22,6 +22,7 @@ from bench.spec import Envelope
 from bench.stats import interval_pct
 from bench.suites import select, suites
 from bench.suites.memory import DENSITY
+from bench.suites.scale import CONCURRENCY, MAX_INSTANCES, default_budget_mib
 from bench.workload import Workload
 from bench.client import WorkerClient
 from bench.registry import registered
@@ -47,6 +48,13 @@ class RunOptions:
     precision: float = DEFAULT_PRECISION  # the median's 95% interval within ± this share of it
     max_repeat: int | None = None  # None: the suite's and the runner's own limits
     cache: str = "warm"  # "cold": the page cache is dropped before each sample of a startup-like suite
+    # the scale suite's: burst sizes, the most instances, the host memory it may take (None: half of
+    # what is available when the run starts), and the noisy neighbours' count and load
+    concurrency: tuple[int, ...] = CONCURRENCY
+    max_instances: int = MAX_INSTANCES
+    memory_budget_mib: int | None = None
+    neighbours: int | None = None
+    neighbour_load: str = "cpu"
 
 
 def choose_runners(arg: str | None) -> list[str] | None:
@@ -107,6 +115,8 @@ class Rounds:
     n: int = 0
     stopped: str = ""
     widest: float = float("nan")  # the widest interval, ± share of its median, when it stopped
+    forced_by: str = "--repeat"  # what fixed the rounds, without a precision
+    notes: list[str] = field(default_factory=list)  # what the measurements said of themselves (a fill's limit)
 
     def done(self, values: dict[str, list[float]], failed: int) -> bool:
         """Called after each measured round with the runner's values so far, per metric."""
@@ -115,7 +125,7 @@ class Rounds:
         widths = [interval_pct(v) for v in values.values() if v]
         self.widest = max(widths, default=float("nan"))
         if self.precision is None:
-            self.stopped = f"--repeat {self.n}"
+            self.stopped = f"{self.forced_by} {self.n}"
         elif not widths and failed:
             self.stopped = f"every sample failed in {self.n} rounds"
         elif self.widest <= self.precision:
@@ -126,7 +136,8 @@ class Rounds:
 
     def as_meta(self) -> dict:
         return {"n": self.n, "warmup": self.warmup, "stopped": self.stopped,
-                "widest_interval_pct": None if self.widest != self.widest else round(100 * self.widest, 2)}
+                "widest_interval_pct": None if self.widest != self.widest else round(100 * self.widest, 2),
+                **({"notes": self.notes} if self.notes else {})}
 
 
 def rounds(workload: Workload, runner: str, opts: RunOptions) -> Rounds:
@@ -134,6 +145,8 @@ def rounds(workload: Workload, runner: str, opts: RunOptions) -> Rounds:
     warmup = opts.warmup if opts.warmup is not None else defaults["warmup"]
     if opts.repeat is not None:
         return Rounds(warmup, opts.repeat, opts.repeat, None)
+    if workload.repeat is not None:
+        return Rounds(warmup, workload.repeat, workload.repeat, None, forced_by="the workload's own rounds:")
     limit = opts.max_repeat or min(defaults["max_repeat"], registered()[runner_name(runner)].cls.max_repeat)
     return Rounds(warmup, min(defaults["min_repeat"], limit), limit, opts.precision)
 
@@ -184,6 +197,8 @@ def run(opts: RunOptions, console: Console) -> tuple[int, Path | None]:
 
     workloads = select(opts.suite, opts.workloads)
     opts = replace(opts, envelope=suite_envelope(opts.envelope, workloads))
+    if opts.memory_budget_mib is None and any(w.suite == "scale" for w in workloads):
+        opts = replace(opts, memory_budget_mib=default_budget_mib())
     wanted = choose_runners(opts.runners)
     writable_results_dir(opts.results_dir)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -211,7 +226,7 @@ def _run(opts, console, workloads, wanted, started, run_id) -> tuple[int, Path |
         with console.status("preparing the runners (a VM's kernel and initramfs, the KVM probe)"):
             status = client.init(targets, image, opts.envelope, opts.options, opts.cache_dir)
         names = active_runners(status, wanted)
-        plan, not_run = plan_runs(workloads, names, status)
+        plan, not_run = plan_runs(workloads, names, status, opts)
         try:
             measure_all(client, plan, opts, run_id, console, samples, rounds_meta, journal)
         except KeyboardInterrupt as exc:
@@ -234,7 +249,7 @@ def _run(opts, console, workloads, wanted, started, run_id) -> tuple[int, Path |
                         **({"options": opts.options[n]} if n in opts.options else {}),
                         "envelope": status[n]["enforced"], **status[n]["config"]} for n in names},
         "skipped_runners": {n: s["reason"] for n, s in status.items() if n not in names},
-        "not_run": not_run, "density": opts.density,
+        "not_run": not_run, "density": opts.density, **scale_meta(opts, workloads),
         "cache": cache_meta(opts.cache, workloads), "verify": last_verdict(opts.cache_dir),
         "warnings": runner_warnings(samples, names),
         "incomplete": interrupted is not None,
@@ -252,6 +267,22 @@ def _run(opts, console, workloads, wanted, started, run_id) -> tuple[int, Path |
     return (1 if failed else 0), run_dir
 
 
+def scale_meta(opts: RunOptions, workloads: list[Workload]) -> dict:
+    """meta.json's record of the scale suite's options, when it ran."""
+    if not any(w.suite == "scale" for w in workloads):
+        return {}
+    return {"scale": {"concurrency": list(opts.concurrency), "max_instances": opts.max_instances,
+                      "memory_budget_mib": opts.memory_budget_mib, "neighbours": opts.neighbours,
+                      "neighbour_load": opts.neighbour_load}}
+
+
+def params(opts: RunOptions) -> dict:
+    """What every measurement is told of the run's options (a suite takes what it needs)."""
+    return {"density": opts.density, "cache": opts.cache, "max_instances": opts.max_instances,
+            "memory_budget_mib": opts.memory_budget_mib, "neighbours": opts.neighbours,
+            "neighbour_load": opts.neighbour_load}
+
+
 def cache_meta(state: str, workloads: list[Workload]) -> dict:
     """meta.json's page-cache record: warm, or cold and the suites whose samples it applied to."""
     if state != "cold":
@@ -262,8 +293,21 @@ def cache_meta(state: str, workloads: list[Workload]) -> dict:
 NEED_WORDS = {"scratch": "a scratch directory or disk", "server": "a network path to host-side servers"}
 
 
-def plan_runs(workloads: list[Workload], names: list[str], status: dict) -> tuple[list, dict[str, str]]:
-    """[(workload, runners that can run it)], and {"runner/workload": why not} for the others."""
+@dataclass(frozen=True)
+class Step:
+    """One workload as the run measures it: a per-N workload is a step per --concurrency value."""
+
+    workload: Workload
+    label: str  # what its samples and rounds are filed under: the workload's name, or NAME-nN
+    runners: list[str]
+    extra: dict = field(default_factory=dict)  # told to the measurement beside params()
+
+
+def plan_runs(workloads: list[Workload], names: list[str], status: dict, opts: RunOptions | None = None
+              ) -> tuple[list[Step], dict[str, str]]:
+    """The steps with the runners that can run each, and {"runner/label": why not} for the others:
+    a runner that lacks what a workload needs, or a burst too big for --max-instances or the memory
+    budget (a VM reserves its whole guest RAM)."""
     plan, not_run = [], {}
     for w in workloads:
         able = []
@@ -273,9 +317,33 @@ def plan_runs(workloads: list[Workload], names: list[str], status: dict) -> tupl
                 not_run[f"{name}/{w.name}"] = f"{name} does not provide {' or '.join(NEED_WORDS[m] for m in missing)}"
             else:
                 able.append(name)
-        if able:
-            plan.append((w, able))
+        if not able:
+            continue
+        if not w.per_n:
+            plan.append(Step(w, w.name, able))
+            continue
+        for n in (opts.concurrency if opts else CONCURRENCY):
+            label, fit = f"{w.name}-n{n}", []
+            for name in able:
+                why = too_many(n, status[name].get("reserved_mib"), opts)
+                if why:
+                    not_run[f"{name}/{label}"] = why
+                else:
+                    fit.append(name)
+            if fit:
+                plan.append(Step(w, label, fit, {"concurrency": n}))
     return plan, not_run
+
+
+def too_many(n: int, reserved_mib: int | None, opts: RunOptions | None) -> str:
+    """Why a burst of n is not started for a runner, or ""."""
+    limit = opts.max_instances if opts else MAX_INSTANCES
+    if n > limit:
+        return f"{n} at once is over --max-instances {limit}"
+    budget = opts.memory_budget_mib if opts else None
+    if reserved_mib and budget and n * reserved_mib > budget:
+        return f"{n} x {reserved_mib} MiB guest RAM is over the memory budget of {budget} MiB"
+    return ""
 
 
 def measure_all(client, plan, opts, run_id, console, samples: list[dict], rounds_meta: dict, journal) -> None:
@@ -283,15 +351,16 @@ def measure_all(client, plan, opts, run_id, console, samples: list[dict], rounds
     drift on the host hits them alike; a runner leaves once its Rounds are done. Samples are kept (and
     journalled) as they complete, so that an interrupted run keeps them. rounds_meta gets why each
     runner stopped."""
-    todo = [(w, {name: rounds(w, name, opts) for name in names}) for w, names in plan]
+    todo = [(step, {name: rounds(step.workload, name, opts) for name in step.runners}) for step in plan]
     total = sum(r.warmup + r.max_repeat for _, plans in todo for r in plans.values())
     n = 0
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("eta"), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("measuring", total=total)
-        for workload, plans in todo:
-            rounds_meta[workload.name] = plans
+        for step, plans in todo:
+            workload = step.workload
+            rounds_meta[step.label] = plans
             values = {name: {} for name in plans}
             declared = {metric for metric, _ in workload.metrics}
             failed = dict.fromkeys(plans, 0)
@@ -303,19 +372,21 @@ def measure_all(client, plan, opts, run_id, console, samples: list[dict], rounds
                     if rnd < -r.warmup:
                         continue
                     n += 1
-                    progress.update(task, description=f"{workload.suite}/{workload.name} {name} "
+                    progress.update(task, description=f"{workload.suite}/{step.label} {name} "
                                     + ("(warm-up)" if rnd < 0 else f"round {rnd + 1}"))
                     reply = client.request(op="measure", suite=workload.suite, workload=workload.name,
                                            runner=name, iteration=rnd, name=f"bench-{run_id}-{n}",
-                                           params={"density": opts.density, "cache": opts.cache})
+                                           params={**params(opts), **step.extra})
                     if rnd >= 0:
                         r.n += 1
                         samples.extend(reply["samples"])
                         journal.add(reply["samples"])
+                        if reply.get("note"):
+                            r.notes.append(reply["note"])
                         for sample in reply["samples"]:  # a runner's extra metrics are diagnostics
                             if sample["ok"] and sample["metric"] in declared:
                                 values[name].setdefault(sample["metric"], []).append(sample["value"])
-                            else:
+                            elif not sample["ok"]:
                                 failed[name] += 1
                     progress.advance(task)
                 rnd += 1

@@ -106,6 +106,7 @@ class Sample:
     unit: str
     ok: bool = True
     error: str = ""
+    n: int = 1  # instances up at once when it was measured (the scale suite's N; pivot on it)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -65,7 +65,32 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     relative = table["metric"].isin(DIFFERENCE_METRICS)
     table["ratio"] = (table["median"] / base).where(~relative)
     table["diff"] = (table["median"] - base).where(relative)
+    table["resolution"] = _resolutions(table, keys)
     return table
+
+
+# A metric whose reading has a resolution measured beside it: within ± that, it is no measured cost.
+RESOLVED_BY = {"mem_per_instance_mib": "mem_resolution_mib"}
+
+
+def _resolutions(table: pd.DataFrame, keys: list[str]) -> pd.Series:
+    """Per row of a RESOLVED_BY metric, the median resolution measured beside it (NaN elsewhere)."""
+    others = [k for k in keys if k not in ("metric", "unit")]
+    found = pd.Series(float("nan"), index=table.index)
+    for metric, by in RESOLVED_BY.items():
+        res = table[table["metric"] == by].set_index(others)["median"]
+        rows = table["metric"] == metric
+        if rows.any() and len(res):
+            index = pd.MultiIndex.from_frame(table.loc[rows, others]) if len(others) > 1 else table.loc[rows, others[0]]
+            found[rows] = res.reindex(index).to_numpy()
+    return found
+
+
+def below_resolution(value: float, resolution: float) -> str:
+    """"below resolution (±X MiB)" for a reading within what its method resolves, else ""."""
+    if resolution != resolution or abs(value) > resolution:
+        return ""
+    return f"below resolution (±{resolution:.2g} MiB)"
 
 
 def median_ratio(base, new, axis=-1):
@@ -141,5 +166,12 @@ def runner_order(runners, meta: dict | None = None, cost: dict[str, float] | Non
 
 def startup_cost(df: pd.DataFrame) -> dict[str, float]:
     """Each runner's median ready_ms, the cost the report orders runners by (empty without it)."""
-    ready = df[df["ok"] & (df["metric"] == "ready_ms")]
-    return ready.groupby("runner")["value"].median().to_dict()
+    return one_at_a_time_ready(df).groupby("runner")["value"].median().to_dict()
+
+
+def one_at_a_time_ready(df: pd.DataFrame) -> pd.DataFrame:
+    """The ok ready_ms samples of one instance started alone: the startup suite's where the run has
+    it, else any suite's at N=1 (a scale run's burst-n1), never a burst's."""
+    ready = df[df["ok"] & (df["metric"] == "ready_ms") & (df["n"] == 1 if "n" in df.columns else True)]
+    startup = ready[ready["suite"] == "startup"]
+    return startup if len(startup) else ready

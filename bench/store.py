@@ -13,7 +13,8 @@ from bench.atomic import STAGING_PREFIX  # the run's staging dir holds its journ
 from bench.errors import UsageError
 
 SCHEMA_VERSION = 1
-COLUMNS = ["run_id", "suite", "workload", "runner", "iteration", "metric", "value", "unit", "ok", "error"]
+COLUMNS = ["run_id", "suite", "workload", "runner", "iteration", "metric", "value", "unit", "ok", "error", "n"]
+ADDED = {"n": 1}  # columns added since schema 1, and what a run stored before them means
 
 
 def new_run_id() -> str:
@@ -26,7 +27,7 @@ def samples_frame(run_id: str, samples: list[dict]):
 
     df = pd.DataFrame(samples, columns=COLUMNS[1:])
     df.insert(0, "run_id", run_id)
-    return df.astype({"iteration": "int64", "value": "float64", "ok": "bool"})
+    return df.fillna(ADDED).astype({"iteration": "int64", "value": "float64", "ok": "bool", "n": "int64"})
 
 
 def write_run(results_dir: Path, run_id: str, samples: list[dict], meta: dict) -> Path:
@@ -146,6 +147,9 @@ def load_run(path: Path):
         df = pd.read_parquet(path / "samples.parquet")
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot read run {path}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+    for column, before in ADDED.items():
+        if column not in df.columns:
+            df[column] = before
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing or not isinstance(meta, dict) or "schema_version" not in meta:
         raise UsageError(f"run {path} is not an isobench run (missing {', '.join(missing) or 'schema_version'})")

@@ -76,7 +76,7 @@ def print_checks(checks, console: Console) -> None:
 
 def print_summary(run_dir: Path, console: Console) -> None:
     """One table per suite/workload: medians, spread and the ratio to process, per metric and runner."""
-    from bench.stats import runner_order, startup_cost, summarize
+    from bench.stats import below_resolution, runner_order, startup_cost, summarize
     from bench.store import load_run
 
     df, meta = load_run(run_dir)
@@ -92,12 +92,13 @@ def print_summary(run_dir: Path, console: Console) -> None:
             table.add_column(column, justify="left" if left else "right", no_wrap=True,
                              min_width=None if left else len(column))
         for r in part.itertuples():
-            cells = [r.metric, r.runner, fmt_number(r.median),
+            below = below_resolution(r.median, getattr(r, "resolution", float("nan")))
+            cells = [r.metric, r.runner, below or fmt_number(r.median),
                      "" if r.ci_pct != r.ci_pct else f"±{fmt_number(100 * r.ci_pct, '', 2)}%",
                      fmt_number(r.p5), fmt_number(r.p95),
                      "" if r.cv != r.cv else f"{r.cv:.1%}", str(r.n)]
             cells += [f"[red]{r.failed}[/]" if r.failed else "0"] if failures else []
-            table.add_row(*cells, vs_process(r.ratio, r.diff, r.unit))
+            table.add_row(*cells, "" if below else vs_process(r.ratio, r.diff, r.unit))
         console.print(table)
 
 

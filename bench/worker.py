@@ -50,6 +50,7 @@ class Worker:
                 runner.prepare(msg["rootfs"], msg["image_digest"], msg["cache_dir"])
             report[name] = {"available": ok, "reason": reason, "config": runner.config() if ok else {},
                             "provides": sorted(runner.provides),
+                            "reserved_mib": runner.reserved_mib(Envelope.from_dict(msg["envelope"])) if ok else None,
                             "enforced": runner.enforced(Envelope.from_dict(msg["envelope"]))}
             if ok:
                 self.runners[name] = runner
@@ -68,7 +69,8 @@ class Worker:
         samples = suite.measure(self.runners[msg["runner"]], spec, workload, msg["iteration"], **params)
         reap_orphans()
         # labelled as the run knows the runner: a variant (container:seccomp=none) is a runner of its own
-        return {"op": "samples", "samples": [{**s.to_dict(), "runner": msg["runner"]} for s in samples]}
+        return {"op": "samples", "samples": [{**s.to_dict(), "runner": msg["runner"]} for s in samples],
+                "note": getattr(samples, "note", "")}
 
     def close(self) -> None:
         for runner in self.runners.values():

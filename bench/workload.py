@@ -17,6 +17,8 @@ class Workload:
     marker: bool = False  # prints READY once it is up (startup and memory workloads)
     scratch: str | None = None  # "own" or "volume": where a disk workload's SCRATCH lives
     server: bool = False  # talks to host-side servers at SERVER (bench-rr, iperf3)
+    per_n: bool = False  # measured once per --concurrency step, labelled NAME-nN (the scale suite's burst)
+    repeat: int | None = None  # rounds when --repeat is not given, if not the suite's (a fill is one sweep)
 
     def needs(self) -> set[str]:
         """What a runner must provide to run this workload (Runner.provides)."""

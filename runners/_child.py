@@ -94,6 +94,17 @@ class ChildInstance(Instance):
         self.t_ready = t
         return t
 
+    def progress_fds(self) -> list[int]:
+        return [self.pidfd] + ([] if self._eof else [self.out_fd])
+
+    def poll_ready(self) -> int | None:
+        if self.t_ready is None:
+            self._read_once(0)
+            self.t_ready = self._marker_time()
+            if self.t_ready is None and self.t_exit is not None and self._eof:
+                raise MeasurementError(f"exited with code {self.exit_code} before {self.marker.decode()}")
+        return self.t_ready
+
     def wait_exit(self, timeout_s: float | None) -> int:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while self.t_exit is None:

@@ -109,6 +109,17 @@ class Instance(ABC):
         """Further measurements the instance has, as {metric: (value, unit)}."""
         return {}
 
+    # Waiting on many at once (the scale suite's bursts), without a thread each: the fds whose
+    # readiness means there is progress to take, and taking it without blocking. An instance that
+    # offers no fds is waited for alone, after the others (bench.measure.wait_all_ready).
+    def progress_fds(self) -> list[int]:
+        return []
+
+    def poll_ready(self) -> int | None:
+        """Without blocking: take what has arrived, and return READY's arrival time once it has
+        (None before). Raises MeasurementError when the workload ended without it."""
+        raise NotImplementedError
+
 
 class Runner(ABC):
     """An isolation technology. Built-ins and plugins register in the `bench.runners` entry points."""
@@ -163,6 +174,11 @@ class Runner(ABC):
 
     def close(self) -> None:
         """Release what the runner holds across instances."""
+
+    def reserved_mib(self, envelope) -> int | None:
+        """Memory one instance claims up front whether it touches it or not (a VM's guest RAM), for
+        the scale suite's memory budget; None when an instance claims only what it uses."""
+        return None
 
     def enforced(self, envelope) -> dict[str, str]:
         """The mechanism behind each part of this envelope that is set (cpuset, cpu_quota, memory)."""

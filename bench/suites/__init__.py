@@ -17,7 +17,7 @@ from bench.errors import UsageError
 from bench.workload import Workload
 
 # Plots a suite's report section can ask for beyond a distribution per metric (bench.report.PLOTS).
-PLOTS = ("phases", "memory")
+PLOTS = ("phases", "memory", "cdf", "scaling", "fill", "interference")
 
 
 @dataclass(frozen=True)

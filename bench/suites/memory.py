@@ -27,7 +27,7 @@ def measure(runner, spec, workload, iteration, density: int = DENSITY, **_) -> l
     (namespaces, cgroups, mounts) and page cache included."""
     from runners.process import ProcessRunner
 
-    failed, value = Failure(), None
+    failed, values = Failure(), {}
     with failed.recorded():
         if workload.name == "idle":
             plain = ProcessRunner()
@@ -35,11 +35,11 @@ def measure(runner, spec, workload, iteration, density: int = DENSITY, **_) -> l
                 baseline = idle_private_kib(plain, replace(spec, name=f"{spec.name}-plain"))
             finally:
                 plain.close()
-            value = (idle_private_kib(runner, spec) - baseline) / 1024
+            values["mem_overhead_mib"] = (idle_private_kib(runner, spec) - baseline) / 1024
         else:
-            value = used_per_instance_kib(runner, spec, density) / 1024
-    (metric, _), = workload.metrics
-    return samples(runner, workload, iteration, {metric: value}, failed.error)
+            per, resolution = used_per_instance_kib(runner, spec, density)
+            values = {"mem_per_instance_mib": per / 1024, "mem_resolution_mib": resolution / 1024}
+    return samples(runner, workload, iteration, values, failed.error, n=density if workload.name == "density" else 1)
 
 
 def idle_private_kib(runner, spec) -> int:
@@ -49,8 +49,10 @@ def idle_private_kib(runner, spec) -> int:
         return tree_private_kib(instance.pid)
 
 
-def used_per_instance_kib(runner, spec, n: int) -> float:
-    """Host memory in use (MemTotal - MemAvailable) with n instances up, minus before, over n."""
+def used_per_instance_kib(runner, spec, n: int) -> tuple[float, float]:
+    """Host memory in use (MemTotal - MemAvailable) with n instances up, minus before, over n; and
+    what that can resolve: the host's own drift meanwhile (the reading once they are gone against
+    before) plus the settling tolerance, over n. A reading within it is no measured cost."""
     from contextlib import ExitStack
 
     before = settled_used_kib()  # what the previous sample (a VM's 512 MiB) frees, freed
@@ -58,10 +60,14 @@ def used_per_instance_kib(runner, spec, n: int) -> float:
         for i in range(n):
             up.enter_context(launched(runner, replace(spec, name=f"{spec.name}-{i}"))).wait_ready(spec.timeout_s)
         after = settled_used_kib()
-    return (after - before) / n
+    drift = abs(settled_used_kib() - before)
+    return (after - before) / n, (SETTLE_KIB + drift) / n
 
 
-def settled_used_kib(step_s: float = 0.25, within_kib: int = 512, limit_s: float = 5.0) -> int:
+SETTLE_KIB = 512  # settled_used_kib's tolerance: two readings this close count as still
+
+
+def settled_used_kib(step_s: float = 0.25, within_kib: int = SETTLE_KIB, limit_s: float = 5.0) -> int:
     """Host memory in use once it stops moving: two readings step_s apart within within_kib."""
     deadline = time.monotonic() + limit_s
     last = host_used_kib()
@@ -74,11 +80,17 @@ def settled_used_kib(step_s: float = 0.25, within_kib: int = 512, limit_s: float
 
 
 def host_used_kib(meminfo: str | None = None) -> int:
+    fields = meminfo_kib(meminfo)
+    return fields["MemTotal"] - fields["MemAvailable"]
+
+
+def meminfo_kib(meminfo: str | None = None) -> dict[str, int]:
+    """/proc/meminfo's fields, in KiB."""
     fields = {}
     for line in (meminfo if meminfo is not None else Path("/proc/meminfo").read_text()).splitlines():
         key, _, rest = line.partition(":")
         fields[key] = int(rest.split()[0])
-    return fields["MemTotal"] - fields["MemAvailable"]
+    return fields
 
 
 def tree_private_kib(pid: int) -> int:
@@ -113,8 +125,9 @@ SUITE = Suite(
     workloads=(
         Workload("idle", "memory", IDLE, "private memory of an idle instance's host processes minus the same "
                  "as a plain process", (("mem_overhead_mib", "MiB"),), marker=True),
-        Workload("density", "memory", IDLE, "N idle instances at once: host memory used per instance",
-                 (("mem_per_instance_mib", "MiB"),), marker=True),
+        Workload("density", "memory", IDLE, "N idle instances at once: host memory used per instance, and "
+                 "what that reading can resolve", (("mem_per_instance_mib", "MiB"), ("mem_resolution_mib", "MiB")),
+                 marker=True),
     ),
     measure=measure,
     min_repeat=3, max_repeat=6, warmup=1,

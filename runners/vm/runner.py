@@ -118,6 +118,10 @@ class VmRunner(Runner):
                 "default_vcpus": self.cfg.default_cpus,
                 "default_memory_mib": self.cfg.default_memory_mib}
 
+    def reserved_mib(self, envelope) -> int:
+        """The guest's RAM: QEMU maps all of it at start and the guest may touch all of it."""
+        return envelope.memory_mib or self.cfg.default_memory_mib
+
     def launch(self, spec: LaunchSpec) -> "VmInstance":
         return self._start(spec, self.accel)
 

@@ -94,3 +94,11 @@ def test_a_staged_write_is_whole_or_absent_and_clean_finds_what_a_kill_left(tmp_
     killed.mkdir(parents=True)
     (killed / "meta.json").write_text("{")
     assert atomic.leftovers(tmp_path) == [killed]
+
+
+def test_a_run_stored_before_the_n_column_reads_back_as_one_instance_at_a_time(tmp_path):
+    run_dir = store.write_run(tmp_path, "r1", samples(), {"schema_version": 1, "run_id": "r1"})
+    df, _ = store.load_run(run_dir)
+    df.drop(columns="n").to_parquet(run_dir / "samples.parquet", index=False)
+    old, _ = store.load_run(run_dir)
+    assert list(old.columns) == store.COLUMNS and (old["n"] == 1).all()

@@ -1,0 +1,257 @@
+"""scale: many instances of one runner at once. burst: N launched together, each one's time to READY
+from the common start; fill: idle instances one after another until a limit, with the host memory
+each costs; neighbours: one instance's throughput and latency while K others run a load.
+
+Every launch first asks Limits whether the host can take one more (memory budget, file
+descriptors, pids): a scale run stops at a stated limit instead of taking the host down.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
+
+from bench.errors import MeasurementError
+from bench.measure import Failure, Found, exited_ok, launched, sample_of, samples, undisturbed, wait_all_ready
+from bench.spec import SCRATCH, Envelope
+from bench.suites import Suite
+from bench.suites.memory import IDLE, SETTLE_KIB, meminfo_kib, settled_used_kib
+from bench.suites.throughput import RR_METRICS, STRESS, parsed, served
+from bench.workload import PROBE_GUEST_PATH, RR_GUEST_PATH, Workload
+
+CONCURRENCY = (1, 2, 4, 8, 16, 32)  # --concurrency's default steps
+MAX_INSTANCES = 64  # the most instances a burst or a fill starts (--max-instances): pids and fds stay bounded
+FDS_PER_INSTANCE = 8  # the most a launch opens here (pipes, pidfd, a VM's console socket), with room
+NEIGHBOUR_LOADS = ("cpu", "membw", "disk", "net")
+LOAD_S = 600  # a neighbour's load runs until it is torn down; this only bounds it if we are killed
+
+
+@dataclass
+class Limits:
+    """What one scale measurement may take: guest RAM reserved up to budget_mib, MemAvailable no
+    lower than where it was less the budget, our fds under RLIMIT_NOFILE, the host's tasks under
+    90% of pid_max, at most max_instances."""
+
+    budget_mib: int
+    max_instances: int = MAX_INSTANCES
+    reserved_mib: int | None = None  # per instance (Runner.reserved_mib)
+
+    def __post_init__(self) -> None:
+        self.floor_kib = meminfo_kib()["MemAvailable"] - self.budget_mib * 1024
+
+    def reached(self, up: int) -> str | None:
+        """Why one more instance may not start with `up` running, or None."""
+        if up >= self.max_instances:
+            return f"--max-instances {self.max_instances}"
+        if self.reserved_mib and (up + 1) * self.reserved_mib > self.budget_mib:
+            return f"memory budget: {up + 1} x {self.reserved_mib} MiB guest RAM would pass {self.budget_mib} MiB"
+        if meminfo_kib()["MemAvailable"] < self.floor_kib:
+            return f"memory budget: MemAvailable fell by more than {self.budget_mib} MiB"
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if len(os.listdir("/proc/self/fd")) + FDS_PER_INSTANCE > soft:
+            return f"file descriptors: RLIMIT_NOFILE {soft}"
+        if host_tasks() + 64 > 0.9 * pid_max():
+            return "pids: the host's tasks near pid_max"
+        return None
+
+    def fits(self, n: int) -> str | None:
+        """Why a burst of n cannot be started at all, or None (checked before launching any)."""
+        if n > self.max_instances:
+            return f"{n} is over --max-instances {self.max_instances}"
+        if self.reserved_mib and n * self.reserved_mib > self.budget_mib:
+            return f"{n} x {self.reserved_mib} MiB guest RAM is over the memory budget of {self.budget_mib} MiB"
+        return None
+
+
+def host_tasks() -> int:
+    with open("/proc/loadavg") as f:  # "0.00 0.01 0.05 1/123 4567": running/total tasks
+        return int(f.read().split()[3].split("/")[1])
+
+
+def pid_max() -> int:
+    with open("/proc/sys/kernel/pid_max") as f:
+        return int(f.read())
+
+
+def measure(runner, spec, workload, iteration, concurrency: int = 1, memory_budget_mib: int = 0,
+            max_instances: int = MAX_INSTANCES, neighbours: int = 0, neighbour_load: str = "cpu", **_) -> list:
+    limits = Limits(memory_budget_mib or default_budget_mib(), max_instances, runner.reserved_mib(spec.envelope))
+    if workload.name == "burst":
+        return burst(runner, spec, workload, iteration, concurrency, limits)
+    if workload.name == "fill":
+        return fill(runner, spec, workload, iteration, limits)
+    return noisy(runner, spec, workload, iteration, neighbours or len(os.sched_getaffinity(0)), neighbour_load)
+
+
+def default_budget_mib() -> int:
+    """Half of what the host has available now."""
+    return meminfo_kib()["MemAvailable"] // 2048
+
+
+def burst(runner, spec, workload, iteration, n: int, limits: Limits) -> list:
+    """n launches back to back from one clock start, then every READY awaited together (one poll
+    over all of them, no thread each); each instance's ready_ms is from the common start. Per burst:
+    last_ready_ms and launch_rate_s (n over the time to the last READY). Teardown is timed per
+    instance, one after another, after all have exited."""
+    label = replace(workload, name=f"burst-n{n}")
+    failed, per_instance, per_burst = Failure(), [], {}
+    with failed.recorded(), ExitStack() as up:
+        why = limits.fits(n)
+        if why:
+            raise MeasurementError(f"not started: {why}")
+        instances = []
+        t0 = time.monotonic_ns()
+        for i in range(n):
+            why = limits.reached(i)
+            if why:
+                raise MeasurementError(f"stopped after {i} of {n}: {why}")
+            instances.append(up.enter_context(launched(runner, replace(spec, name=f"{spec.name}-{i}"))))
+            for started in instances:  # take what has arrived, so that an early READY is timed when it comes
+                started.poll_ready()
+        ready = wait_all_ready(instances, spec.timeout_s)
+        for instance in instances:
+            exited_ok(instance, spec.timeout_s)
+        for instance, t_ready in zip(instances, ready):
+            begun = time.monotonic_ns()
+            undisturbed(instance.teardown)
+            per_instance.append({"ready_ms": (t_ready - t0) / 1e6, "teardown_ms": (time.monotonic_ns() - begun) / 1e6})
+        last = (max(ready) - t0) / 1e6
+        per_burst = {"last_ready_ms": last, "launch_rate_s": n / (last / 1e3)}
+    if failed.error:
+        return samples(runner, label, iteration, {}, failed.error, n=n)
+    found = [sample_of(runner, label, iteration, metric, values[metric], n=n)
+             for values in per_instance for metric in ("ready_ms", "teardown_ms")]
+    return found + [sample_of(runner, label, iteration, metric, value, n=n) for metric, value in per_burst.items()]
+
+
+def fill(runner, spec, workload, iteration, limits: Limits) -> list:
+    """Idle instances started one after another, each kept up, until a limit or the first failure.
+    After each: its start_ms (launch to READY), and the host memory in use per instance once it
+    has stopped moving (MemTotal - MemAvailable against before the first). What that reading can
+    resolve is known once all are torn down: the host's own drift over the same time (the reading
+    after against before) plus the settling tolerance, over the count (mem_resolution_mib)."""
+    spec = replace(spec, argv=IDLE, marker=b"READY")
+    starts, used, stopped = [], [], ""
+    before = settled_used_kib()
+    with ExitStack() as up:
+        for k in range(1, limits.max_instances + 2):
+            stopped = limits.reached(k - 1)
+            if stopped:
+                break
+            t0 = time.monotonic_ns()
+            try:
+                instance = up.enter_context(launched(runner, replace(spec, name=f"{spec.name}-{k}")))
+                t_ready = instance.wait_ready(spec.timeout_s)
+            except (MeasurementError, OSError) as exc:
+                stopped = f"the first failure, at instance {k}: {exc}"
+                break
+            starts.append((t_ready - t0) / 1e6)
+            used.append(settled_used_kib())
+    drift = abs(settled_used_kib() - before)
+    found = []
+    for k, (start, now) in enumerate(zip(starts, used), start=1):
+        found += [sample_of(runner, workload, iteration, "start_ms", start, n=k),
+                  sample_of(runner, workload, iteration, "mem_per_instance_mib", (now - before) / k / 1024, n=k),
+                  sample_of(runner, workload, iteration, "mem_resolution_mib", (SETTLE_KIB + drift) / k / 1024, n=k)]
+    reached = len(starts)
+    return Found([*found, sample_of(runner, workload, iteration, "instances", reached, n=reached)], note=stopped)
+
+
+def load_argv(load: str) -> tuple[str, ...]:
+    """What a neighbour runs, READY first (so that the measurement starts once the load does)."""
+    tools = {"cpu": "/usr/bin/stress-ng --temp-path /tmp --cpu 1 --cpu-method matrixprod",
+             "membw": "/usr/bin/stress-ng --temp-path /tmp --stream 1 --stream-l3-size 4M",
+             "disk": f"/usr/bin/stress-ng --temp-path {SCRATCH} --hdd 1 --hdd-bytes 64M",
+             "net": f"/usr/bin/iperf3 --client @SERVER@ --port @IPERF_PORT@ --time {LOAD_S}"}
+    timeout = "" if load == "net" else f" --timeout {LOAD_S}s"
+    return ("/bin/sh", "-c", f"echo READY; exec {tools[load]}{timeout}")
+
+
+def measured_argv(server: bool) -> tuple[str, ...]:
+    """The measured instance: stress-ng's CPU rate, then bench-rr's round trips where it has servers."""
+    cpu = " ".join((*STRESS, "--cpu", "1", "--cpu-method", "matrixprod"))
+    rr = f" && {RR_GUEST_PATH} client @SERVER@ @RR_PORT@ 2" if server else ""
+    return ("/bin/sh", "-c", cpu + rr)
+
+
+def noisy(runner, spec, workload, iteration, k: int, load: str) -> list:
+    """The measured instance alone, then beside k neighbours running the load (the order swapped on
+    odd rounds), on equal terms: it runs on the host's last CPU, the neighbours on the others (on
+    all of them, on a one-CPU host), each with the run's memory limit or 512 MiB. interference_*:
+    the metric with neighbours over the metric alone (rates: under 1 is slower; times: over 1)."""
+    server = "server" in runner.provides
+    cpus = sorted(os.sched_getaffinity(0))
+    memory = spec.envelope.memory_mib or 512
+    mine = replace(spec, argv=measured_argv(server), marker=None, timeout_s=120,
+                   envelope=Envelope(cpus=1.0, memory_mib=memory, cpuset=(cpus[-1],)))
+    theirs = replace(spec, argv=load_argv(load), marker=b"READY", scratch="own" if load == "disk" else None,
+                     envelope=Envelope(cpus=float(max(1, len(cpus) - 1)), memory_mib=memory,
+                                       cpuset=tuple(cpus[:-1] or cpus)))
+    metrics = ("cpu_ops_s", *(m for m, _ in RR_METRICS if server and m != "net_rr_us"))
+    failed, values = Failure(), {}
+    with failed.recorded():
+        if load in ("disk", "net") and {"disk": "scratch", "net": "server"}[load] not in runner.provides:
+            raise MeasurementError(f"{runner.name} cannot run the {load} load: it provides no "
+                                   f"{'scratch storage' if load == 'disk' else 'host-side servers'}")
+        order = (False, True) if iteration % 2 == 0 else (True, False)
+        found = {busy: one_measured(runner, mine, theirs, k if busy else 0, workload) for busy in order}
+        for metric in metrics:
+            values[f"{metric}_alone"], values[f"{metric}_beside"] = found[False][metric], found[True][metric]
+            values[f"interference_{metric}"] = found[True][metric] / found[False][metric]
+    measured = tuple((m, unit) for m, unit in workload.metrics if m.removeprefix("interference_").rsplit("_", 1)[0]
+                     in metrics or m.removeprefix("interference_") in metrics)
+    return samples(runner, replace(workload, metrics=measured), iteration, values, failed.error, n=k + 1)
+
+
+def one_measured(runner, mine, theirs, k: int, workload) -> dict[str, float]:
+    from bench import parsers
+
+    with ExitStack() as up:
+        busy = []
+        for i in range(k):
+            spec = replace(theirs, name=f"{theirs.name}-n{i}")
+            spec = up.enter_context(served(runner, spec, replace(workload, server=True))) if "@SERVER@" in " ".join(spec.argv) else spec
+            busy.append(up.enter_context(launched(runner, spec)))
+        wait_all_ready(busy, theirs.timeout_s)
+        with served(runner, mine, replace(workload, server="@SERVER@" in " ".join(mine.argv))) as spec, \
+                launched(runner, spec) as instance:
+            exited_ok(instance, spec.timeout_s)
+            text = instance.output.decode(errors="replace")
+            found = {"cpu_ops_s": parsed(replace(workload, parser="parse_stress_ng_rate",
+                                                 metrics=(("cpu_ops_s", "ops/s"),)), instance.output)["cpu_ops_s"]}
+            if RR_GUEST_PATH in " ".join(mine.argv):
+                found.update(parsers.parse_rr(text))
+        for instance in busy:  # a neighbour that died meanwhile measured nothing beside this one
+            if instance.t_exit is not None:
+                raise MeasurementError(f"a neighbour's load ended early ({instance.exit_code})")
+        return found
+
+
+# interference_M: M beside the neighbours over M alone; and both readings, M_alone and M_beside
+_MEASURED = (("cpu_ops_s", "ops/s"), *((m, u) for m, u in RR_METRICS if m != "net_rr_us"))
+NEIGHBOUR_METRICS = (*((f"interference_{m}", "x") for m, _ in _MEASURED),
+                     *((f"{m}_{when}", u) for m, u in _MEASURED for when in ("alone", "beside")))
+
+SUITE = Suite(
+    name="scale",
+    description="many at once: bursts of N launches, filling the host to a limit, noisy neighbours",
+    workloads=(
+        Workload("burst", "scale", (PROBE_GUEST_PATH,), "N launched at once (--concurrency): each one's time to "
+                 "READY from the common start, the last one's, and the launch rate",
+                 (("ready_ms", "ms"), ("teardown_ms", "ms"), ("last_ready_ms", "ms"), ("launch_rate_s", "1/s")),
+                 marker=True, per_n=True),
+        Workload("fill", "scale", IDLE, "idle instances one after another until --max-instances, the memory "
+                 "budget or the first failure: start time and host memory per instance at each count",
+                 (("start_ms", "ms"), ("mem_per_instance_mib", "MiB"), ("mem_resolution_mib", "MiB"),
+                  ("instances", "instances")), marker=True, timeout_s=120, repeat=1),
+        Workload("neighbours", "scale", (), "one instance's CPU rate and round-trip latency alone and beside K "
+                 "others running --neighbour-load: interference ratios", NEIGHBOUR_METRICS, timeout_s=120),
+    ),
+    measure=measure,
+    min_repeat=3, max_repeat=3, warmup=0,
+    plots=("cdf", "scaling", "fill", "interference"),
+    order=40,
+)
