@@ -45,3 +45,33 @@ def test_hang_times_out_and_teardown_kills():
     assert inst.exit_code == -9
     with pytest.raises(ProcessLookupError):
         os.kill(inst.pid, 0)
+
+
+def test_many_awaited_together_are_each_timed_when_their_ready_arrives(tmp_path):
+    """The second prints READY first and only then lets the first go on: awaited one after another
+    (the first first), the second's READY would be read, and timed, after the first's."""
+    from bench.measure import wait_all_ready
+
+    flag = tmp_path / "go"
+    first = spawn(f"while [ ! -e {flag} ]; do :; done; echo READY")
+    second = spawn(f"echo READY; sleep 0.05; touch {flag}")
+    try:
+        t_first, t_second = wait_all_ready([first, second], 10)
+        assert t_second < t_first
+        assert (first.t_ready, second.t_ready) == (t_first, t_second)
+    finally:
+        first.teardown()
+        second.teardown()
+
+
+def test_many_awaited_together_fail_on_the_first_that_exits_without_ready_or_on_the_timeout():
+    from bench.measure import wait_all_ready
+
+    fine, broken = spawn("echo READY; sleep 30"), spawn("echo nope; exit 4")
+    with pytest.raises(MeasurementError, match="exited with code 4 before READY"):
+        wait_all_ready([fine, broken], 10)
+    slow = spawn("sleep 30")
+    with pytest.raises(MeasurementError, match="1 of 2 not READY within 0.2 s"):
+        wait_all_ready([fine, slow], 0.2)
+    for inst in (fine, broken, slow):
+        inst.teardown()

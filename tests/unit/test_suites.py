@@ -166,3 +166,15 @@ def test_streams_arrays_fit_half_the_envelope(monkeypatch):
     assert throughput.stream_cache_kib(None) == 32768
     assert throughput.stream_cache_kib(512) == 21845  # 12 x 21845K = 256 MiB, half of 512M
     assert throughput.stream_cache_kib(4096) == 32768
+
+
+def test_a_scale_measurement_stops_at_the_first_limit_it_meets_and_says_which():
+    from bench.suites.scale import Limits
+
+    limits = Limits(budget_mib=1024, max_instances=3, reserved_mib=512)
+    assert limits.reached(0) is None and limits.reached(1) is None
+    assert limits.reached(2) == "memory budget: 3 x 512 MiB guest RAM would pass 1024 MiB"
+    assert limits.reached(3) == "--max-instances 3"
+    assert limits.fits(2) is None
+    assert limits.fits(3) == "3 x 512 MiB guest RAM is over the memory budget of 1024 MiB"
+    assert Limits(budget_mib=1024, max_instances=64).fits(65) == "65 is over --max-instances 64"
