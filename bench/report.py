@@ -477,7 +477,7 @@ def scaling_png(df: pd.DataFrame, path: Path, order: list[str]) -> bool:
     runners = [r for r in order if (ready["runner"] == r).any()]
     if not runners:
         return False
-    fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=110)
+    fig, ax = plt.subplots(figsize=(9, 4.2), dpi=110)
     for i, runner in enumerate(runners):
         q = ready[ready["runner"] == runner].groupby("n")["value"].quantile([0.5, 0.99]).unstack()
         color = f"C{i}"
@@ -491,7 +491,7 @@ def scaling_png(df: pd.DataFrame, path: Path, order: list[str]) -> bool:
     ax.set_ylabel("ready_ms (log)")
     ax.set_title("time to READY against N: median (solid) and p99 (dashed)", fontsize=10)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -22,7 +22,7 @@ from bench.spec import Envelope
 from bench.stats import interval_pct
 from bench.suites import select, suites
 from bench.suites.memory import DENSITY
-from bench.suites.scale import CONCURRENCY, MAX_INSTANCES, default_budget_mib
+from bench.suites.scale import CONCURRENCY, MAX_INSTANCES, default_budget_mib, too_many
 from bench.workload import Workload
 from bench.client import WorkerClient
 from bench.registry import registered
@@ -325,7 +325,8 @@ def plan_runs(workloads: list[Workload], names: list[str], status: dict, opts: R
         for n in (opts.concurrency if opts else CONCURRENCY):
             label, fit = f"{w.name}-n{n}", []
             for name in able:
-                why = too_many(n, status[name].get("reserved_mib"), opts)
+                why = too_many(n, opts.max_instances if opts else MAX_INSTANCES, status[name].get("reserved_mib"),
+                               opts.memory_budget_mib if opts else None)
                 if why:
                     not_run[f"{name}/{label}"] = why
                 else:
@@ -333,17 +334,6 @@ def plan_runs(workloads: list[Workload], names: list[str], status: dict, opts: R
             if fit:
                 plan.append(Step(w, label, fit, {"concurrency": n}))
     return plan, not_run
-
-
-def too_many(n: int, reserved_mib: int | None, opts: RunOptions | None) -> str:
-    """Why a burst of n is not started for a runner, or ""."""
-    limit = opts.max_instances if opts else MAX_INSTANCES
-    if n > limit:
-        return f"{n} at once is over --max-instances {limit}"
-    budget = opts.memory_budget_mib if opts else None
-    if reserved_mib and budget and n * reserved_mib > budget:
-        return f"{n} x {reserved_mib} MiB guest RAM is over the memory budget of {budget} MiB"
-    return ""
 
 
 def measure_all(client, plan, opts, run_id, console, samples: list[dict], rounds_meta: dict, journal) -> None:

@@ -58,12 +58,33 @@ class Limits:
         return None
 
     def fits(self, n: int) -> str | None:
-        """Why a burst of n cannot be started at all, or None (checked before launching any)."""
-        if n > self.max_instances:
-            return f"{n} is over --max-instances {self.max_instances}"
-        if self.reserved_mib and n * self.reserved_mib > self.budget_mib:
-            return f"{n} x {self.reserved_mib} MiB guest RAM is over the memory budget of {self.budget_mib} MiB"
+        """Why a burst of n cannot be started at all, or None: checked before its clock starts, so
+        that between launches only a VM's MemAvailable is read (in_burst)."""
+        why = too_many(n, self.max_instances, self.reserved_mib, self.budget_mib)
+        if why:
+            return why
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if len(os.listdir("/proc/self/fd")) + n * FDS_PER_INSTANCE > soft:
+            return f"{n} would pass RLIMIT_NOFILE {soft} (file descriptors)"
+        if host_tasks() + 64 + n > 0.9 * pid_max():
+            return "pids: the host's tasks near pid_max"
         return None
+
+    def in_burst(self, up: int) -> str | None:
+        """Between a burst's launches: a VM's MemAvailable check (a createXML's 100 ms dwarfs it);
+        nothing for others, whose launch takes a millisecond and whose burst fits() already passed."""
+        if self.reserved_mib and meminfo_kib()["MemAvailable"] < self.floor_kib:
+            return f"memory budget: MemAvailable fell by more than {self.budget_mib} MiB"
+        return None
+
+
+def too_many(n: int, max_instances: int, reserved_mib: int | None, budget_mib: int | None) -> str:
+    """Why n instances at once are too many for the limits alone, or ""."""
+    if n > max_instances:
+        return f"{n} at once is over --max-instances {max_instances}"
+    if reserved_mib and budget_mib and n * reserved_mib > budget_mib:
+        return f"{n} x {reserved_mib} MiB guest RAM is over the memory budget of {budget_mib} MiB"
+    return ""
 
 
 def host_tasks() -> int:
@@ -102,13 +123,13 @@ def burst(runner, spec, workload, iteration, n: int, limits: Limits) -> list:
         why = limits.fits(n)
         if why:
             raise MeasurementError(f"not started: {why}")
-        instances = []
+        instances, specs = [], [replace(spec, name=f"{spec.name}-{i}") for i in range(n)]
         t0 = time.monotonic_ns()
-        for i in range(n):
-            why = limits.reached(i)
+        for i, one in enumerate(specs):
+            why = limits.in_burst(i)
             if why:
                 raise MeasurementError(f"stopped after {i} of {n}: {why}")
-            instances.append(up.enter_context(launched(runner, replace(spec, name=f"{spec.name}-{i}"))))
+            instances.append(up.enter_context(launched(runner, one)))
             for started in instances:  # take what has arrived, so that an early READY is timed when it comes
                 started.poll_ready()
         ready = wait_all_ready(instances, spec.timeout_s)

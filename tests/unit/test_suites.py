@@ -177,4 +177,4 @@ def test_a_scale_measurement_stops_at_the_first_limit_it_meets_and_says_which():
     assert limits.reached(3) == "--max-instances 3"
     assert limits.fits(2) is None
     assert limits.fits(3) == "3 x 512 MiB guest RAM is over the memory budget of 1024 MiB"
-    assert Limits(budget_mib=1024, max_instances=64).fits(65) == "65 is over --max-instances 64"
+    assert Limits(budget_mib=1024, max_instances=64).fits(65) == "65 at once is over --max-instances 64"
