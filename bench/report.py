@@ -376,7 +376,8 @@ def scale_rows(df: pd.DataFrame, meta: dict) -> list[dict]:
         notes = meta.get("rounds", {}).get("fill", {})
         cells = {}
         for runner, part in fill.groupby("runner", sort=False):
-            why = "; ".join((notes.get(runner) or {}).get("notes", [])) if isinstance(notes.get(runner), dict) else ""
+            said = (notes.get(runner) or {}).get("notes", []) if isinstance(notes.get(runner), dict) else []
+            why = "; ".join(dict.fromkeys(said))  # the same limit in every round, said once
             cells[runner] = {"text": f"{int(part['value'].max())}" + (f" (stopped by {why})" if why else "")}
         rows.append({"label": "scale/fill", "metric": "instances up when the fill stopped", "cells": cells})
     return rows
@@ -514,8 +515,9 @@ def fill_png(df: pd.DataFrame, path: Path, order: list[str]) -> bool:
         mem.fill_between(per.index, per - res, per + res, color=f"C{i}", alpha=0.15)
         times = mine[mine["metric"] == "start_ms"].groupby("n")["value"].median()
         start.plot(times.index, times, color=f"C{i}", label=runner)
+    mem.set_yscale("symlog", linthresh=1)  # a VM's 150 MiB and a container's fraction of one, both readable
     mem.set_xlabel("instances up")
-    mem.set_ylabel("host memory in use per instance (MiB)")
+    mem.set_ylabel("host memory in use per instance (MiB, symlog)")
     mem.set_title("MiB per instance (band: ± what the reading resolves)", fontsize=9)
     start.set_xlabel("instances up")
     start.set_ylabel("start_ms of that instance")
