@@ -17,6 +17,7 @@ APT_PACKAGES=(
     libvirt-daemon-system libvirt-dev pkg-config   # libvirt, and what libvirt-python builds against
     lz4 xz-utils                          # unpacking the guest kernel's vmlinux
     bubblewrap runc crun runsc docker.io  # the peer runtimes (runsc: gVisor)
+    user-mode-linux                       # the uml peer: a Linux kernel as a host process
     podman lxc systemd-container
     chromium chromium-driver              # the real-browser test of a generated report
     vagrant vagrant-libvirt               # `vagrant validate` of vagrant/Vagrantfile

@@ -6,6 +6,8 @@ read-only) and runs the workload chrooted into it. Everything comes on the kerne
   bench.modules=A,B   kernel modules to load from /lib/modules, dependencies first
   bench.scratch=SER   a virtio disk (by serial) to mount at /mnt/scratch
   bench.net=A/P       eth0's address (the host's tap is the only peer: no default route)
+  bench.root=DEV      the root disk's device, where it has no serial to be found by (UML's ubda)
+  bench.poweroff      power off, not reset, when no host is there any more (UML restarts on a reset)
 The workload's exit code goes back over the console as "BENCH-EXIT <code>", after
 "BENCH-MEM <MemTotal kB> <MemAvailable kB>"; the host destroys the domain when it reads that.
 
@@ -159,8 +161,8 @@ static long meminfo(const char *text, const char *key)
 int main(void)
 {
     static char cmdline[8192], args[8192], text[4096];
-    char *argv[256], *modules = NULL, *scratch = NULL, *net = NULL, dev[300];
-    int argc = 0;
+    char *argv[256], *modules = NULL, *scratch = NULL, *net = NULL, *root = NULL, dev[300];
+    int argc = 0, poweroff = 0;
 
     mount("proc", "/proc", "proc", 0, NULL);
     mount("sysfs", "/sys", "sysfs", 0, NULL);
@@ -185,12 +187,18 @@ int main(void)
             scratch = arg + 14;
         } else if (!strncmp(arg, "bench.net=", 10)) {
             net = arg + 10;
+        } else if (!strncmp(arg, "bench.root=", 11)) {
+            root = arg + 11;
+        } else if (!strcmp(arg, "bench.poweroff")) {
+            poweroff = 1;
         }
     }
     argv[argc] = NULL;
     if (modules)
         load_modules(modules);
-    if (find_disk("bench-root", dev, sizeof dev) == 0)
+    if (root)
+        try_mount(root, ROOT, "ext4", MS_RDONLY, NULL);
+    else if (find_disk("bench-root", dev, sizeof dev) == 0)
         try_mount(dev, ROOT, "ext4", MS_RDONLY, NULL);
     try_mount("proc", ROOT "/proc", "proc", 0, NULL);
     try_mount("sysfs", ROOT "/sys", "sysfs", MS_RDONLY, NULL);
@@ -214,6 +222,6 @@ int main(void)
     /* Should no host be there any more, reset after a while (reboot=t and on_reboot=destroy end
        the domain, no ACPI needed). */
     sleep(30);
-    reboot(RB_AUTOBOOT);
+    reboot(poweroff ? RB_POWER_OFF : RB_AUTOBOOT);
     return 0;
 }

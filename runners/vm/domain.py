@@ -128,12 +128,17 @@ def guest_cmdline(argv: tuple[str, ...], modules: list[str], scratch: str | None
     With one vCPU the local APIC timer is left off (noapictimer): calibrating it counts 100 ms of
     emulated time against the PIT (about 120 ms of a TCG boot here), and a lone CPU needs no
     per-CPU timer; the HPET ticks instead. With more vCPUs each needs its own, so it stays on."""
-    packed = base64.b64encode(b"\0".join(os.fsencode(a) for a in argv)).decode()
+    packed = packed_argv(argv)
     params = "".join(f" {key}={value}" for key, value in (host or {}).items())
     return (f"{CMDLINE}{' noapictimer' if vcpus == 1 else ''}{params} bench.argv={packed}"
             + (f" bench.modules={','.join(modules)}" if modules else "")
             + (f" bench.scratch={scratch}" if scratch else "") + (f" bench.net={net}" if net else ""))
 
+
+
+def packed_argv(argv: tuple[str, ...]) -> str:
+    """bench.argv's value: base64 of the NUL-separated argv (bench/guest/init.c decodes it)."""
+    return base64.b64encode(b"\0".join(os.fsencode(a) for a in argv)).decode()
 
 
 def tiny_domain_xml(name: str) -> str:

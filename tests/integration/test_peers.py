@@ -10,7 +10,7 @@ from tests.conftest import bench, kill_run_then_clean, sampled
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prepared_cache")]
 
 
-@pytest.mark.parametrize("runner", ["bwrap", "runc", "docker", "qemu", "nspawn", "lxc", "gvisor"])
+@pytest.mark.parametrize("runner", ["bwrap", "runc", "docker", "qemu", "nspawn", "lxc", "gvisor", "uml"])
 def test_peer_runs_the_same_rootfs_and_passes_exit_codes(runner):
     out = bench("exec", "--runner", runner, "--", "sh", "-c", "test -x /bin/bench-probe && echo same-rootfs; exit 4")
     assert out.returncode == 4, out.stderr
@@ -94,3 +94,21 @@ def test_gvisor_pays_for_every_system_call_in_its_sentry(tmp_path):
 
 def test_a_killed_gvisor_run_leaves_nothing_after_bench_clean(tmp_path):
     assert kill_run_then_clean(tmp_path, "gvisor", sampled(tmp_path, "gvisor")) == "0 leftovers found"
+
+
+def test_uml_runs_a_kernel_as_host_processes_and_pays_for_system_calls_in_it(tmp_path):
+    """UML's guest processes are host processes its kernel traces: every system call goes through
+    the UML kernel, so syscalls/s falls far below the host's; a fork is a new traced host process."""
+    out = bench("run", "--suite", "startup,throughput", "--workloads", "probe,syscall", "--runners", "process,uml",
+                "--repeat", "2", "--warmup", "0", "--results-dir", str(tmp_path), "--no-report")
+    assert out.returncode == 0, out.stderr
+    df, meta = load_run((tmp_path / "latest").resolve())
+    assert df["ok"].all(), df[~df["ok"]]["error"].tolist()
+    value = df.groupby(["metric", "runner"])["value"].median()
+    assert value["syscalls_s", "uml"] < 0.5 * value["syscalls_s", "process"]
+    assert value["ready_ms", "uml"] > value["ready_ms", "process"]  # a kernel boots first
+    assert meta["runners"]["uml"]["kind"] == "peer" and meta["versions"]["linux.uml"]
+
+
+def test_a_killed_uml_run_leaves_nothing_after_bench_clean(tmp_path):
+    assert kill_run_then_clean(tmp_path, "uml", sampled(tmp_path, "uml")) == "0 leftovers found"

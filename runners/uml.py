@@ -1,0 +1,131 @@
+"""User-mode Linux as a peer: Debian's `linux.uml`, a Linux kernel run as an ordinary process, booting
+the vm runner's initramfs and root disk (the same ext4 image, as a read-only ubd device) with the same
+init and console protocol. A kernel per instance without hardware virtualization: the row between a
+container and a VM.
+
+UML runs its guest's processes as host processes of its own (it traces them), all in the session
+posix_spawn gave it, so teardown ends the whole process group. Its per-instance files (the umid dir
+with its pid file and management socket) go under /tmp/bench-<instance>, which `bench clean` sweeps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from bench.spec import LaunchSpec
+from runners.base import Residue, Runner, Tool
+from runners.process import ProcessRunner, TaskInstance
+from runners.vm.console import GuestConsole
+from runners.vm.domain import packed_argv
+
+UML = "/usr/bin/linux.uml"
+DEFAULT_MEMORY_MIB = 512  # as the vm runner's guest, when --memory is not given
+# Quiet, as the vm runner's guest. Debian's UML kernel benchmarks its RAID6 and XOR routines at every
+# boot for md and btrfs, which no workload here uses: 0.8 of its 1.3 s to READY (1,256-1,369 ms with
+# them, 397-467 ms without, 5 boots each). The vm runner's command line skips initcalls the same way.
+CMDLINE = ("quiet", "loglevel=0", "initcall_blacklist=raid6_select_algo,calibrate_xor_blocks")
+
+
+class UmlInstance(GuestConsole, TaskInstance):
+    """The UML kernel is our child and its console our pipe. The guest reports its exit and then
+    idles, so teardown always ends the kernel and every process it runs."""
+
+    def _reap(self) -> None:
+        """The kernel ended on its own: a failure if the guest had not reported yet."""
+        os.waitpid(self.pid, 0)
+        self._uml_gone, self._eof = True, True
+        if self.t_exit is None:
+            self.t_exit, self.exit_code = time.monotonic_ns(), 255
+
+    def mem_peak_mib(self) -> float | None:
+        from runners.vm.console import peak_rss_kib
+
+        kib = peak_rss_kib(self.pid)  # the kernel process still runs: the guest idles after reporting
+        return None if kib is None else kib / 1024
+
+    def teardown(self) -> None:
+        if self._torn_down:
+            return
+        self._torn_down = True
+        try:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGKILL)  # the kernel and its traced guest processes
+            if not getattr(self, "_uml_gone", False):
+                os.waitpid(self.pid, 0)
+        finally:
+            os.close(self.pidfd)
+            os.close(self.out_fd)
+            if self.on_teardown:
+                self.on_teardown()
+
+
+class UmlRunner(Runner):
+    name, kind, family = "uml", "peer", "sandboxes"
+    description = "user-mode Linux: Debian's linux.uml kernel as a host process, the vm runner's initramfs and root disk"
+    tool = Tool("linux.uml", "user-mode-linux", r"^(\S+)", f"{UML} mem=M ubd0r=ROOT initrd=INITRAMFS con0=null,fd:1")
+    max_repeat = 10
+    enforcement = {"cpuset": "CPU affinity of the UML kernel and its guest processes (sched_setaffinity before posix_spawn)",
+                   "cpu_quota": "the process runner's cgroup around them, CFS quota",
+                   "memory": "guest RAM (mem=)"}
+
+    def __init__(self) -> None:
+        self.spawner = ProcessRunner()
+        self.boot = None
+
+    def available(self) -> tuple[bool, str]:
+        if not os.access(UML, os.X_OK):
+            return False, f"{UML} is not installed (apt-get install user-mode-linux)"
+        return True, UML
+
+    def prepare(self, rootfs: str, image_digest: str, cache_dir: str) -> None:
+        from runners.vm.boot import boot_files
+
+        self.boot = boot_files(None, rootfs, image_digest, Path(cache_dir))
+
+    def config(self) -> dict:
+        return {"kernel": f"{UML} {self.versions().get('linux.uml', '?')}", "root": "the vm runner's ext4 root disk, read-only ubd",
+                "initramfs": str(self.boot.initrd) if self.boot else None, "default_memory_mib": DEFAULT_MEMORY_MIB,
+                "cmdline": " ".join(CMDLINE)}
+
+    def reserved_mib(self, envelope) -> int:
+        return envelope.memory_mib or DEFAULT_MEMORY_MIB
+
+    def launch(self, spec: LaunchSpec) -> UmlInstance:
+        env = spec.envelope
+        state = Path("/tmp") / spec.name
+        state.mkdir(parents=True, exist_ok=True)
+        argv = [UML, f"mem={env.memory_mib or DEFAULT_MEMORY_MIB}M", f"ubd0r={self.boot.root_disk}",
+                f"initrd={self.boot.initrd}", "con=null", "con0=null,fd:1", f"umid={spec.name}", f"uml_dir={state}",
+                *CMDLINE, "bench.root=/dev/ubda", "bench.poweroff", f"bench.argv={packed_argv(spec.argv)}"]
+        # Guest RAM is the memory envelope: a memory cgroup around UML as well would count it twice.
+        return self.spawner.spawn(UML, argv, replace(spec, envelope=replace(env, memory_mib=None)), UmlInstance,
+                                  on_teardown=lambda: shutil.rmtree(state, ignore_errors=True))
+
+    @classmethod
+    def residues(cls, cache_dir: str) -> list[Residue]:
+        """UML kernels it started (umid=bench-...) that outlived a killed worker: their process groups."""
+        found = []
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv and argv[0] == UML.encode() and any(a.startswith(b"umid=bench-") for a in argv):
+                with contextlib.suppress(OSError):
+                    if os.getpgid(int(proc.name)) == int(proc.name):  # the kernel, not a guest process
+                        found.append(Residue("uml process group", proc.name))
+        return found
+
+    @classmethod
+    def remove(cls, residue: Residue) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(int(residue.name), signal.SIGKILL)
+
+    def close(self) -> None:
+        self.spawner.close()
