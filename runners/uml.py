@@ -58,6 +58,11 @@ class UmlInstance(GuestConsole, TaskInstance):
                 os.killpg(self.pid, signal.SIGKILL)  # the kernel and its traced guest processes
             if not getattr(self, "_uml_gone", False):
                 os.waitpid(self.pid, 0)
+            # Its guest processes were its children; killed, they come to us (the worker is a
+            # subreaper): reaped here, with the teardown, so that none outlives it as a zombie.
+            with contextlib.suppress(ChildProcessError):
+                while True:
+                    os.waitpid(-self.pid, 0)
         finally:
             os.close(self.pidfd)
             os.close(self.out_fd)
