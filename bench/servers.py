@@ -18,9 +18,10 @@ IPERF3 = "/usr/bin/iperf3"
 LISTEN_TIMEOUT_S = 5.0
 
 
-def ports() -> tuple[int, int]:
-    """Ports per measuring process, so that two runs at once never meet on loopback."""
-    rr = 40000 + 2 * (os.getpid() % 10000)
+def ports(slot: int = 0) -> tuple[int, int]:
+    """Ports per measuring process, so that two runs at once never meet on loopback; slot: one more
+    pair in the same process (the scale suite's neighbours each talk to servers of their own)."""
+    rr = 40000 + 2 * ((os.getpid() + 997 * slot) % 10000)
     return rr, rr + 1
 
 
@@ -35,17 +36,19 @@ def server_cpus(envelope_cpus: list[int] | None) -> list[int] | None:
 
 
 class HostServers:
-    def __init__(self, netns: str | None, address: str, rr_binary: str, cpus: list[int] | None = None) -> None:
+    def __init__(self, netns: str | None, address: str, rr_binary: str, cpus: list[int] | None = None,
+                 slot: int = 0) -> None:
+        self.slot = slot
         self.netns, self.address, self.rr_binary = netns, address, rr_binary
         self.cpus = server_cpus(cpus)
         self.procs: list[tuple[int, int]] = []  # (pid, stdout read end)
 
     def placeholders(self) -> dict[str, str]:
-        rr, iperf = ports()
+        rr, iperf = ports(self.slot)
         return {SERVER: self.address, RR_PORT: str(rr), IPERF_PORT: str(iperf)}
 
     def start(self) -> None:
-        rr, iperf = ports()
+        rr, iperf = ports(self.slot)
         try:
             self._spawn([self.rr_binary, "server", self.address, str(rr)])
             self._spawn([IPERF3, "--server", "--one-off", "--forceflush", "--bind", self.address, "--port", str(iperf)])

@@ -234,7 +234,8 @@ def one_measured(runner, mine, theirs, k: int, workload) -> dict[str, float]:
         busy = []
         for i in range(k):
             spec = replace(theirs, name=f"{theirs.name}-n{i}")
-            spec = up.enter_context(served(runner, spec, replace(workload, server=True))) if "@SERVER@" in " ".join(spec.argv) else spec
+            if "@SERVER@" in " ".join(spec.argv):  # a net load: servers of its own, on ports of its own
+                spec = up.enter_context(served(runner, spec, replace(workload, server=True), slot=i + 1))
             busy.append(up.enter_context(launched(runner, spec)))
         wait_all_ready(busy, theirs.timeout_s)
         with served(runner, mine, replace(workload, server="@SERVER@" in " ".join(mine.argv))) as spec, \

@@ -70,13 +70,14 @@ def measure(runner, spec, workload, iteration, **_) -> list:
 
 
 @contextmanager
-def served(runner, spec: LaunchSpec, workload: Workload) -> Iterator[LaunchSpec]:
+def served(runner, spec: LaunchSpec, workload: Workload, slot: int = 0) -> Iterator[LaunchSpec]:
     """The spec pointed at host-side servers (bench-rr, iperf3) that run until the block ends, when
-    the workload talks to them; the spec as it is otherwise."""
+    the workload talks to them; the spec as it is otherwise. slot: another pair of ports, for
+    servers beside others of the same process."""
     if not workload.server:
         yield spec
         return
-    servers = HostServers(*runner.server_side(), spec.host_paths[RR_GUEST_PATH], spec.envelope.cpu_list())
+    servers = HostServers(*runner.server_side(), spec.host_paths[RR_GUEST_PATH], spec.envelope.cpu_list(), slot)
     try:
         servers.start()
         yield replace(spec, argv=spec.argv_with(servers.placeholders()), server=servers.address)

@@ -114,3 +114,12 @@ def test_sigkill_with_many_up_then_bench_clean_leaves_nothing(tmp_path, runner, 
                                suite=(*FILL, "--max-instances", str(count + 1)))
     assert left == "0 leftovers found"
     assert up() == 0
+
+
+@pytest.mark.parametrize("load", ["membw", "disk", "net"])
+def test_every_neighbour_load_runs_beside_the_measured_one(tmp_path, load):
+    """net: each neighbour talks to host-side servers of its own, on ports of its own."""
+    df, meta = run(tmp_path, "--suite", "scale", "--workloads", "neighbours", "--runners", "process",
+                   "--neighbours", "2", "--neighbour-load", load, "--repeat", "1")
+    assert df["ok"].all(), df[~df["ok"]]["error"].tolist()
+    assert "interference_net_rr_p99_us" in set(df["metric"]) and meta["scale"]["neighbour_load"] == load
