@@ -90,42 +90,64 @@ def sample_of(runner: Runner, workload: Workload, iteration: int, metric: str, v
     return _sample(runner, workload, iteration, metric, unit, value, "", n)
 
 
-def wait_all_ready(instances: list[Instance], timeout_s: float) -> list[int]:
-    """Each instance's READY arrival time, all awaited together: one poll over every instance's
-    progress fds, each instance asked only when one of its fds has something (no thread each, and
-    no instance's READY read late because another was being waited for). The first instance that
-    fails or times out raises MeasurementError."""
-    deadline = time.monotonic() + timeout_s
-    poller, owner = select.poll(), {}
+class Arrivals:
+    """READY of many instances at once, without a thread each: one poll over every instance's
+    progress fds, and an instance asked to read only when one of its fds has something, so that no
+    READY is read late because another instance was being waited for."""
 
-    def watch(instance) -> None:
-        for fd in instance.progress_fds():
-            poller.register(fd, select.POLLIN | select.POLLPRI)
-            owner[fd] = instance
+    def __init__(self) -> None:
+        self.poller, self.owner, self.alone = select.poll(), {}, []
+        self.instances: list[Instance] = []
 
-    def unwatch(instance) -> None:
-        for fd in [fd for fd, i in owner.items() if i is instance]:
-            poller.unregister(fd)
-            del owner[fd]
+    def add(self, instance: Instance) -> None:
+        """Watch one more; an instance that offers no fds is waited for alone, after the others."""
+        self.instances.append(instance)
+        if not instance.progress_fds():
+            self.alone.append(instance)
+        elif instance.poll_ready() is None:
+            self._watch(instance)
 
-    alone = [i for i in instances if not i.progress_fds()]
-    for instance in instances:
-        if instance.progress_fds() and instance.poll_ready() is None:
-            watch(instance)
-    while owner:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise MeasurementError(f"{len(set(owner.values()))} of {len(instances)} not READY within {timeout_s:g} s")
-        for fd, _ in poller.poll(max(1, int(left * 1000))):
-            instance = owner.get(fd)
+    def take(self, timeout_s: float = 0.0) -> None:
+        """One poll (by default without waiting): what has arrived is read, and READY timed."""
+        for fd, _ in self.poller.poll(max(0, int(timeout_s * 1000))):
+            instance = self.owner.get(fd)
             if instance is None:
-                continue  # its other fd already answered in this round
-            unwatch(instance)
+                continue  # its other fd already answered in this poll
+            self._unwatch(instance)
             if instance.poll_ready() is None:
-                watch(instance)  # its fds again: the output's end may have gone
-    for instance in alone:
-        instance.wait_ready(max(0.0, deadline - time.monotonic()))
-    return [instance.t_ready for instance in instances]
+                self._watch(instance)  # its fds again: the output's end may have gone
+
+    def wait(self, timeout_s: float) -> list[int]:
+        """Each instance's READY time, in the order added; MeasurementError for the first that
+        fails, or when some are not READY in time."""
+        deadline = time.monotonic() + timeout_s
+        while self.owner:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise MeasurementError(f"{len(set(self.owner.values()))} of {len(self.instances)} not READY "
+                                       f"within {timeout_s:g} s")
+            self.take(max(0.001, left))
+        for instance in self.alone:
+            instance.wait_ready(max(0.0, deadline - time.monotonic()))
+        return [instance.t_ready for instance in self.instances]
+
+    def _watch(self, instance: Instance) -> None:
+        for fd in instance.progress_fds():
+            self.poller.register(fd, select.POLLIN | select.POLLPRI)
+            self.owner[fd] = instance
+
+    def _unwatch(self, instance: Instance) -> None:
+        for fd in [fd for fd, i in self.owner.items() if i is instance]:
+            self.poller.unregister(fd)
+            del self.owner[fd]
+
+
+def wait_all_ready(instances: list[Instance], timeout_s: float) -> list[int]:
+    """Each instance's READY arrival time, all awaited together (Arrivals)."""
+    arrivals = Arrivals()
+    for instance in instances:
+        arrivals.add(instance)
+    return arrivals.wait(timeout_s)
 
 
 def _sample(runner, workload, iteration, metric, unit, value, error, n: int = 1) -> Sample:

@@ -281,7 +281,7 @@ def _render(df: pd.DataFrame, meta: dict, out_dir: Path, baseline_dir: Path | No
         if regressed:
             found.insert(0, f"regressions against baseline {baseline['run_id']}: {', '.join(regressed)}")
     return _publish(staging, out_dir, "report.html.j2", meta=meta, sections=sections, warnings=found,
-                    baseline=baseline, headline=headline_table(df, meta, order), ladder=ladder,
+                    baseline=baseline, headline=headline_table(df, meta, order, summary), ladder=ladder,
                     configuration=_configuration(meta, order))
 
 
@@ -316,7 +316,8 @@ def _configuration(meta: dict, order: list[str]) -> list[dict]:
             for r in order if r in runners]
 
 
-def headline_table(df: pd.DataFrame, meta: dict, order: list[str] | None = None) -> dict:
+def headline_table(df: pd.DataFrame, meta: dict, order: list[str] | None = None,
+                   summary: pd.DataFrame | None = None) -> dict:
     """Rows: suite/workload metric; columns: runners by family and cost; cells: "0.97x (0.95–0.99)"
     to three significant figures, and accel=tcg beside every number of a VM that ran emulated."""
     table = headline(df[df["suite"] != "scale"])  # the scale suite adds its two rows (scale_rows)
@@ -327,7 +328,7 @@ def headline_table(df: pd.DataFrame, meta: dict, order: list[str] | None = None)
     unenforced = {n: ", ".join(part for part, how in cfg.get("envelope", {}).items() if how.startswith("not enforced"))
                   for n, cfg in meta.get("runners", {}).items()}
     rows = {}
-    below = _below_resolution(df)
+    below = _below_resolution(summarize(df) if summary is None else summary)
     for r in table.to_dict("records"):
         row = rows.setdefault((r["suite"], r["workload"], r["metric"]),
                               {"label": f"{r['suite']}/{r['workload']}", "metric": f"{r['metric']} ({r['unit']})", "cells": {}})
@@ -344,10 +345,9 @@ def headline_table(df: pd.DataFrame, meta: dict, order: list[str] | None = None)
     return {"runners": runners, "rows": list(rows.values()) + scale}
 
 
-def _below_resolution(df: pd.DataFrame) -> dict[tuple, str]:
+def _below_resolution(summary: pd.DataFrame) -> dict[tuple, str]:
     """{(suite, workload, metric, runner): "below resolution (±X MiB)"} for readings within what
     their method resolves; a difference from such a reading is no measured cost either."""
-    summary = summarize(df)
     found = {}
     for r in summary[summary["resolution"].notna()].to_dict("records"):
         text = below_resolution(r["median"], r["resolution"])
@@ -360,7 +360,7 @@ def scale_rows(df: pd.DataFrame, meta: dict) -> list[dict]:
     """The scale suite's headline rows, in absolute numbers: the launch rate at the highest N that
     every runner of the burst reached, and the instance count where each runner's fill stopped."""
     rows = []
-    rate = df[df["ok"] & (df["metric"] == "launch_rate_s") & df["workload"].str.match(r"burst-n\d+$")]
+    rate = _burst(df)[lambda d: d["metric"] == "launch_rate_s"]
     if len(rate):
         reached = rate.groupby("runner")["n"].max()
         n = int(reached.min())
@@ -376,7 +376,7 @@ def scale_rows(df: pd.DataFrame, meta: dict) -> list[dict]:
         notes = meta.get("rounds", {}).get("fill", {})
         cells = {}
         for runner, part in fill.groupby("runner", sort=False):
-            said = (notes.get(runner) or {}).get("notes", []) if isinstance(notes.get(runner), dict) else []
+            said = notes[runner].get("notes", []) if isinstance(notes.get(runner), dict) else []
             why = "; ".join(dict.fromkeys(said))  # the same limit in every round, said once
             cells[runner] = {"text": f"{int(part['value'].max())}" + (f" (stopped by {why})" if why else "")}
         rows.append({"label": "scale/fill", "metric": "instances up when the fill stopped", "cells": cells})

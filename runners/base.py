@@ -35,6 +35,19 @@ def installed(tool: str, package: str) -> tuple[bool, str]:
     return (True, path) if path else (False, f"{tool} is not installed (apt-get install {package})")
 
 
+def processes_of(program: str):
+    """(pid, argv as bytes) of every process running program: what residues() scans for."""
+    from pathlib import Path
+
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue  # gone meanwhile
+        if argv[0] == program.encode():
+            yield int(proc.name), argv
+
+
 @dataclass(frozen=True)
 class Tool:
     """The one program a peer runs: where apt finds it, how it tells its version (--version, and a

@@ -10,9 +10,8 @@ import time
 from dataclasses import replace
 
 from bench.spec import LaunchSpec
-from pathlib import Path
 
-from runners.base import Residue
+from runners.base import Residue, processes_of
 from runners.process import ProcessRunner, TaskInstance
 from runners.vm import VmRunner
 from runners.vm.console import GuestConsole, peak_rss_kib
@@ -75,15 +74,8 @@ class QemuRunner(VmRunner):
     @classmethod
     def residues(cls, cache_dir: str) -> list[Residue]:
         """QEMUs it started (-name bench-...) that outlived a killed worker, and the KVM probe's domain."""
-        found = []
-        for proc in Path("/proc").glob("[0-9]*"):
-            try:
-                argv = (proc / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if argv and argv[0] == QEMU.encode() and b"-name" in argv:
-                if argv[argv.index(b"-name") + 1].startswith(b"bench-"):
-                    found.append(Residue("qemu process", proc.name))
+        found = [Residue("qemu process", str(pid)) for pid, argv in processes_of(QEMU)
+                 if b"-name" in argv and argv[argv.index(b"-name") + 1].startswith(b"bench-")]
         return found + super().residues(cache_dir)
 
     @classmethod

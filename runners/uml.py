@@ -14,14 +14,13 @@ import contextlib
 import os
 import shutil
 import signal
-import time
 from dataclasses import replace
 from pathlib import Path
 
 from bench.spec import LaunchSpec
-from runners.base import Residue, Runner, Tool
-from runners.process import ProcessRunner, TaskInstance
-from runners.vm.console import GuestConsole
+from runners.base import Residue, Runner, Tool, processes_of
+from runners.process import ProcessRunner
+from runners.qemu import QemuInstance
 from runners.vm.domain import packed_argv
 
 UML = "/usr/bin/linux.uml"
@@ -32,22 +31,10 @@ DEFAULT_MEMORY_MIB = 512  # as the vm runner's guest, when --memory is not given
 CMDLINE = ("quiet", "loglevel=0", "initcall_blacklist=raid6_select_algo,calibrate_xor_blocks")
 
 
-class UmlInstance(GuestConsole, TaskInstance):
-    """The UML kernel is our child and its console our pipe. The guest reports its exit and then
-    idles, so teardown always ends the kernel and every process it runs."""
-
-    def _reap(self) -> None:
-        """The kernel ended on its own: a failure if the guest had not reported yet."""
-        os.waitpid(self.pid, 0)
-        self._uml_gone, self._eof = True, True
-        if self.t_exit is None:
-            self.t_exit, self.exit_code = time.monotonic_ns(), 255
-
-    def mem_peak_mib(self) -> float | None:
-        from runners.vm.console import peak_rss_kib
-
-        kib = peak_rss_kib(self.pid)  # the kernel process still runs: the guest idles after reporting
-        return None if kib is None else kib / 1024
+class UmlInstance(QemuInstance):
+    """Like QEMU's instance: the kernel is our child, its console our pipe, and its own end before
+    the guest reported is a failure. Unlike it, the guest's processes are host processes of their
+    own, so teardown ends the kernel's whole process group and reaps it."""
 
     def teardown(self) -> None:
         if self._torn_down:
@@ -56,7 +43,7 @@ class UmlInstance(GuestConsole, TaskInstance):
         try:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, signal.SIGKILL)  # the kernel and its traced guest processes
-            if not getattr(self, "_uml_gone", False):
+            if not getattr(self, "_qemu_gone", False):
                 os.waitpid(self.pid, 0)
             # Its guest processes were its children; killed, they come to us (the worker is a
             # subreaper): reaped here, with the teardown, so that none outlives it as a zombie.
@@ -116,15 +103,11 @@ class UmlRunner(Runner):
     def residues(cls, cache_dir: str) -> list[Residue]:
         """UML kernels it started (umid=bench-...) that outlived a killed worker: their process groups."""
         found = []
-        for proc in Path("/proc").glob("[0-9]*"):
-            try:
-                argv = (proc / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if argv and argv[0] == UML.encode() and any(a.startswith(b"umid=bench-") for a in argv):
+        for pid, argv in processes_of(UML):
+            if any(a.startswith(b"umid=bench-") for a in argv):
                 with contextlib.suppress(OSError):
-                    if os.getpgid(int(proc.name)) == int(proc.name):  # the kernel, not a guest process
-                        found.append(Residue("uml process group", proc.name))
+                    if os.getpgid(pid) == pid:  # the kernel, not one of its guest processes
+                        found.append(Residue("uml process group", str(pid)))
         return found
 
     @classmethod

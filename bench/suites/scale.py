@@ -15,8 +15,9 @@ from contextlib import ExitStack
 from dataclasses import dataclass, replace
 
 from bench.errors import MeasurementError
-from bench.measure import Failure, Found, exited_ok, launched, sample_of, samples, undisturbed, wait_all_ready
-from bench.spec import SCRATCH, Envelope
+from bench.measure import (Arrivals, Failure, Found, exited_ok, launched, sample_of, samples, undisturbed,
+                           wait_all_ready)
+from bench.spec import IPERF_PORT, RR_PORT, SCRATCH, SERVER, Envelope
 from bench.suites import Suite
 from bench.suites.memory import IDLE, SETTLE_KIB, meminfo_kib, settled_used_kib
 from bench.suites.throughput import RR_METRICS, STRESS, parsed, served
@@ -27,6 +28,9 @@ MAX_INSTANCES = 64  # the most instances a burst or a fill starts (--max-instanc
 FDS_PER_INSTANCE = 8  # the most a launch opens here (pipes, pidfd, a VM's console socket), with room
 NEIGHBOUR_LOADS = ("cpu", "membw", "disk", "net")
 LOAD_S = 600  # a neighbour's load runs until it is torn down; this only bounds it if we are killed
+# What the measured instance of the neighbours workload reads: its CPU rate, and where it has
+# host-side servers, the round trips' percentiles.
+MEASURED = (("cpu_ops_s", "ops/s"), *((m, u) for m, u in RR_METRICS if m != "net_rr_us"))
 
 
 @dataclass
@@ -48,33 +52,30 @@ class Limits:
             return f"--max-instances {self.max_instances}"
         if self.reserved_mib and (up + 1) * self.reserved_mib > self.budget_mib:
             return f"memory budget: {up + 1} x {self.reserved_mib} MiB guest RAM would pass {self.budget_mib} MiB"
-        if meminfo_kib()["MemAvailable"] < self.floor_kib:
-            return f"memory budget: MemAvailable fell by more than {self.budget_mib} MiB"
-        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if len(os.listdir("/proc/self/fd")) + FDS_PER_INSTANCE > soft:
-            return f"file descriptors: RLIMIT_NOFILE {soft}"
-        if host_tasks() + 64 > 0.9 * pid_max():
-            return "pids: the host's tasks near pid_max"
-        return None
+        return self._memory_fell() or self._host_short(1)
 
     def fits(self, n: int) -> str | None:
         """Why a burst of n cannot be started at all, or None: checked before its clock starts, so
         that between launches only a VM's MemAvailable is read (in_burst)."""
-        why = too_many(n, self.max_instances, self.reserved_mib, self.budget_mib)
-        if why:
-            return why
-        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if len(os.listdir("/proc/self/fd")) + n * FDS_PER_INSTANCE > soft:
-            return f"{n} would pass RLIMIT_NOFILE {soft} (file descriptors)"
-        if host_tasks() + 64 + n > 0.9 * pid_max():
-            return "pids: the host's tasks near pid_max"
-        return None
+        return too_many(n, self.max_instances, self.reserved_mib, self.budget_mib) or self._host_short(n)
 
     def in_burst(self, up: int) -> str | None:
         """Between a burst's launches: a VM's MemAvailable check (a createXML's 100 ms dwarfs it);
         nothing for others, whose launch takes a millisecond and whose burst fits() already passed."""
-        if self.reserved_mib and meminfo_kib()["MemAvailable"] < self.floor_kib:
+        return self._memory_fell() if self.reserved_mib else None
+
+    def _memory_fell(self) -> str | None:
+        if meminfo_kib()["MemAvailable"] < self.floor_kib:
             return f"memory budget: MemAvailable fell by more than {self.budget_mib} MiB"
+        return None
+
+    def _host_short(self, more: int) -> str | None:
+        """Whether `more` launches would run us out of file descriptors or the host out of pids."""
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if len(os.listdir("/proc/self/fd")) + more * FDS_PER_INSTANCE > soft:
+            return f"file descriptors: {more} more would pass RLIMIT_NOFILE {soft}"
+        if host_tasks() + 64 + more > 0.9 * pid_max():
+            return "pids: the host's tasks near pid_max"
         return None
 
 
@@ -123,16 +124,16 @@ def burst(runner, spec, workload, iteration, n: int, limits: Limits) -> list:
         why = limits.fits(n)
         if why:
             raise MeasurementError(f"not started: {why}")
-        instances, specs = [], [replace(spec, name=f"{spec.name}-{i}") for i in range(n)]
+        instances, specs, arrivals = [], [replace(spec, name=f"{spec.name}-{i}") for i in range(n)], Arrivals()
         t0 = time.monotonic_ns()
         for i, one in enumerate(specs):
             why = limits.in_burst(i)
             if why:
                 raise MeasurementError(f"stopped after {i} of {n}: {why}")
             instances.append(up.enter_context(launched(runner, one)))
-            for started in instances:  # take what has arrived, so that an early READY is timed when it comes
-                started.poll_ready()
-        ready = wait_all_ready(instances, spec.timeout_s)
+            arrivals.add(instances[-1])
+            arrivals.take()  # one poll over all: an early READY is timed when it comes
+        ready = arrivals.wait(spec.timeout_s)
         for instance in instances:
             exited_ok(instance, spec.timeout_s)
         for instance, t_ready in zip(instances, ready):
@@ -186,7 +187,7 @@ def load_argv(load: str) -> tuple[str, ...]:
     tools = {"cpu": "/usr/bin/stress-ng --temp-path /tmp --cpu 1 --cpu-method matrixprod",
              "membw": "/usr/bin/stress-ng --temp-path /tmp --stream 1 --stream-l3-size 4M",
              "disk": f"/usr/bin/stress-ng --temp-path {SCRATCH} --hdd 1 --hdd-bytes 64M",
-             "net": f"/usr/bin/iperf3 --client @SERVER@ --port @IPERF_PORT@ --time {LOAD_S}"}
+             "net": f"/usr/bin/iperf3 --client {SERVER} --port {IPERF_PORT} --time {LOAD_S}"}
     timeout = "" if load == "net" else f" --timeout {LOAD_S}s"
     return ("/bin/sh", "-c", f"echo READY; exec {tools[load]}{timeout}")
 
@@ -194,7 +195,7 @@ def load_argv(load: str) -> tuple[str, ...]:
 def measured_argv(server: bool) -> tuple[str, ...]:
     """The measured instance: stress-ng's CPU rate, then bench-rr's round trips where it has servers."""
     cpu = " ".join((*STRESS, "--cpu", "1", "--cpu-method", "matrixprod"))
-    rr = f" && {RR_GUEST_PATH} client @SERVER@ @RR_PORT@ 2" if server else ""
+    rr = f" && {RR_GUEST_PATH} client {SERVER} {RR_PORT} 2" if server else ""
     return ("/bin/sh", "-c", cpu + rr)
 
 
@@ -211,7 +212,8 @@ def noisy(runner, spec, workload, iteration, k: int, load: str) -> list:
     theirs = replace(spec, argv=load_argv(load), marker=b"READY", scratch="own" if load == "disk" else None,
                      envelope=Envelope(cpus=float(max(1, len(cpus) - 1)), memory_mib=memory,
                                        cpuset=tuple(cpus[:-1] or cpus)))
-    metrics = ("cpu_ops_s", *(m for m, _ in RR_METRICS if server and m != "net_rr_us"))
+    measured = [(m, unit) for m, unit in MEASURED if server or m == "cpu_ops_s"]  # round trips need servers
+    metrics = [m for m, _ in measured]
     failed, values = Failure(), {}
     with failed.recorded():
         if load in ("disk", "net") and {"disk": "scratch", "net": "server"}[load] not in runner.provides:
@@ -222,40 +224,38 @@ def noisy(runner, spec, workload, iteration, k: int, load: str) -> list:
         for metric in metrics:
             values[f"{metric}_alone"], values[f"{metric}_beside"] = found[False][metric], found[True][metric]
             values[f"interference_{metric}"] = found[True][metric] / found[False][metric]
-    measured = tuple((m, unit) for m, unit in workload.metrics if m.removeprefix("interference_").rsplit("_", 1)[0]
-                     in metrics or m.removeprefix("interference_") in metrics)
-    return samples(runner, replace(workload, metrics=measured), iteration, values, failed.error, n=k + 1)
+    return samples(runner, replace(workload, metrics=neighbour_metrics(measured)), iteration, values, failed.error,
+                   n=k + 1)
 
 
 def one_measured(runner, mine, theirs, k: int, workload) -> dict[str, float]:
-    from bench import parsers
-
     with ExitStack() as up:
         busy = []
         for i in range(k):
             spec = replace(theirs, name=f"{theirs.name}-n{i}")
-            if "@SERVER@" in " ".join(spec.argv):  # a net load: servers of its own, on ports of its own
+            if SERVER in " ".join(spec.argv):  # a net load: servers of its own, on ports of its own
                 spec = up.enter_context(served(runner, spec, replace(workload, server=True), slot=i + 1))
             busy.append(up.enter_context(launched(runner, spec)))
         wait_all_ready(busy, theirs.timeout_s)
-        with served(runner, mine, replace(workload, server="@SERVER@" in " ".join(mine.argv))) as spec, \
+        with served(runner, mine, replace(workload, server=SERVER in " ".join(mine.argv))) as spec, \
                 launched(runner, spec) as instance:
             exited_ok(instance, spec.timeout_s)
-            text = instance.output.decode(errors="replace")
-            found = {"cpu_ops_s": parsed(replace(workload, parser="parse_stress_ng_rate",
-                                                 metrics=(("cpu_ops_s", "ops/s"),)), instance.output)["cpu_ops_s"]}
-            if RR_GUEST_PATH in " ".join(mine.argv):
-                found.update(parsers.parse_rr(text))
+            found = parsed(replace(workload, parser="parse_stress_ng_rate", metrics=MEASURED[:1]), instance.output)
+            if RR_GUEST_PATH in " ".join(mine.argv):  # unparseable output: a failed sample, as in throughput
+                found |= parsed(replace(workload, parser="parse_rr"), instance.output)
         for instance in busy:  # a neighbour that died meanwhile measured nothing beside this one
             if instance.t_exit is not None:
                 raise MeasurementError(f"a neighbour's load ended early ({instance.exit_code})")
         return found
 
 
-# interference_M: M beside the neighbours over M alone; and both readings, M_alone and M_beside
-_MEASURED = (("cpu_ops_s", "ops/s"), *((m, u) for m, u in RR_METRICS if m != "net_rr_us"))
-NEIGHBOUR_METRICS = (*((f"interference_{m}", "x") for m, _ in _MEASURED),
-                     *((f"{m}_{when}", u) for m, u in _MEASURED for when in ("alone", "beside")))
+def neighbour_metrics(measured) -> tuple[tuple[str, str], ...]:
+    """interference_M: M beside the neighbours over M alone; and both readings, M_alone and M_beside."""
+    return (*((f"interference_{m}", "x") for m, _ in measured),
+            *((f"{m}_{when}", u) for m, u in measured for when in ("alone", "beside")))
+
+
+NEIGHBOUR_METRICS = neighbour_metrics(MEASURED)
 
 SUITE = Suite(
     name="scale",
