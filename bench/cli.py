@@ -118,6 +118,10 @@ def build_parser() -> Parser:
     ex.add_argument("--format", required=True, choices=["csv", "json", "pytest-benchmark"])
     ex.add_argument("--results-dir", default="results", type=Path)
 
+    k = sub.add_parser("kernel", help="the microvm guest kernel, built from Debian's source with our configuration")
+    ksub = k.add_subparsers(dest="action", required=True, metavar="build")
+    kb = ksub.add_parser("build", help="build it into the cache (once: again only when the source or config changes)")
+    kb.add_argument("--force", action="store_true", help="build it again even if cached")
     c = sub.add_parser("clean", help="remove every leftover of ours from this host")
     c.add_argument("--dry-run", action="store_true")
     c.add_argument("--results-dir", default="results", type=Path)
@@ -391,6 +395,18 @@ def cmd_export(args, console) -> int:
     return 0
 
 
+def cmd_kernel(args, console) -> int:
+    from bench import kernel as kernels
+
+    cached = kernels.microvm_build_info(cache_dir()) if kernels.MICROVM_SOURCE.exists() else None
+    if cached and not args.force:
+        console.print(f"microvm kernel: cached (built in {cached['seconds']:.0f} s, vmlinux {cached['vmlinux_mib']} MiB): "
+                      f"{kernels.microvm(cache_dir()).vmlinux}  (--force builds it again)", soft_wrap=True)
+        return 0
+    kernels.microvm(cache_dir(), say=lambda text: console.print(text, soft_wrap=True), force=args.force)
+    return 0
+
+
 def cmd_clean(args, console) -> int:
     from bench.clean import residues, run_lock
 
@@ -409,7 +425,8 @@ def cmd_clean(args, console) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "exec": cmd_exec, "verify": cmd_verify, "compare": cmd_compare, "baseline": cmd_baseline, "export": cmd_export, "list": cmd_list, "doctor": cmd_doctor, "report": cmd_report, "clean": cmd_clean}
+COMMANDS = {"run": cmd_run, "exec": cmd_exec, "verify": cmd_verify, "compare": cmd_compare, "baseline": cmd_baseline, "export": cmd_export, "list": cmd_list, "doctor": cmd_doctor, "report": cmd_report, "clean": cmd_clean,
+            "kernel": cmd_kernel}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -180,3 +180,99 @@ def init_on_alloc(cmdline: str, config: str | None) -> str | None:
     if config is None:
         return None
     return "1" if re.search(r"^CONFIG_INIT_ON_ALLOC_DEFAULT_ON=y$", config, re.M) else "0"
+
+
+# --- the microvm kernel: built here from Debian's kernel source, with a configuration of ours ---
+
+MICROVM_SOURCE = Path("/usr/src/linux-source-6.1.tar.xz")  # apt-get install linux-source-6.1
+MICROVM_CONFIG = Path(__file__).with_name("guest") / "microvm.config"
+MICROVM = "microvm"  # --option vm.kernel=microvm: this kernel
+
+
+def microvm_key(source: Path = MICROVM_SOURCE, config: Path = MICROVM_CONFIG) -> str:
+    """What the built kernel depends on: our configuration's text and the source package's tarball
+    (its name, size and time, which a new package version changes)."""
+    st = source.stat()
+    return hashlib.sha256(config.read_bytes() + f"{source.name} {st.st_size} {st.st_mtime_ns}".encode()).hexdigest()[:16]
+
+
+def microvm(cache_dir: Path, say=None, force: bool = False) -> GuestKernel:
+    """The kernel built from our configuration, from the cache; built first where it is missing, or
+    where the configuration or the source changed (a new key)."""
+    if not MICROVM_SOURCE.exists():
+        raise UsageError(f"the microvm kernel is built from {MICROVM_SOURCE}: apt-get install linux-source-6.1 "
+                         "(make setup does)")
+    key = microvm_key()
+    base = cache_dir / "kernels" / f"microvm-{key}"
+    if force or not (base / "vmlinux").exists():
+        build_microvm(base, say or (lambda text: None))
+    return GuestKernel(base / "vmlinux", f"microvm-{key}", {})
+
+
+def microvm_build_info(cache_dir: Path) -> dict | None:
+    """How the cached microvm kernel was built (build.json), or None when it is not built yet."""
+    import json
+
+    try:
+        return json.loads((cache_dir / "kernels" / f"microvm-{microvm_key()}" / "build.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def not_taken(fragment: str, config: str) -> list[str]:
+    """Pure: the options the fragment sets that the resulting .config does not have as set (an
+    option whose dependencies are off is silently dropped by kconfig)."""
+    have = dict(re.findall(r"^(CONFIG_\w+)=(.*)$", config, re.M))
+    return [f"{name}={value}" for name, value in re.findall(r"^(CONFIG_\w+)=(.*)$", fragment, re.M)
+            if have.get(name) != value]
+
+
+def build_microvm(base: Path, say) -> float:
+    """Unpack the source, `make allnoconfig` with our fragment, check that every option took, build
+    vmlinux with a job per CPU and one more; only vmlinux, its .config and build.json are kept.
+    Staged: an interrupted build leaves nothing but a staging folder `bench clean` removes."""
+    import json
+    import subprocess
+    import time
+
+    started = time.monotonic()
+    jobs = len(os.sched_getaffinity(0)) + 1
+    with staged(base) as staging:
+        staging.mkdir()
+        say(f"microvm kernel: unpacking {MICROVM_SOURCE}")
+        got = run_tool(["tar", "-xf", str(MICROVM_SOURCE), "-C", str(staging)])
+        trees = [p for p in staging.iterdir() if p.is_dir()]
+        if got.returncode != 0 or len(trees) != 1:
+            raise UsageError(f"cannot unpack {MICROVM_SOURCE}: {got.stderr.decode().strip()[-200:]}")
+        tree, out = trees[0], staging / "build"
+        got = run_tool(["make", "-C", str(tree), f"O={out}", f"KCONFIG_ALLCONFIG={MICROVM_CONFIG}", "allnoconfig"])
+        if got.returncode != 0:
+            raise UsageError(f"make allnoconfig failed: {got.stderr.decode().strip()[-300:]}")
+        missing = not_taken(MICROVM_CONFIG.read_text(), (out / ".config").read_text())
+        if missing:
+            raise UsageError(f"{MICROVM_CONFIG}: {missing[0]} did not take (an option it depends on is off)")
+        say(f"microvm kernel: building vmlinux with {jobs} jobs (about 4 min on 2 cores)")
+        compiled, last = 0, time.monotonic()
+        with subprocess.Popen(["make", "-C", str(tree), f"O={out}", f"-j{jobs}", "vmlinux"], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT) as make:
+            tail = []
+            for line in make.stdout:
+                compiled += line.lstrip().startswith(b"CC ")
+                tail = (tail + [line])[-20:]
+                if time.monotonic() - last > 20:
+                    last = time.monotonic()
+                    say(f"microvm kernel: {compiled:,} files compiled, {last - started:.0f} s")
+        if make.returncode != 0:
+            raise UsageError(f"the microvm kernel build failed: {b''.join(tail).decode(errors='replace').strip()[-400:]}")
+        os.replace(out / "vmlinux", staging / "vmlinux")
+        os.replace(out / ".config", staging / "config")
+        seconds = time.monotonic() - started
+        (staging / "build.json").write_text(json.dumps(
+            {"seconds": round(seconds, 1), "source": str(MICROVM_SOURCE), "jobs": jobs, "compiled": compiled,
+             "vmlinux_mib": round((staging / "vmlinux").stat().st_size / 2**20, 1)}))
+        import shutil
+
+        shutil.rmtree(tree)
+        shutil.rmtree(out)
+    say(f"microvm kernel: built in {seconds // 60:.0f}m{seconds % 60:02.0f}s: {base / 'vmlinux'}")
+    return seconds

@@ -18,6 +18,7 @@ APT_PACKAGES=(
     lz4 xz-utils                          # unpacking the guest kernel's vmlinux
     bubblewrap runc crun runsc docker.io  # the peer runtimes (runsc: gVisor)
     user-mode-linux                       # the uml peer: a Linux kernel as a host process
+    linux-source-6.1 flex bison bc libelf-dev   # the microvm runner's kernel, built by `bench kernel build`
     podman lxc systemd-container
     chromium chromium-driver              # the real-browser test of a generated report
     vagrant vagrant-libvirt               # `vagrant validate` of vagrant/Vagrantfile

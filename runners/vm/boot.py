@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +39,10 @@ def boot_files(kernel_path: str | None, rootfs: str, image_digest: str, cache_di
     from bench import kernel as kernels
     from bench.image import build_static, compiler, file_digest
 
-    kernel = kernels.from_path(kernel_path) if kernel_path else kernels.fetch(cache_dir)
+    if kernel_path == kernels.MICROVM:  # ours, built from Debian's source on first use
+        kernel = kernels.microvm(cache_dir, say=lambda text: print(text, file=sys.stderr, flush=True))
+    else:
+        kernel = kernels.from_path(kernel_path) if kernel_path else kernels.fetch(cache_dir)
     init = Path(build_static(cache_dir, initramfs.INIT_SOURCE, compiler()))
     key = hashlib.sha256(f"{kernel.release} {file_digest(init)} ".encode()
                          + Path(initramfs.__file__).read_bytes()).hexdigest()[:16]

@@ -40,7 +40,8 @@ ROOT_SLOT, SCRATCH_SLOT, NET_SLOT = 2, 3, 4
 @dataclass
 class VmConfig:
     kernel: str | None = field(default=None, metadata={
-        "help": "a vmlinux or bzImage (default: Debian's cloud kernel, extracted)"})
+        "help": "a vmlinux or bzImage, or microvm: ours, built by `bench kernel build` "
+                "(default: Debian's cloud kernel, extracted)"})
     accel: str = field(default="auto", metadata={"help": "auto (probe KVM, fall back to TCG), kvm or tcg"})
     uri: str = field(default="qemu:///system", metadata={"help": "libvirt's URI"})
     state_dir: str = field(default="/tmp", metadata={"help": "where per-instance consoles and disks go"})
