@@ -77,7 +77,8 @@ class ProcessRunner(Runner):
         return None, "127.0.0.1"  # loopback: the host's own network stack, nothing in between
 
     def spawn(self, path: str, argv: list[str], spec: LaunchSpec, instance_cls=None,
-              on_teardown: Callable[[], None] | None = None) -> "TaskInstance":
+              on_teardown: Callable[[], None] | None = None, fds: dict[int, int] | None = None) -> "TaskInstance":
+        """fds: {fd in the child: our fd} handed over beside stdout and stderr (0 replaces stdin)."""
         taskstats = self._listener()
         try:
             read_fd, write_fd = output_pipe()
@@ -85,7 +86,7 @@ class ProcessRunner(Runner):
             if on_teardown:
                 on_teardown()
             raise
-        actions = output_actions(write_fd)
+        actions = output_actions(write_fd) + [(os.POSIX_SPAWN_DUP2, ours, theirs) for theirs, ours in (fds or {}).items()]
         try:
             if taskstats:
                 taskstats.reset()

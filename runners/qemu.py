@@ -45,6 +45,8 @@ class QemuInstance(GuestConsole, TaskInstance):
         finally:
             os.close(self.pidfd)
             os.close(self.out_fd)
+            if self.on_teardown:
+                self.on_teardown()
 
 
 class QemuRunner(VmRunner):
@@ -85,19 +87,30 @@ class QemuRunner(VmRunner):
         with contextlib.suppress(ProcessLookupError):
             os.kill(int(residue.name), signal.SIGKILL)
 
-    def launch(self, spec: LaunchSpec) -> QemuInstance:
+    # The machine, and the root disk on it; a subclass with another machine says its own.
+    machine = ("-M", MACHINE, "-bios", QBOOT)
+    root_device = f"virtio-blk-pci,drive=root,serial={ROOT_SERIAL},bus=pcie.0,addr={ROOT_SLOT}"
+    extra_cmdline = ""
+
+    def qemu_argv(self, spec: LaunchSpec, *extra_cmdline: str) -> list[str]:
         env = spec.envelope
         vcpus = self.vcpus(env)
-        argv = [QEMU, "-M", MACHINE, "-accel", self.accel, "-m", str(env.memory_mib or self.cfg.default_memory_mib),
-                "-smp", str(vcpus), "-nodefaults", "-no-user-config",
-                "-display", "none", "-bios", QBOOT, "-kernel", str(self.boot.kernel.vmlinux), "-initrd", str(self.boot.initrd),
+        cmdline = " ".join([guest_cmdline(spec.argv, self.boot.modules(), vcpus=vcpus, host=self.host_params),
+                            *filter(None, [self.extra_cmdline, *extra_cmdline])])
+        argv = [QEMU, *self.machine, "-accel", self.accel, "-m", str(env.memory_mib or self.cfg.default_memory_mib),
+                "-smp", str(vcpus), "-nodefaults", "-no-user-config", "-display", "none",
+                "-kernel", str(self.boot.kernel.vmlinux), "-initrd", str(self.boot.initrd),
                 "-drive", f"file={self.boot.root_disk},if=none,id=root,format=raw,readonly=on",
-                "-device", f"virtio-blk-pci,drive=root,serial={ROOT_SERIAL},bus=pcie.0,addr={ROOT_SLOT}",
-                "-append", guest_cmdline(spec.argv, self.boot.modules(), vcpus=vcpus, host=self.host_params),
-                "-serial", "stdio", "-no-reboot", "-name", spec.name]
-        argv += ["-cpu", "host"] if self.accel == "kvm" else []
+                "-device", self.root_device, "-append", cmdline, "-serial", "stdio", "-no-reboot", "-name", spec.name]
+        return argv + (["-cpu", "host"] if self.accel == "kvm" else [])
+
+    def spawn(self, spec: LaunchSpec, argv: list[str], instance_cls=QemuInstance, **kwargs) -> QemuInstance:
         # Guest RAM is the memory envelope: a memory cgroup on QEMU as well would count the guest twice.
-        return self.spawner.spawn(QEMU, argv, replace(spec, envelope=replace(env, memory_mib=None)), QemuInstance)
+        env = replace(spec.envelope, memory_mib=None)
+        return self.spawner.spawn(QEMU, argv, replace(spec, envelope=env), instance_cls, **kwargs)
+
+    def launch(self, spec: LaunchSpec) -> QemuInstance:
+        return self.spawn(spec, self.qemu_argv(spec))
 
     def close(self) -> None:
         super().close()

@@ -33,9 +33,10 @@ def host_tsc_khz(cache_dir: Path) -> str | None:
     return out if out.isdigit() and int(out) > 0 else None
 
 
-def choose_accel(cache_dir: Path, key: str, probe) -> tuple[str, str]:
-    """KVM if a probe boot reaches READY, else TCG, with the reason (once per host boot, kernel, QEMU)."""
-    return kvm_verdict(cache_dir / "kvm-probe.json", key, probe, fallback="tcg")
+def choose_accel(cache_dir: Path, key: str, probe, record: str = "kvm-probe.json") -> tuple[str, str]:
+    """KVM if a probe boot reaches READY, else TCG, with the reason (once per host boot, kernel, QEMU;
+    a runner with a kernel of its own keeps its own record, so that two do not probe in turns)."""
+    return kvm_verdict(cache_dir / record, key, probe, fallback="tcg")
 
 
 def cached_accel(cache_dir: str) -> str:

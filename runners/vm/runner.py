@@ -89,7 +89,7 @@ class VmRunner(Runner):
     def _choose_accel(self, cache_dir: Path, rootfs: str) -> tuple[str, str]:
         if self.cfg.accel != "auto":
             return self.cfg.accel, f"asked for with --option vm.accel={self.cfg.accel}"
-        return choose_accel(cache_dir, f"{self.boot.kernel.release} {self.conn.getVersion()}",
+        return choose_accel(cache_dir, f"{self.boot.kernel.release} {self._connect().getVersion()}",
                             lambda: self._probe_kvm(rootfs))
 
     def _probe_kvm(self, rootfs: str) -> tuple[str, str]:
