@@ -60,6 +60,7 @@ def execute(runner_name: str, argv: list[str], envelope: Envelope, options: dict
 def _execute(runner, argv: list[str], envelope: Envelope, cache_dir: Path) -> int:
     image = build_image(cache_dir)
     runner.prepare(str(image.rootfs), image.digest, str(cache_dir))
+    runner.prepare_envelope(envelope)
     command = (resolve_command(image.rootfs, argv[0]), *argv[1:])
     spec = LaunchSpec(name=f"bench-exec-{os.getpid()}", argv=command, rootfs=str(image.rootfs),
                       host_paths=image.host_paths, envelope=envelope, marker=None)

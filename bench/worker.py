@@ -48,6 +48,7 @@ class Worker:
             ok, reason = runner.available()
             if ok:
                 runner.prepare(msg["rootfs"], msg["image_digest"], msg["cache_dir"])
+                runner.prepare_envelope(Envelope.from_dict(msg["envelope"]))
             report[name] = {"available": ok, "reason": reason, "config": runner.config() if ok else {},
                             "provides": sorted(runner.provides),
                             "reserved_mib": runner.reserved_mib(Envelope.from_dict(msg["envelope"])) if ok else None,

@@ -172,6 +172,10 @@ class Runner(ABC):
     def prepare(self, rootfs: str, image_digest: str, cache_dir: str) -> None:
         """Heavy one-time work before the first launch (a VM's kernel and initramfs); not timed."""
 
+    def prepare_envelope(self, envelope) -> None:
+        """One-time work that depends on the run's envelope (a VM snapshot of that size), after
+        prepare() and before config(); not timed."""
+
     def config(self) -> dict:
         """The resolved configuration recorded in meta.json."""
         return {}

@@ -8,6 +8,9 @@ read-only) and runs the workload chrooted into it. Everything comes on the kerne
   bench.net=A/P       eth0's address (the host's tap is the only peer: no default route)
   bench.root=DEV      the root disk's device, where it has no serial to be found by (UML's ubda)
   bench.poweroff      power off, not reset, when no host is there any more (UML restarts on a reset)
+  bench.wait          with everything mounted, print "BENCH-WAIT" and read the argv (base64, as
+                      bench.argv) as one line from the console: the vm-restore runner saves the guest
+                      while it waits here, and hands each restored copy its workload
 The workload's exit code goes back over the console as "BENCH-EXIT <code>", after
 "BENCH-MEM <MemTotal kB> <MemAvailable kB>"; the host destroys the domain when it reads that.
 
@@ -26,6 +29,7 @@ exec of busybox cost 10 to 25 ms, and the script needed about fifteen before the
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #define ROOT "/newroot"
@@ -68,6 +72,42 @@ static size_t base64_decode(const char *in, char *out)  /* stops at '=' or a non
         }
     }
     return n;
+}
+
+static int unpack_argv(const char *packed, char *args, char **argv)  /* NUL-separated, in base64 */
+{
+    int argc = 0;
+    size_t len = base64_decode(packed, args);
+    for (size_t i = 0; i < len && argc < 255; i += strlen(args + i) + 1)
+        argv[argc++] = args + i;
+    argv[argc] = NULL;
+    return argc;
+}
+
+static int wait_for_argv(char *args, char **argv)
+{
+    /* No echo, no line editing: the host writes one line and nothing else reads the console. */
+    static char line[8192];
+    struct termios t;
+    if (tcgetattr(0, &t) == 0) {
+        t.c_lflag &= ~(ECHO | ICANON | ISIG);
+        t.c_iflag &= ~(ICRNL | IXON);
+        t.c_cc[VMIN] = 1, t.c_cc[VTIME] = 0;
+        tcsetattr(0, TCSANOW, &t);
+    }
+    printf("BENCH-WAIT\n");
+    fflush(stdout);
+    size_t n = 0;
+    while (n < sizeof line - 1) {
+        ssize_t got = read(0, line + n, 1);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0 || line[n] == '\n')
+            break;
+        n++;
+    }
+    line[n] = 0;
+    return unpack_argv(line, args, argv);
 }
 
 static void load_modules(char *list)
@@ -162,7 +202,7 @@ int main(void)
 {
     static char cmdline[8192], args[8192], text[4096];
     char *argv[256], *modules = NULL, *scratch = NULL, *net = NULL, *root = NULL, dev[300];
-    int argc = 0, poweroff = 0;
+    int argc = 0, poweroff = 0, wait = 0;
 
     mount("proc", "/proc", "proc", 0, NULL);
     mount("sysfs", "/sys", "sysfs", 0, NULL);
@@ -178,9 +218,9 @@ int main(void)
     cmdline[n > 0 ? n : 0] = 0;
     for (char *save = NULL, *arg = strtok_r(cmdline, " \n", &save); arg; arg = strtok_r(NULL, " \n", &save)) {
         if (!strncmp(arg, "bench.argv=", 11)) {
-            size_t len = base64_decode(arg + 11, args);
-            for (size_t i = 0; i < len && argc < 255; i += strlen(args + i) + 1)
-                argv[argc++] = args + i;
+            argc = unpack_argv(arg + 11, args, argv);
+        } else if (!strcmp(arg, "bench.wait")) {
+            wait = 1;
         } else if (!strncmp(arg, "bench.modules=", 14)) {
             modules = arg + 14;
         } else if (!strncmp(arg, "bench.scratch=", 14)) {
@@ -213,6 +253,8 @@ int main(void)
             try_mount(dev, ROOT "/mnt/scratch", "ext4", 0, NULL);
     }
     fflush(stdout);
+    if (wait)
+        argc = wait_for_argv(args, argv);
     int code = argc ? run(argv) : 127;
     fd = open("/proc/meminfo", O_RDONLY);
     n = fd < 0 ? -1 : read(fd, text, sizeof text - 1);

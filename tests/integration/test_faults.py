@@ -36,6 +36,8 @@ def start_run(results_dir, runners, *extra):
     (signal.SIGINT, "process,bwrap,runc,docker"),  # peers
     (signal.SIGTERM, "process,gvisor"),  # a sandbox of runsc's: its Sentry and Gofer go too
     (signal.SIGINT, "process,uml"),  # a UML kernel and the guest processes it traces
+    (signal.SIGINT, "process,microvm"),  # our kernel on the microvm machine
+    (signal.SIGTERM, "process,vm-restore"),  # a restored QEMU, and the run's snapshot file
 ])
 def test_a_signal_stops_the_run_keeps_its_samples_and_leaves_nothing(tmp_path, sig, runners):
     proc = start_run(tmp_path, runners)

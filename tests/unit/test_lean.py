@@ -15,7 +15,8 @@ def loaded_after(code: str) -> set[str]:
 
 
 def test_the_worker_its_suites_and_the_built_in_runners_import_nothing_fat():
-    runners = ("process", "chroot", "container", "vm", "qemu", "bwrap", "oci", "docker", "podman", "lxc", "nspawn")
+    runners = ("process", "chroot", "container", "vm", "qemu", "microvm", "restore", "bwrap", "oci", "docker", "podman", "lxc",
+               "nspawn")
     loaded = loaded_after("import bench.worker\nfrom bench.suites import suites\nsuites()\n"
                           + "".join(f"import runners.{r}\n" for r in runners))
     assert sorted(loaded & set(FAT)) == []
