@@ -205,8 +205,26 @@ def microvm(cache_dir: Path, say=None, force: bool = False) -> GuestKernel:
     key = microvm_key()
     base = cache_dir / "kernels" / f"microvm-{key}"
     if force or not (base / "vmlinux").exists():
+        missing = microvm_build_needs()
+        if missing:
+            raise UsageError(f"building the microvm kernel needs {', '.join(missing)}: apt-get install them "
+                             "(make setup does)")
         build_microvm(base, say or (lambda text: None))
     return GuestKernel(base / "vmlinux", f"microvm-{key}", {})
+
+
+# What the build needs beyond the source: the package that brings each (apt-get install ...).
+BUILD_TOOLS = {"make": "make", "gcc": "gcc", "flex": "flex", "bison": "bison", "bc": "bc"}
+LIBELF_HEADER = Path("/usr/include/libelf.h")  # objtool's, from libelf-dev
+
+
+def microvm_build_needs() -> list[str]:
+    """The packages missing for a build (the source is also what keys a cached kernel)."""
+    import shutil
+
+    missing = [] if MICROVM_SOURCE.exists() else ["linux-source-6.1"]
+    missing += [package for tool, package in BUILD_TOOLS.items() if shutil.which(tool) is None]
+    return missing + ([] if LIBELF_HEADER.exists() else ["libelf-dev"])
 
 
 def microvm_build_info(cache_dir: Path) -> dict | None:
@@ -232,6 +250,7 @@ def build_microvm(base: Path, say) -> float:
     vmlinux with a job per CPU and one more; only vmlinux, its .config and build.json are kept.
     Staged: an interrupted build leaves nothing but a staging folder `bench clean` removes."""
     import json
+    import shutil
     import subprocess
     import time
 
@@ -270,8 +289,6 @@ def build_microvm(base: Path, say) -> float:
         (staging / "build.json").write_text(json.dumps(
             {"seconds": round(seconds, 1), "source": str(MICROVM_SOURCE), "jobs": jobs, "compiled": compiled,
              "vmlinux_mib": round((staging / "vmlinux").stat().st_size / 2**20, 1)}))
-        import shutil
-
         shutil.rmtree(tree)
         shutil.rmtree(out)
     say(f"microvm kernel: built in {seconds // 60:.0f}m{seconds % 60:02.0f}s: {base / 'vmlinux'}")

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from bench import kernel as kernels
 from runners.qemu import QemuRunner
-from runners.vm.accel import choose_accel
 from runners.vm.domain import QEMU, ROOT_SERIAL, VmConfig
 
 # x-option-roms=off: no ROM scan; isa-serial: the console; acpi=off: the devices are named on the
@@ -40,19 +39,26 @@ class MicrovmRunner(QemuRunner):
     root_device = f"virtio-blk-device,drive=root,serial={ROOT_SERIAL}"
     extra_cmdline = "pci=off"  # there is no PCI bus to probe
 
+    probe_record = "kvm-probe-microvm.json"  # its own kernel: its own KVM verdict
+
     def __init__(self, **options) -> None:
         super().__init__(**options)
         self.cfg = MicrovmConfig(**options)
+        self.built: dict | None = None  # how the kernel was built (bench kernel build's record)
 
-    def _choose_accel(self, cache_dir: Path, rootfs: str) -> tuple[str, str]:
-        if self.cfg.accel != "auto":
-            return self.cfg.accel, f"asked for with --option microvm.accel={self.cfg.accel}"
-        return choose_accel(cache_dir, f"{self.boot.kernel.release} {self._connect().getVersion()}",
-                            lambda: self._probe_kvm(rootfs), record="kvm-probe-microvm.json")
+    def available(self) -> tuple[bool, str]:
+        missing = kernels.microvm_build_needs() if self.cfg.kernel == kernels.MICROVM else []
+        if missing:
+            return False, f"its kernel is built from Debian's source, which needs {', '.join(missing)} (make setup installs them)"
+        return super().available()
+
+    def prepare(self, rootfs: str, image_digest: str, cache_dir: str) -> None:
+        super().prepare(rootfs, image_digest, cache_dir)
+        if self.cfg.kernel == kernels.MICROVM:
+            self.built = kernels.microvm_build_info(Path(cache_dir))
 
     def config(self) -> dict:
-        ours = self.boot and self.cfg.kernel == kernels.MICROVM
-        built = kernels.microvm_build_info(Path(self.boot.kernel.vmlinux).parents[2]) if ours else None
+        built = self.built
         return {**super().config(), "machine": MACHINE, "boot": "PVH vmlinux, QEMU's microvm firmware",
                 "kernel_build_s": built and built["seconds"], "vmlinux_mib": built and built["vmlinux_mib"],
                 "launcher": f"{QEMU} directly"}

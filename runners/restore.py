@@ -109,11 +109,18 @@ class VmRestoreRunner(QemuRunner):
         snapshot = self._snapshot(spec.envelope)  # made by prepare_envelope for a run's envelope
         file = os.open(snapshot.path, os.O_RDONLY | os.O_CLOEXEC)
         console_in, console = os.pipe2(os.O_CLOEXEC)  # QEMU's stdin: the serial port's input
+        closed = []
+
+        def close_console() -> None:  # once: by the instance's teardown, or here if there is none
+            if not closed:
+                closed.append(True)
+                os.close(console)
+
         try:
             instance, qmp = self._qemu(spec, "-incoming", f"fd:{SNAPSHOT_FD}", fds={0: console_in, SNAPSHOT_FD: file},
-                                       on_teardown=lambda: os.close(console))
+                                       on_teardown=close_console)
         except BaseException:
-            os.close(console)
+            close_console()
             raise
         finally:
             os.close(file)

@@ -40,6 +40,7 @@ class VmRunner(Runner):
     provides = frozenset({"scratch", "server"})
 
     Options = VmConfig
+    probe_record = "kvm-probe.json"  # in the cache: the KVM verdict, per host boot and kernel
     version_probes = {"qemu": ([QEMU, "--version"], r"version ([\w.\-]+)"),
                       "libvirt": (["libvirtd", "--version"], r"([\d.]+)\s*$")}
     enforcement = {"cpuset": "every vCPU pinned, emulator and I/O threads on the set (libvirt cputune)",
@@ -88,9 +89,9 @@ class VmRunner(Runner):
 
     def _choose_accel(self, cache_dir: Path, rootfs: str) -> tuple[str, str]:
         if self.cfg.accel != "auto":
-            return self.cfg.accel, f"asked for with --option vm.accel={self.cfg.accel}"
+            return self.cfg.accel, f"asked for with --option {self.name}.accel={self.cfg.accel}"
         return choose_accel(cache_dir, f"{self.boot.kernel.release} {self._connect().getVersion()}",
-                            lambda: self._probe_kvm(rootfs))
+                            lambda: self._probe_kvm(rootfs), self.probe_record)
 
     def _probe_kvm(self, rootfs: str) -> tuple[str, str]:
         spec = LaunchSpec(f"bench-kvmprobe-{os.getpid()}", ("/bin/bench-probe",), rootfs)

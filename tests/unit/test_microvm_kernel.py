@@ -37,3 +37,12 @@ def test_no_source_is_one_line_saying_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setattr(kernels, "MICROVM_SOURCE", tmp_path / "absent.tar.xz")
     with pytest.raises(UsageError, match="apt-get install linux-source-6.1"):
         kernels.microvm(tmp_path)
+
+
+def test_without_the_source_the_runner_says_what_to_install(tmp_path, monkeypatch):
+    from runners.microvm import MicrovmRunner
+
+    monkeypatch.setattr(kernels, "MICROVM_SOURCE", tmp_path / "absent.tar.xz")
+    monkeypatch.setattr(kernels, "LIBELF_HEADER", tmp_path / "absent.h")
+    ok, why = MicrovmRunner().available()
+    assert not ok and "linux-source-6.1" in why and "libelf-dev" in why
