@@ -3,8 +3,9 @@ job (bench/guest/microvm.config: no modules, no ACPI, virtio-mmio), booted by QE
 machine (no PCI, no firmware tables, no option ROMs, no legacy PIC), started directly as the qemu
 peer starts q35, with the vm runner's initramfs protocol, root disk and READY marker.
 
-The three VM rows then differ one thing at a time: vm against qemu is libvirt; qemu against
-`qemu --option qemu.kernel=microvm` is the kernel; that against microvm is the machine.
+The VM rows then differ one thing at a time (`--runners vm,qemu,qemu:kernel=microvm,microvm`): vm
+against qemu is libvirt; qemu against qemu:kernel=microvm is the kernel; that against microvm is
+the machine.
 """
 
 from __future__ import annotations

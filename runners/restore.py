@@ -5,8 +5,8 @@ and saved there with QEMU's migration to a file. Each instance is a new QEMU res
 the READY marker comes back as from a cold boot. ready_ms is from the restore's start to READY.
 
 QEMU directly, not libvirt's virDomainRestore: libvirt's share of a start is measured already (vm
-against qemu), and its restore pipes the file through a helper process of its own. Firecracker
-snapshots and Kata's VM templates do the same thing: restore the memory, skip the boot.
+against qemu), and its restore pipes the file through a helper process of its own. Firecracker's
+snapshots and Kata's VM templates serve the same end: start from a booted guest's memory.
 """
 
 from __future__ import annotations
@@ -69,9 +69,11 @@ class VmRestoreRunner(QemuRunner):
             argv = self.qemu_argv(replace(spec, argv=()), WAIT) + [
                 "-chardev", f"socket,id=qmp,fd={QMP_FD}", "-mon", "chardev=qmp,mode=control", *extra]
             instance = self.spawn(spec, argv, fds={**fds, QMP_FD: theirs.fileno()}, **kwargs)
+            session = ours.dup()
             try:
-                return instance, Qmp(ours.dup())
+                return instance, Qmp(session)
             except BaseException:
+                session.close()
                 instance.teardown()
                 raise
 
