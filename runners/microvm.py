@@ -43,8 +43,7 @@ class MicrovmRunner(QemuRunner):
     probe_record = "kvm-probe-microvm.json"  # its own kernel: its own KVM verdict
 
     def __init__(self, **options) -> None:
-        super().__init__(**options)
-        self.cfg = MicrovmConfig(**options)
+        super().__init__(**options)  # self.cfg: a MicrovmConfig, from Options
         self.built: dict | None = None  # how the kernel was built (bench kernel build's record)
 
     def available(self) -> tuple[bool, str]:

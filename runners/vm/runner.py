@@ -48,7 +48,7 @@ class VmRunner(Runner):
                    "memory": "guest RAM"}
 
     def __init__(self, **options) -> None:
-        self.cfg = VmConfig(**options)
+        self.cfg = self.Options(**options)  # a subclass may declare its own defaults
         self.tap: Tap | None = None
         self.conn = None
         self.boot: BootFiles | None = None
