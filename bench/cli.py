@@ -35,7 +35,9 @@ def build_parser() -> Parser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     r = sub.add_parser("run", help="measure suites in runners, store results, write a report")
-    r.add_argument("--suite", required=True, help="startup, ... or all (comma-separated)")
+    r.add_argument("--suite", help="startup, ... or all (comma-separated); without it, the --workload-file ones")
+    r.add_argument("--workload-file", action="append", default=[], metavar="FILE", type=Path,
+                   help="a workload of your own, as a TOML file (docs/workloads.md); repeatable")
     r.add_argument("--runners", help="comma-separated (default: every available runner)")
     r.add_argument("--workloads", help="comma-separated (default: every workload of the suite)")
     r.add_argument("--repeat", help="measured rounds per runner and workload, forced (default: until --precision)")
@@ -75,6 +77,8 @@ def build_parser() -> Parser:
     ls = sub.add_parser("list", help="suites, runners or workloads")
     ls.add_argument("what", nargs="?", default="all", choices=["suites", "runners", "workloads", "all"])
     ls.add_argument("--json", action="store_true")
+    ls.add_argument("--workload-file", action="append", default=[], metavar="FILE", type=Path,
+                    help="list the workloads of this file too (checks it); repeatable")
 
     sub.add_parser("doctor", help="what this host can and cannot run, and why")
 
@@ -205,7 +209,7 @@ def cmd_run(args, console) -> int:
     from bench.run import RunOptions, run
 
     opts = RunOptions(
-        suite=args.suite, runners=args.runners, workloads=args.workloads,
+        suite=args.suite, runners=args.runners, workloads=args.workloads, workload_files=tuple(args.workload_file),
         repeat=positive_int(args.repeat, "--repeat") if args.repeat is not None else None,
         warmup=positive_int(args.warmup, "--warmup", minimum=0) if args.warmup is not None else None,
         envelope=envelope_from(args), results_dir=args.results_dir, reports_dir=args.reports_dir,
@@ -241,7 +245,7 @@ def cmd_exec(args, console) -> int:
 def cmd_list(args, console) -> int:
     from bench.views import listing
 
-    data = listing(args.what, str(cache_dir()))
+    data = listing(args.what, str(cache_dir()), args.workload_file)
     if args.json:
         print(json.dumps(data, indent=2))
     else:

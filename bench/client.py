@@ -32,11 +32,16 @@ class WorkerClient:
             raise RuntimeError(f"worker: {reply['message']}")
         return reply
 
-    def init(self, runners: dict[str, str], image, envelope: Envelope, options: dict, cache_dir) -> dict:
-        """runners: name -> "module:Class". Returns per runner: available, reason, config."""
+    def init(self, runners: dict[str, str], image, envelope: Envelope, options: dict, cache_dir,
+             workloads=None) -> dict:
+        """runners: name -> "module:Class"; workloads: what may be measured (default: the built-in
+        ones). Returns per runner: available, reason, config."""
+        from bench.workload import builtin
+
+        workloads = builtin().values() if workloads is None else workloads
         return self.request(op="init", runners=runners, rootfs=str(image.rootfs), host_paths=image.host_paths,
                             image_digest=image.digest, cache_dir=str(cache_dir), envelope=asdict(envelope),
-                            options=options)["runners"]
+                            options=options, workloads=[w.to_dict() for w in workloads])["runners"]
 
     def interrupt(self) -> None:
         """Ask the worker to stop: it tears down the instance it is measuring (its SIGTERM handler)."""

@@ -43,6 +43,7 @@ class RunOptions:
     reports_dir: Path
     report: bool
     cache_dir: Path
+    workload_files: tuple[Path, ...] = ()  # --workload-file: workloads of the user's own
     options: dict = field(default_factory=dict)  # runner -> {option: value}
     density: int = DENSITY
     precision: float = DEFAULT_PRECISION  # the median's 95% interval within ± this share of it
@@ -195,7 +196,7 @@ def run(opts: RunOptions, console: Console) -> tuple[int, Path | None]:
     completed so far are stored as a run marked incomplete, and the code is 128 + the signal."""
     from bench.clean import run_lock
 
-    workloads = select(opts.suite, opts.workloads)
+    workloads = select(opts.suite, opts.workloads, opts.workload_files)
     opts = replace(opts, envelope=suite_envelope(opts.envelope, workloads))
     if opts.memory_budget_mib is None and any(w.suite == "scale" for w in workloads):
         opts = replace(opts, memory_budget_mib=default_budget_mib())
@@ -224,7 +225,7 @@ def _run(opts, console, workloads, wanted, started, run_id) -> tuple[int, Path |
         targets = {n: registered()[runner_name(n)].target for n in (wanted or registered())}
         opts = replace(opts, options=runner_options(targets, opts.options))
         with console.status("preparing the runners (a VM's kernel and initramfs, the KVM probe)"):
-            status = client.init(targets, image, opts.envelope, opts.options, opts.cache_dir)
+            status = client.init(targets, image, opts.envelope, opts.options, opts.cache_dir, workloads)
         names = active_runners(status, wanted)
         plan, not_run = plan_runs(workloads, names, status, opts)
         try:
@@ -240,6 +241,7 @@ def _run(opts, console, workloads, wanted, started, run_id) -> tuple[int, Path |
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": " ".join(["bench", *sys.argv[1:]]), "suites": sorted({w.suite for w in workloads}),
         "workloads": [w.name for w in workloads], "envelope": asdict(opts.envelope),
+        "workload_files": {w.name: {"origin": w.origin, "sha256": w.digest} for w in workloads if not w.builtin},
         "rounds": {w: {n: r.as_meta() for n, r in p.items()} for w, p in rounds_meta.items()},
         "precision_pct": None if opts.repeat else round(100 * opts.precision, 3),
         "image": {"digest": image.digest, "rootfs": str(image.rootfs)},

@@ -1,6 +1,7 @@
-"""The host side of a network workload: a bench-rr and an iperf3 server, each serving one client,
-started for one sample in the network namespace the runner names (the bench bridge's for a
-container, the host's for a process or a VM's tap) and stopped after it. Traffic stays there."""
+"""The host side of a network workload: the servers its file declares (net.toml: a bench-rr and an
+iperf3 server, each serving one client), started for one sample in the network namespace the runner
+names (the bench bridge's for a container, the host's for a process or a VM's tap) and stopped after
+it. Traffic stays there."""
 
 from __future__ import annotations
 
@@ -10,11 +11,10 @@ import signal
 import time
 
 from bench.errors import MeasurementError
-from bench.spec import IPERF_PORT, RR_PORT, SERVER
+from bench.spec import IPERF_PORT, ROOTFS, RR_PORT, SERVER
 from runners._child import pinned
 
 NSENTER = "/usr/bin/nsenter"
-IPERF3 = "/usr/bin/iperf3"
 LISTEN_TIMEOUT_S = 5.0
 
 
@@ -36,10 +36,11 @@ def server_cpus(envelope_cpus: list[int] | None) -> list[int] | None:
 
 
 class HostServers:
-    def __init__(self, netns: str | None, address: str, rr_binary: str, cpus: list[int] | None = None,
+    def __init__(self, netns: str | None, address: str, servers, rootfs: str, cpus: list[int] | None = None,
                  slot: int = 0) -> None:
+        """servers: the workload's (bench.workload.Server); rootfs: the image's tree on the host (@ROOTFS@)."""
         self.slot = slot
-        self.netns, self.address, self.rr_binary = netns, address, rr_binary
+        self.netns, self.address, self.servers, self.rootfs = netns, address, servers, rootfs
         self.cpus = server_cpus(cpus)
         self.procs: list[tuple[int, int]] = []  # (pid, stdout read end)
 
@@ -48,15 +49,18 @@ class HostServers:
         return {SERVER: self.address, RR_PORT: str(rr), IPERF_PORT: str(iperf)}
 
     def start(self) -> None:
-        rr, iperf = ports(self.slot)
+        values = {**self.placeholders(), ROOTFS: self.rootfs}
         try:
-            self._spawn([self.rr_binary, "server", self.address, str(rr)])
-            self._spawn([IPERF3, "--server", "--one-off", "--forceflush", "--bind", self.address, "--port", str(iperf)])
+            for server in self.servers:
+                argv = list(server.argv)
+                for placeholder, value in values.items():
+                    argv = [arg.replace(placeholder, value) for arg in argv]
+                self._spawn(argv, server.ready.encode())
         except BaseException:
             self.stop()
             raise
 
-    def _spawn(self, argv: list[str]) -> None:
+    def _spawn(self, argv: list[str], ready: bytes) -> None:
         if self.netns:
             argv = [NSENTER, f"--net={self.netns}", "--", *argv]
         read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
@@ -65,17 +69,20 @@ class HostServers:
         try:
             with pinned(self.cpus):
                 pid = os.posix_spawn(argv[0], argv, {"PATH": "/usr/bin:/bin"}, file_actions=actions, setsid=True)
+        except OSError as exc:
+            os.close(read_fd)
+            raise MeasurementError(f"host-side server {argv[0]}: {exc.strerror}") from None
         finally:
             os.close(write_fd)
         self.procs.append((pid, read_fd))
-        self._await_listening(read_fd)
+        self._await_ready(read_fd, ready)
 
-    def _await_listening(self, fd: int) -> None:
+    def _await_ready(self, fd: int, ready: bytes) -> None:
         seen, deadline = b"", time.monotonic() + LISTEN_TIMEOUT_S
-        while b"listening" not in seen:
+        while ready not in seen:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([fd], [], [], left)[0]:
-                raise MeasurementError(f"host-side server did not start listening within {LISTEN_TIMEOUT_S:g} s")
+                raise MeasurementError(f"host-side server printed no {ready.decode()!r} within {LISTEN_TIMEOUT_S:g} s")
             chunk = os.read(fd, 4096)
             if not chunk:
                 raise MeasurementError(f"host-side server exited: {seen.decode(errors='replace').strip()[-200:]}")

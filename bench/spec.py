@@ -89,7 +89,8 @@ class LaunchSpec:
 # Placeholders in a workload's argv, filled in per environment.
 SCRATCH = "@SCRATCH@"  # the directory a disk test writes to
 SERVER = "@SERVER@"  # the address of the host-side servers a network workload talks to
-RR_PORT, IPERF_PORT = "@RR_PORT@", "@IPERF_PORT@"
+RR_PORT, IPERF_PORT = "@PORT1@", "@PORT2@"  # two ports of this run's own for host-side servers
+ROOTFS = "@ROOTFS@"  # the image's tree on the host, in a host-side server's argv (@ROOTFS@/bin/bench-rr)
 HOST_L3 = "@HOST_L3@"  # the host's last-level cache size, so that stream sizes its arrays alike everywhere
 
 

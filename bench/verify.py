@@ -21,8 +21,6 @@ from bench.errors import MeasurementError, UsageError
 from bench.image import Image, build_image
 from bench.registry import registered
 from bench.spec import SCRATCH, Envelope
-from bench.suites import suites
-from bench.suites.throughput import FIO
 from bench.workload import PROBE_GUEST_PATH, SYSCALL_GUEST_PATH
 from runners.bwrap import bwrap_argv
 
@@ -110,7 +108,9 @@ class Harness:
 
 
 def workload(name: str):
-    return next(w for s in suites().values() for w in s.workloads if w.name == name)
+    from bench.workload import builtin
+
+    return builtin()[name]
 
 
 def pinned_run(argv: list[str], cpu: int, timeout_s: float = 120, cwd: str | None = None) -> str:
@@ -145,7 +145,7 @@ def checks(harness: Harness, image: Image, envelope: Envelope, scratch: str) -> 
     bwrap = bwrap_argv(rootfs, "bench-verify", [PROBE_GUEST_PATH])
 
     def fio_direct() -> list[float]:
-        argv = [a.replace(SCRATCH, scratch) for a in FIO]
+        argv = [a.replace(SCRATCH, scratch) for a in workload("disk").argv]
         return [parsers.parse_fio(pinned_run(argv, cpu))["disk_randread_iops"]]
 
     def iperf_direct() -> list[float]:

@@ -13,14 +13,17 @@ from bench.options import declared
 from bench.registry import availability, registered
 
 
-def listing(what: str, cache_dir: str) -> dict:
-    data = {}
+def listing(what: str, cache_dir: str, files=()) -> dict:
+    from bench.workload import catalogue
+
+    data, every = {}, catalogue(files)
     if what in ("suites", "all"):
-        data["suites"] = [{"name": s.name, **s.defaults(), "workloads": [w.name for w in s.workloads],
+        data["suites"] = [{"name": s.name, **s.defaults(), "workloads": [w.name for w in every.values() if w.suite == s.name],
                            "description": s.description} for s in suites().values()]
     if what in ("workloads", "all"):
         data["workloads"] = [{"suite": w.suite, "name": w.name, "description": w.description,
-                              "metrics": [m for m, _ in w.metrics]} for s in suites().values() for w in s.workloads]
+                              "metrics": [m for m, _ in w.metrics], "origin": w.origin}
+                             for s in suites().values() for w in every.values() if w.suite == s.name]
     if what in ("runners", "all"):
         data["runners"] = []
         for name, info in registered().items():

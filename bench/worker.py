@@ -26,6 +26,7 @@ class Worker:
     def __init__(self) -> None:
         self.runners = {}
         self.base: dict = {}
+        self.workloads: dict = {}  # name -> Workload: the run's, as the harness loaded them
 
     def handle(self, msg: dict) -> dict:
         if msg["op"] == "init":
@@ -38,6 +39,7 @@ class Worker:
 
     def init(self, msg: dict) -> dict:
         from bench.registry import load_target
+        from bench.workload import Workload
 
         report = {}
         for name, target in msg["runners"].items():
@@ -55,14 +57,15 @@ class Worker:
                             "enforced": runner.enforced(Envelope.from_dict(msg["envelope"]))}
             if ok:
                 self.runners[name] = runner
+        self.workloads = {w["name"]: Workload.from_dict(w) for w in msg["workloads"]}
         self.base = {"rootfs": msg["rootfs"], "host_paths": msg["host_paths"],
                      "envelope": Envelope.from_dict(msg["envelope"])}
         return {"op": "init", "runners": report}
 
     def measure(self, msg: dict) -> dict:
         suite = suites()[msg["suite"]]
-        workload = suite.workload(msg["workload"])
-        spec = LaunchSpec(name=msg["name"], argv=workload.argv, marker=b"READY" if workload.marker else None,
+        workload = self.workloads[msg["workload"]]
+        spec = LaunchSpec(name=msg["name"], argv=workload.argv, marker=workload.marker.encode() if workload.marker else None,
                           timeout_s=workload.timeout_s, scratch=workload.scratch, **self.base)
         params = dict(msg.get("params", {}))
         if params.pop("cache", "warm") == "cold" and suite.cold_start:

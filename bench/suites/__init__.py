@@ -1,6 +1,6 @@
 """Suites: one module each in this package, each declaring a SUITE. Adding a suite is adding a file.
 
-A suite says which workloads it runs, how one sample is measured, how many rounds it gets by
+A suite says how one sample of its workloads (the files in workloads/ that name it) is measured, how many rounds it gets by
 default, the envelope it runs in when --cpus/--memory are not given, and what its report section
 draws. Lean: the worker imports every suite module, so none imports pandas or plotting at the top.
 """
@@ -24,7 +24,6 @@ PLOTS = ("phases", "memory", "cdf", "scaling", "fill", "interference")
 class Suite:
     name: str
     description: str
-    workloads: tuple[Workload, ...]
     # (runner, spec, workload, iteration, **params) -> list[Sample]; params: run options such as density
     measure: Callable
     # Rounds per runner when --repeat is not given (bench.run.Rounds): at least min_repeat, then more
@@ -37,11 +36,24 @@ class Suite:
     plots: tuple[str, ...] = ()  # of PLOTS, drawn before the distributions
     order: int = 50  # where it runs in --suite all, and where its sections sit in the report
     cold_start: bool = False  # startup-like: with --cache cold, the page cache is dropped before each sample
+    # What a workload file of this suite may leave out or must give: the metrics its measure()
+    # gives when the file names none; whether each metric is read from the workload's output (then
+    # each needs a parser, a regex or a JSON path); workloads whose argv measure() builds itself.
+    metrics: tuple[tuple[str, str], ...] = ()
+    parses_output: bool = False
+    composed: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         unknown = [p for p in self.plots if p not in PLOTS]
-        if unknown or any(w.suite != self.name for w in self.workloads):
-            raise ValueError(f"suite {self.name}: unknown plots {unknown} or a workload of another suite")
+        if unknown:
+            raise ValueError(f"suite {self.name}: unknown plots {unknown}")
+
+    @property
+    def workloads(self) -> tuple[Workload, ...]:
+        """Its built-in workloads (workloads/*.toml that name it)."""
+        from bench.workload import builtin
+
+        return tuple(w for w in builtin().values() if w.suite == self.name)
 
     def workload(self, name: str) -> Workload:
         return next(w for w in self.workloads if w.name == name)
@@ -62,14 +74,28 @@ def suites() -> dict[str, Suite]:
     return {s.name: s for s in sorted(found, key=lambda s: (s.order, s.name))}
 
 
-def select(suite_arg: str, workload_arg: str | None) -> list[Workload]:
-    """The workloads named by --suite (comma list, or 'all') and --workloads; UsageError otherwise."""
-    known = suites()
+def select(suite_arg: str | None, workload_arg: str | None, files=()) -> list[Workload]:
+    """The workloads named by --suite (comma list, or 'all') and --workloads, among the built-in ones
+    and those of --workload-file; UsageError otherwise. Without --suite, the files' workloads."""
+    from bench.workload import catalogue
+
+    known, every = suites(), catalogue(files)
+    if suite_arg is None:
+        if not files:
+            raise UsageError("--suite is required (startup, ... or all), or a --workload-file")
+        chosen = [w for w in every.values() if not w.builtin]
+        suite_arg = ",".join(dict.fromkeys(w.suite for w in chosen))
+        return narrowed(chosen, workload_arg, suite_arg)
     names = list(known) if suite_arg == "all" else [s.strip() for s in suite_arg.split(",") if s.strip()]
     unknown = [s for s in names if s not in known]
     if unknown or not names:
         raise UsageError(f"unknown suite {','.join(unknown) or suite_arg!r}; choose from: {', '.join(sorted(known))}, all")
-    chosen = [w for s in known.values() if s.name in names for w in s.workloads]
+    chosen = [w for s in known.values() if s.name in names for w in every.values() if w.suite == s.name]
+    return narrowed(chosen, workload_arg, suite_arg)
+
+
+def narrowed(chosen: list[Workload], workload_arg: str | None, suite_arg: str) -> list[Workload]:
+    """chosen, narrowed to the names of --workloads when it is given."""
     if workload_arg:
         wanted = [w.strip() for w in workload_arg.split(",") if w.strip()]
         valid = sorted({w.name for w in chosen})

@@ -10,11 +10,9 @@ from pathlib import Path
 
 from bench.measure import Failure, launched, samples
 from bench.suites import Suite
-from bench.workload import Workload
 
 SETTLE_S = 0.5  # after an idle instance is up, before its memory is read
 DENSITY = 4  # instances at once in the density workload (bench run --density N)
-IDLE = ("/bin/sh", "-c", "echo READY; sleep 600")  # up, then nothing
 
 
 def measure(runner, spec, workload, iteration, density: int = DENSITY, **_) -> list:
@@ -122,13 +120,6 @@ def process_tree(pid: int) -> list[int]:
 SUITE = Suite(
     name="memory",
     description="host memory an idle instance costs, alone and several at once",
-    workloads=(
-        Workload("idle", "memory", IDLE, "private memory of an idle instance's host processes minus the same "
-                 "as a plain process", (("mem_overhead_mib", "MiB"),), marker=True),
-        Workload("density", "memory", IDLE, "N idle instances at once: host memory used per instance, and "
-                 "what that reading can resolve", (("mem_per_instance_mib", "MiB"), ("mem_resolution_mib", "MiB")),
-                 marker=True),
-    ),
     measure=measure,
     min_repeat=3, max_repeat=6, warmup=1,
     envelope={"cpus": 1.0, "memory_mib": 512},

@@ -19,9 +19,9 @@ from bench.measure import (Arrivals, Failure, Found, exited_ok, launched, sample
                            wait_all_ready)
 from bench.spec import IPERF_PORT, RR_PORT, SCRATCH, SERVER, Envelope
 from bench.suites import Suite
-from bench.suites.memory import IDLE, SETTLE_KIB, meminfo_kib, settled_used_kib
-from bench.suites.throughput import RR_METRICS, STRESS, parsed, served
-from bench.workload import PROBE_GUEST_PATH, RR_GUEST_PATH, Workload
+from bench.suites.memory import SETTLE_KIB, meminfo_kib, settled_used_kib
+from bench.suites.throughput import RR_METRICS, parsed, served
+from bench.workload import RR_GUEST_PATH, builtin
 
 CONCURRENCY = (1, 2, 4, 8, 16, 32)  # --concurrency's default steps
 MAX_INSTANCES = 64  # the most instances a burst or a fill starts (--max-instances): pids and fds stay bounded
@@ -155,7 +155,6 @@ def fill(runner, spec, workload, iteration, limits: Limits) -> list:
     has stopped moving (MemTotal - MemAvailable against before the first). What that reading can
     resolve is known once all are torn down: the host's own drift over the same time (the reading
     after against before) plus the settling tolerance, over the count (mem_resolution_mib)."""
-    spec = replace(spec, argv=IDLE, marker=b"READY")
     starts, used, stopped = [], [], ""
     before = settled_used_kib()
     with ExitStack() as up:
@@ -194,7 +193,7 @@ def load_argv(load: str) -> tuple[str, ...]:
 
 def measured_argv(server: bool) -> tuple[str, ...]:
     """The measured instance: stress-ng's CPU rate, then bench-rr's round trips where it has servers."""
-    cpu = " ".join((*STRESS, "--cpu", "1", "--cpu-method", "matrixprod"))
+    cpu = " ".join(builtin()["cpu"].argv)  # workloads/cpu.toml
     rr = f" && {RR_GUEST_PATH} client {SERVER} {RR_PORT} 2" if server else ""
     return ("/bin/sh", "-c", cpu + rr)
 
@@ -234,10 +233,10 @@ def one_measured(runner, mine, theirs, k: int, workload) -> dict[str, float]:
         for i in range(k):
             spec = replace(theirs, name=f"{theirs.name}-n{i}")
             if SERVER in " ".join(spec.argv):  # a net load: servers of its own, on ports of its own
-                spec = up.enter_context(served(runner, spec, replace(workload, server=True), slot=i + 1))
+                spec = up.enter_context(served(runner, spec, with_servers(workload), slot=i + 1))
             busy.append(up.enter_context(launched(runner, spec)))
         wait_all_ready(busy, theirs.timeout_s)
-        with served(runner, mine, replace(workload, server=SERVER in " ".join(mine.argv))) as spec, \
+        with served(runner, mine, with_servers(workload, SERVER in " ".join(mine.argv))) as spec, \
                 launched(runner, spec) as instance:
             exited_ok(instance, spec.timeout_s)
             found = parsed(replace(workload, parser="parse_stress_ng_rate", metrics=MEASURED[:1]), instance.output)
@@ -247,6 +246,11 @@ def one_measured(runner, mine, theirs, k: int, workload) -> dict[str, float]:
             if instance.t_exit is not None:
                 raise MeasurementError(f"a neighbour's load ended early ({instance.exit_code})")
         return found
+
+
+def with_servers(workload, wanted: bool = True):
+    """The workload with the net workload's host-side servers (bench-rr, iperf3), or with none."""
+    return replace(workload, servers=builtin()["net"].servers if wanted else ())
 
 
 def neighbour_metrics(measured) -> tuple[tuple[str, str], ...]:
@@ -260,19 +264,8 @@ NEIGHBOUR_METRICS = neighbour_metrics(MEASURED)
 SUITE = Suite(
     name="scale",
     description="many at once: bursts of N launches, filling the host to a limit, noisy neighbours",
-    workloads=(
-        Workload("burst", "scale", (PROBE_GUEST_PATH,), "N launched at once (--concurrency): each one's time to "
-                 "READY from the common start, the last one's, and the launch rate",
-                 (("ready_ms", "ms"), ("teardown_ms", "ms"), ("last_ready_ms", "ms"), ("launch_rate_s", "1/s")),
-                 marker=True, per_n=True),
-        Workload("fill", "scale", IDLE, "idle instances one after another until --max-instances, the memory "
-                 "budget or the first failure: start time and host memory per instance at each count",
-                 (("start_ms", "ms"), ("mem_per_instance_mib", "MiB"), ("mem_resolution_mib", "MiB"),
-                  ("instances", "instances")), marker=True, timeout_s=120, repeat=1),
-        Workload("neighbours", "scale", (), "one instance's CPU rate and round-trip latency alone and beside K "
-                 "others running --neighbour-load: interference ratios", NEIGHBOUR_METRICS, timeout_s=120),
-    ),
     measure=measure,
+    composed=("neighbours",),  # its argv is built here
     min_repeat=3, max_repeat=3, warmup=0,
     plots=("cdf", "scaling", "fill", "interference"),
     order=40,
