@@ -36,6 +36,8 @@ def build_parser() -> Parser:
 
     r = sub.add_parser("run", help="measure suites in runners, store results, write a report")
     r.add_argument("--suite", help="startup, ... or all (comma-separated); without it, the --workload-file ones")
+    r.add_argument("--image", metavar="SRC", help="run in your image: a rootfs directory, a docker save or OCI "
+                   "archive, or a local Docker image's name (our tools are added in a layer of their own)")
     r.add_argument("--workload-file", action="append", default=[], metavar="FILE", type=Path,
                    help="a workload of your own, as a TOML file (docs/workloads.md); repeatable")
     r.add_argument("--runners", help="comma-separated (default: every available runner)")
@@ -209,7 +211,7 @@ def cmd_run(args, console) -> int:
     from bench.run import RunOptions, run
 
     opts = RunOptions(
-        suite=args.suite, runners=args.runners, workloads=args.workloads, workload_files=tuple(args.workload_file),
+        suite=args.suite, runners=args.runners, workloads=args.workloads, workload_files=tuple(args.workload_file), image=args.image,
         repeat=positive_int(args.repeat, "--repeat") if args.repeat is not None else None,
         warmup=positive_int(args.warmup, "--warmup", minimum=0) if args.warmup is not None else None,
         envelope=envelope_from(args), results_dir=args.results_dir, reports_dir=args.reports_dir,

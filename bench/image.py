@@ -45,6 +45,8 @@ class Image:
     rootfs: Path
     digest: str
     host_paths: dict[str, str]  # guest path -> the host file it is a copy of
+    source: str = "isobench's own (busybox and the workload tools)"  # or what --image named
+    base_digest: str | None = None  # --image: the user's image's own digest (docker's image id)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """A user's image as a rootfs: a `docker save` tarball or an OCI image layout (a directory or a
 tarball of one), its layers applied in order with whiteouts honoured, refusing any entry that would
-land outside the rootfs. Issue 19's `--image` builds on this; it is not yet wired to the command line.
+land outside the rootfs. `bench run --image` (bench.user_image) builds on this.
 
 The layer rules are the OCI image spec's ("Applying changesets"): `.wh.NAME` deletes NAME from the
 layers below, `.wh..wh..opq` empties its directory of what the layers below put there. Nothing is
@@ -202,6 +202,16 @@ def apply_layer(layer: tarfile.TarFile, root: Path) -> int:
         if os.geteuid() == 0:
             os.lchown(target, member.uid, member.gid)
     return skipped
+
+
+def peek(path: Path) -> tuple[str, tuple[str, ...]]:
+    """(digest, tags) of the image at path, from its manifest alone: what its unpacked tree is cached by."""
+    src = _Source(path)
+    try:
+        _, digest, tags = _layers(src)
+        return digest, tags
+    finally:
+        src.close()
 
 
 def import_image(path: Path, root: Path) -> ImportedImage:

@@ -18,6 +18,7 @@ from bench.errors import UsageError
 from bench.options import convert
 from bench.verify import last_verdict
 from bench.image import build_image
+from bench.user_image import build_user_image
 from bench.spec import Envelope
 from bench.stats import interval_pct
 from bench.suites import select, suites
@@ -44,6 +45,7 @@ class RunOptions:
     report: bool
     cache_dir: Path
     workload_files: tuple[Path, ...] = ()  # --workload-file: workloads of the user's own
+    image: str | None = None  # --image: a directory, an image archive or a Docker image name
     options: dict = field(default_factory=dict)  # runner -> {option: value}
     density: int = DENSITY
     precision: float = DEFAULT_PRECISION  # the median's 95% interval within ± this share of it
@@ -214,8 +216,8 @@ def run(opts: RunOptions, console: Console) -> tuple[int, Path | None]:
 
 
 def _run(opts, console, workloads, wanted, started, run_id) -> tuple[int, Path | None]:
-    with console.status("building the guest image"):
-        image = build_image(opts.cache_dir)
+    with console.status(f"preparing the image {opts.image}" if opts.image else "building the guest image"):
+        image = build_user_image(opts.image, opts.cache_dir) if opts.image else build_image(opts.cache_dir)
     client = WorkerClient()
     samples: list[dict] = []
     rounds_meta: dict = {}
@@ -244,7 +246,8 @@ def _run(opts, console, workloads, wanted, started, run_id) -> tuple[int, Path |
         "workload_files": {w.name: {"origin": w.origin, "sha256": w.digest} for w in workloads if not w.builtin},
         "rounds": {w: {n: r.as_meta() for n, r in p.items()} for w, p in rounds_meta.items()},
         "precision_pct": None if opts.repeat else round(100 * opts.precision, 3),
-        "image": {"digest": image.digest, "rootfs": str(image.rootfs)},
+        "image": {"digest": image.digest, "rootfs": str(image.rootfs), "source": image.source,
+                  **({"base_digest": image.base_digest} if image.base_digest else {})},
         "host": hostinfo.fingerprint(), "versions": hostinfo.versions(),
         "runners": {n: {"kind": registered()[runner_name(n)].cls.kind,
                         "family": registered()[runner_name(n)].cls.family,

@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
     busybox-static stress-ng fio iperf3 e2fsprogs   # the guest image and its workloads (mkfs for a VM's scratch disk)
+    patchelf                                        # --image: our tools get their own libraries under /.bench
     gcc libc6-dev                         # the static READY probe
     libseccomp-dev                        # Docker's default seccomp policy compiled for our container
     python3-venv python3-dev              # .venv; libvirt-python builds from source (no wheels)

@@ -156,12 +156,13 @@ static int find_disk(const char *serial, char *dev, size_t size)  /* /dev/vdX wi
 
 static void configure_network(const char *address)
 {
-    /* Only the net workloads ask for it: the rootfs's busybox ip, a few execs, is fine there. */
+    /* Only the net workloads ask for it: the rootfs's busybox ip, a few execs, is fine there. In a
+       user's image (--image), the busybox of our layer: the image may have no ip, or no shell. */
     pid_t pid = fork();
     if (pid == 0) {
         if (chroot(ROOT) == 0 && chdir("/") == 0)
-            execl("/bin/sh", "sh", "-c", "ip link set lo up && ip addr add \"$1\" dev eth0 && ip link set eth0 up",
-                  "sh", address, (char *)NULL);
+            execl(access("/.bench/busybox", X_OK) == 0 ? "/.bench/busybox" : "/bin/sh", "sh", "-c",
+                  "ip link set lo up && ip addr add \"$1\" dev eth0 && ip link set eth0 up", "sh", address, (char *)NULL);
         _exit(127);
     }
     int status;

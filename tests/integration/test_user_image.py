@@ -1,0 +1,99 @@
+"""--image: a Debian image made for the test (libc6 and dash from Debian's packages, imported into
+the local Docker engine and saved with `docker save`) runs the startup suite in process, chroot,
+container and vm; the same without a shell runs through our layer's busybox."""
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bench.store import load_run
+from tests.conftest import bench
+
+pytestmark = pytest.mark.integration
+
+DOCKER = shutil.which("docker", path="/usr/local/bin:/usr/bin")
+TAGS = {"sh": "isobench-test/debian:sh", "noshell": "isobench-test/debian:noshell"}
+
+
+def debian_tree(root: Path, debs: Path, packages: list[str]) -> None:
+    """Debian's own packages unpacked, /bin, /lib and /lib64 merged into /usr as Debian 12 has them."""
+    for package in packages:
+        (deb,) = debs.glob(f"{package}_*.deb")
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+    for top in ("bin", "lib", "lib64", "sbin"):
+        if (root / top).is_dir() and not (root / top).is_symlink():
+            subprocess.run(["cp", "-a", f"{root / top}/.", str(root / "usr" / top)], check=True)
+            shutil.rmtree(root / top)
+        (root / "usr" / top).mkdir(parents=True, exist_ok=True)
+        (root / top).symlink_to(f"usr/{top}")
+    if (root / "usr" / "bin" / "dash").exists() and not (root / "usr" / "bin" / "sh").is_symlink():
+        (root / "usr" / "bin" / "sh").symlink_to("dash")
+    (root / "etc").mkdir(exist_ok=True)
+    (root / "etc" / "debian-test").write_text("made by test_user_image\n")
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """{"sh": archive, "noshell": archive}, each also a Docker image of its TAGS name (removed after)."""
+    if DOCKER is None:
+        pytest.fail("docker is not installed: run `make setup`")
+    tmp = tmp_path_factory.mktemp("user-image")
+    debs = tmp / "debs"
+    debs.mkdir()
+    subprocess.run(["apt-get", "download", "-q", "libc6", "dash"], cwd=debs, check=True, capture_output=True)
+    made = {}
+    try:
+        for kind, packages in {"sh": ["libc6", "dash"], "noshell": ["libc6"]}.items():
+            root = tmp / kind
+            root.mkdir()
+            debian_tree(root, debs, packages)
+            subprocess.run(f"tar -C {root} -c . | {DOCKER} import - {TAGS[kind]}", shell=True, check=True,
+                           capture_output=True)
+            made[kind] = tmp / f"{kind}.tar"
+            subprocess.run([DOCKER, "save", "--output", str(made[kind]), TAGS[kind]], check=True)
+        yield made
+    finally:
+        for tag in TAGS.values():
+            subprocess.run([DOCKER, "rmi", "--force", tag], capture_output=True)
+
+
+def docker_id(tag: str) -> str:
+    out = subprocess.run([DOCKER, "image", "inspect", "--format", "{{.Id}}", tag], capture_output=True, text=True)
+    return out.stdout.strip().removeprefix("sha256:")
+
+
+def test_a_debian_image_from_docker_save_runs_the_startup_suite_in_four_runners(images, tmp_path):
+    out = bench("run", "--suite", "startup", "--image", images["sh"], "--runners", "process,chroot,container,vm",
+                "--repeat", "1", "--warmup", "0", "--results-dir", tmp_path, "--no-report", timeout=900)
+    assert out.returncode == 0, out.stderr
+    df, meta = load_run((tmp_path / "latest").resolve())
+    assert df["ok"].all(), df[~df["ok"]]["error"].tolist()
+    assert set(df[df["metric"] == "ready_ms"]["runner"]) == {"process", "chroot", "container", "vm"}
+    image = meta["image"]
+    assert image["base_digest"] == docker_id(TAGS["sh"]) and TAGS["sh"] in image["source"]
+    root = Path(image["rootfs"])
+    assert (root / "etc" / "debian-test").exists()
+    assert os.readlink(root / "usr" / "bin" / "sh") == "dash"  # the image's shell, not ours
+    assert (root / "usr" / "bin" / "bench-probe").exists()  # through the image's /bin -> usr/bin
+    assert os.readlink(root / "usr" / "bin" / "stress-ng") == "/.bench/bin/stress-ng"
+    # our tools run with the libraries of our layer: the image's libc is the image's
+    ran = subprocess.run(["chroot", str(root), "/usr/bin/stress-ng", "--version"], capture_output=True, text=True)
+    assert ran.returncode == 0 and "stress-ng" in ran.stdout, ran.stderr
+
+
+def test_a_shell_less_image_by_its_docker_name_runs_through_our_busybox(images, tmp_path):
+    workload = tmp_path / "sh-ready.toml"
+    workload.write_text('suite = "startup"\nargv = ["/bin/sh", "-c", "sleep 0 && echo READY"]\nmarker = "READY"\n')
+    out = bench("run", "--image", TAGS["noshell"], "--workload-file", workload, "--runners", "chroot,container,vm",
+                "--repeat", "1", "--warmup", "0", "--results-dir", tmp_path / "r", "--no-report", timeout=900)
+    assert out.returncode == 0, out.stderr
+    df, meta = load_run((tmp_path / "r" / "latest").resolve())
+    assert df["ok"].all(), df[~df["ok"]]["error"].tolist()
+    assert set(df["workload"]) == {"sh-ready"} and meta["image"]["source"] == f"docker image {TAGS['noshell']}"
+    assert json.loads(json.dumps(meta["workload_files"]))["sh-ready"]["origin"] == str(workload)
+    root = Path(meta["image"]["rootfs"])
+    assert os.readlink(root / "usr" / "bin" / "sh") == "/.bench/busybox"
