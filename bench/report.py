@@ -316,6 +316,11 @@ def _configuration(meta: dict, order: list[str]) -> list[dict]:
             for r in order if r in runners]
 
 
+# The headline's sections, by suite: a reader looks for "what does it cost my service" apart from the probes.
+SECTIONS = {"startup": "Start", "throughput": "Throughput", "memory": "Memory", "app": "Applications",
+            "scale": "Scale"}
+
+
 def headline_table(df: pd.DataFrame, meta: dict, order: list[str] | None = None,
                    summary: pd.DataFrame | None = None) -> dict:
     """Rows: suite/workload metric; columns: runners by family and cost; cells: "0.97x (0.95–0.99)"
@@ -331,7 +336,8 @@ def headline_table(df: pd.DataFrame, meta: dict, order: list[str] | None = None,
     below = _below_resolution(summarize(df) if summary is None else summary)
     for r in table.to_dict("records"):
         row = rows.setdefault((r["suite"], r["workload"], r["metric"]),
-                              {"label": f"{r['suite']}/{r['workload']}", "metric": f"{r['metric']} ({r['unit']})", "cells": {}})
+                              {"label": f"{r['suite']}/{r['workload']}", "metric": f"{r['metric']} ({r['unit']})",
+                               "section": SECTIONS.get(r["suite"], r["suite"]), "cells": {}})
         value = vs_process(r["value"], float("nan"), "") if r["kind"] == "ratio" else vs_process(float("nan"), r["value"], r["unit"])
         spread = "" if pd.isna(r["ci_low"]) else (f" ({fmt_number(r['ci_low'])}–{fmt_number(r['ci_high'])})"
                                                    if r["kind"] == "ratio"
@@ -369,7 +375,7 @@ def scale_rows(df: pd.DataFrame, meta: dict) -> list[dict]:
         for runner, part in at.groupby("runner", sort=False):
             low, high = median_interval(part["value"].to_numpy())
             cells[runner] = {"text": f"{fmt_number(part['value'].median())}/s ({fmt_number(low)}–{fmt_number(high)})"}
-        rows.append({"label": f"scale/burst-n{n}", "metric": "launch rate (instances/s, at the highest N all reached)",
+        rows.append({"section": "Scale", "label": f"scale/burst-n{n}", "metric": "launch rate (instances/s, at the highest N all reached)",
                      "cells": cells})
     fill = df[df["ok"] & (df["workload"] == "fill") & (df["metric"] == "instances")]
     if len(fill):
@@ -379,7 +385,7 @@ def scale_rows(df: pd.DataFrame, meta: dict) -> list[dict]:
             said = notes[runner].get("notes", []) if isinstance(notes.get(runner), dict) else []
             why = "; ".join(dict.fromkeys(said))  # the same limit in every round, said once
             cells[runner] = {"text": f"{int(part['value'].max())}" + (f" (stopped by {why})" if why else "")}
-        rows.append({"label": "scale/fill", "metric": "instances up when the fill stopped", "cells": cells})
+        rows.append({"section": "Scale", "label": "scale/fill", "metric": "instances up when the fill stopped", "cells": cells})
     return rows
 
 

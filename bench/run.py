@@ -216,8 +216,7 @@ def run(opts: RunOptions, console: Console) -> tuple[int, Path | None]:
 
 
 def _run(opts, console, workloads, wanted, started, run_id) -> tuple[int, Path | None]:
-    with console.status(f"preparing the image {opts.image}" if opts.image else "building the guest image"):
-        image = build_user_image(opts.image, opts.cache_dir) if opts.image else build_image(opts.cache_dir)
+    image = run_image(opts, workloads, console)
     client = WorkerClient()
     samples: list[dict] = []
     rounds_meta: dict = {}
@@ -270,6 +269,21 @@ def _run(opts, console, workloads, wanted, started, run_id) -> tuple[int, Path |
         return 128 + interrupted, run_dir
     failed = sum(not s["ok"] for s in samples)
     return (1 if failed else 0), run_dir
+
+
+def run_image(opts: RunOptions, workloads: list[Workload], console: Console):
+    """--image's; else the app image (with our layer) when a suite of the run asks for it; else ours."""
+    if opts.image:
+        with console.status(f"preparing the image {opts.image}"):
+            return build_user_image(opts.image, opts.cache_dir)
+    if any(suites()[w.suite].image == "app" for w in workloads):
+        from bench import app_image
+
+        rootfs, digest = app_image.build_app_image(opts.cache_dir, say=console.print)
+        with console.status("adding our tools to the app image"):
+            return build_user_image(str(rootfs), opts.cache_dir, known=(digest, app_image.SOURCE))
+    with console.status("building the guest image"):
+        return build_image(opts.cache_dir)
 
 
 def scale_meta(opts: RunOptions, workloads: list[Workload]) -> dict:

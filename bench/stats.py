@@ -171,7 +171,7 @@ def startup_cost(df: pd.DataFrame) -> dict[str, float]:
 
 def one_at_a_time_ready(df: pd.DataFrame) -> pd.DataFrame:
     """The ok ready_ms samples of one instance started alone: the startup suite's where the run has
-    it, else any suite's at N=1 (a scale run's burst-n1), never a burst's."""
+    it, else a scale run's burst-n1, never a burst's, nor a workload's own start (app's python-import)."""
     ready = df[df["ok"] & (df["metric"] == "ready_ms") & (df["n"] == 1 if "n" in df.columns else True)]
     startup = ready[ready["suite"] == "startup"]
-    return startup if len(startup) else ready
+    return startup if len(startup) else ready[ready["suite"] == "scale"]

@@ -37,9 +37,13 @@ DOCKER = ("/usr/local/bin/docker", "/usr/bin/docker")
 MOUNT_POINTS = ("proc", "sys", "dev", "tmp", "run", "mnt")
 
 
-def build_user_image(source: str, cache_dir: Path) -> Image:
-    """The run's image from --image SRC (UsageError, one line, when SRC is none of the three)."""
-    base, digest, described = base_tree(source, cache_dir)  # a bad SRC is refused before anything is built
+def build_user_image(source: str, cache_dir: Path, known: tuple[str, str] | None = None) -> Image:
+    """The run's image from --image SRC (UsageError, one line, when SRC is none of the three).
+    known: (digest, description) of a directory whose digest is known (the app image's build key)."""
+    if known:
+        base, (digest, described) = Path(source), known
+    else:
+        base, digest, described = base_tree(source, cache_dir)  # a bad SRC is refused before anything is built
     ours = build_image(cache_dir)
     key = hashlib.sha256(f"isobench-user-image {LAYER_VERSION} {digest} {ours.digest}".encode()).hexdigest()[:16]
     final = cache_dir / "images" / f"user-{key}"

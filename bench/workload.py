@@ -83,6 +83,12 @@ class Workload:
     origin: str = BUILTIN  # the file it came from: its absolute path, or "built-in: workloads/NAME.toml"
     digest: str = ""  # sha256 of its file's text, recorded in meta.json for a user's
     order: int = 50  # where it runs and is reported within its suite (then by name)
+    # A service (the app suite): the port it listens on (@PORT1@), the client that loads it from the
+    # host side once it accepts connections, or the path of the HTTP request whose first answer is
+    # timed from the launch (first-response).
+    listen: str | None = None
+    client: tuple[str, ...] = ()
+    http: str | None = None
 
     @property
     def builtin(self) -> bool:
@@ -90,7 +96,7 @@ class Workload:
 
     def needs(self) -> set[str]:
         """What a runner must provide to run this workload (Runner.provides)."""
-        return ({"scratch"} if self.scratch else set()) | ({"server"} if self.servers else set())
+        return ({"scratch"} if self.scratch else set()) | ({"server"} if self.servers or self.listen else set())
 
     def parse(self, output: str) -> dict[str, float]:
         """The metrics in a run-to-completion workload's output; ValueError when one is not there."""
@@ -111,6 +117,7 @@ class Workload:
     @classmethod
     def from_dict(cls, data: dict) -> "Workload":
         return cls(**{**data, "argv": tuple(data["argv"]), "metrics": tuple(tuple(m) for m in data["metrics"]),
+                      "client": tuple(data["client"]),
                       "servers": tuple(Server(tuple(s["argv"]), s["ready"]) for s in data["servers"]),
                       "extract": tuple(Extract(**e) for e in data["extract"])})
 
@@ -134,13 +141,16 @@ def json_path(text: str, path: str):
     return value
 
 
+HERE = "@HERE@"  # in a client's argv: the workload file's own directory (a script shipped beside it)
+
+
 class BadWorkloadFile(UsageError):
     def __init__(self, path: Path, key: str, what: str) -> None:
         super().__init__(f"workload file {path}: {key}: {what}" if key else f"workload file {path}: {what}")
 
 
 KEYS = ("name", "suite", "description", "argv", "metrics", "parser", "timeout_s", "marker", "scratch",
-        "servers", "per_n", "repeat", "order")
+        "servers", "per_n", "repeat", "order", "listen", "client", "http")
 METRIC_KEYS = ("name", "unit", "regex", "json", "scale")
 
 
@@ -180,8 +190,8 @@ def load_file(path: Path, origin: str | None = None) -> Workload:
         raise bad("argv", "missing: the command to run, as a list of strings (guest paths)")
     argv = tuple(argv or ())
     if name not in suite.composed:
-        if not argv or not all(isinstance(a, str) and a for a in argv):
-            raise bad("argv", "must be a list of non-empty strings")
+        if not argv or not all(isinstance(a, str) for a in argv) or not argv[0]:
+            raise bad("argv", "must be a list of strings, the program first")
         if not argv[0].startswith("/"):
             raise bad("argv", f"{argv[0]!r}: the program must be an absolute path inside the image")
     parser = take(data, "parser", str, bad)
@@ -203,10 +213,21 @@ def load_file(path: Path, origin: str | None = None) -> Workload:
     repeat = take(data, "repeat", int, bad)
     if repeat is not None and repeat < 1:
         raise bad("repeat", f"{repeat}: at least 1")
+    listen, http = take(data, "listen", str, bad), take(data, "http", str, bad)
+    client = take(data, "client", list, bad, [])
+    if (client or http) and not listen:
+        raise bad("client" if client else "http", "needs listen: the port the workload serves on (@PORT1@)")
+    if client and (not all(isinstance(a, str) and a for a in client) or not client[0].startswith("/")):
+        raise bad("client", "must be a list of strings, first an absolute path on the host")
+    if http is not None and not http.startswith("/"):
+        raise bad("http", f"{http!r}: the path of the request, such as /index.html")
+    if listen and not (client or http):
+        raise bad("listen", "give a client that loads the service, or http: the request to time the first answer of")
+    here = str(path.resolve().parent)
     return Workload(name, suite_name, argv, take(data, "description", str, bad, ""), metrics, parser,
                     float(timeout), marker, scratch, load_servers(data, bad), take(data, "per_n", bool, bad, False),
                     repeat, extract, origin or str(path), hashlib.sha256(text.encode()).hexdigest(),
-                    take(data, "order", int, bad, 50))
+                    take(data, "order", int, bad, 50), listen, tuple(a.replace(HERE, here) for a in client), http)
 
 
 def take(data: dict, key: str, kind, bad, default=None):

@@ -105,6 +105,12 @@ class ChildInstance(Instance):
                 raise MeasurementError(f"exited with code {self.exit_code} before {self.marker.decode()}")
         return self.t_ready
 
+    def pump(self) -> bool:
+        """Read what output is there, without waiting; True once it has exited (a service that
+        should not: the app suite)."""
+        self._read_once(0)
+        return self.t_exit is not None
+
     def wait_exit(self, timeout_s: float | None) -> int:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while self.t_exit is None:

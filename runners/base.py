@@ -189,6 +189,16 @@ class Runner(ABC):
         host's, the address they listen on and the environment connects to). Needs "server"."""
         raise NotImplementedError(f"{self.name} provides no host-side servers")
 
+    # Where a service the workload runs (the app suite's nginx, redis) listens inside the environment:
+    # the host's loopback for a runner that shares the host's network, every address of its own where
+    # it has one (a container's veth, a VM's eth0). Needs "server".
+    listen_on: ClassVar[str] = "127.0.0.1"
+
+    def guest_address(self, instance: Instance) -> str:
+        """The address the host side (server_side's namespace) reaches a running instance's service
+        at: the host's loopback, for a runner sharing the host's network."""
+        return self.server_side()[1]
+
     def close(self) -> None:
         """Release what the runner holds across instances."""
 

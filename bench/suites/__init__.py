@@ -42,6 +42,7 @@ class Suite:
     metrics: tuple[tuple[str, str], ...] = ()
     parses_output: bool = False
     composed: tuple[str, ...] = ()
+    image: str | None = None  # "app": without --image, its workloads run in the app image (bench.app_image)
 
     def __post_init__(self) -> None:
         unknown = [p for p in self.plots if p not in PLOTS]

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from xml.sax.saxutils import escape
 
 from bench.spec import CFS_PERIOD_US
+from runners.vm.tap import GUEST_MAC
 
 QBOOT = "/usr/share/qemu/qboot.rom"
 QEMU = "/usr/bin/qemu-system-x86_64"
@@ -87,7 +88,7 @@ def domain_xml(name: str, accel: str, vcpus: int, memory_mib: int, kernel: str, 
                   f"<source file='{escape(disk)}'/><target dev='vdb' bus='virtio'/><serial>{SCRATCH_SERIAL}</serial>"
                   f"{_pci(SCRATCH_SLOT)}</disk>\n    ")
     if tap:
-        extra += (f"<interface type='ethernet'><target dev='{escape(tap)}' managed='no'/>"
+        extra += (f"<interface type='ethernet'><mac address='{GUEST_MAC}'/><target dev='{escape(tap)}' managed='no'/>"
                   f"<model type='virtio'/>{_pci(NET_SLOT)}</interface>\n    ")
     return f"""<domain type='{'kvm' if accel == 'kvm' else 'qemu'}' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
   <name>{escape(name)}</name>

@@ -206,6 +206,11 @@ class VmRunner(Runner):
             self.tap = Tap(f"bench-tap{os.getpid() % 100000}", self.cfg.subnet)
         return None, self.tap.host_address
 
+    listen_on = "0.0.0.0"  # the guest's own eth0 and loopback
+
+    def guest_address(self, instance) -> str:
+        return self.tap.guest_address.split("/")[0]
+
     def _start(self, spec: LaunchSpec, accel: str) -> "VmInstance":
         import libvirt
 

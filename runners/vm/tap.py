@@ -6,6 +6,11 @@ import os
 from pathlib import Path
 
 
+# The guest's eth0, fixed: the host knows it before the guest is up (a permanent neighbour entry),
+# so that a connection tried while the guest boots is not held up by ARP's 1 s retries (first-response).
+GUEST_MAC = "52:54:00:62:6e:02"
+
+
 class Tap:
     """A persistent tap on the host with the subnet's first address; QEMU attaches to it by name
     (libvirt's managed='no'). The guest gets the second address and no route beyond it, and the
@@ -40,6 +45,7 @@ class Tap:
                 Path(f"/proc/sys/net/{knob}").write_text(value)
             ip("addr", "add", f"{self.host_address}/{net.prefixlen}", "dev", name)
             ip("link", "set", name, "up")
+            ip("neigh", "replace", self.guest_address.split("/")[0], "lladdr", GUEST_MAC, "dev", name, "nud", "permanent")
         except OSError:
             self.remove()
             raise

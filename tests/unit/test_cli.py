@@ -67,7 +67,7 @@ def test_list_json_gives_suites_in_run_order_and_each_runner_with_its_contract(c
     monkeypatch.setattr(views, "registered", lambda: {"toy": RunnerInfo("toy", "tests.unit.test_cli:Toy", Toy)})
     assert main(["list", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert [s["name"] for s in data["suites"]] == ["startup", "throughput", "memory", "scale"]
+    assert [s["name"] for s in data["suites"]] == ["startup", "throughput", "app", "memory", "scale"]
     assert data["suites"][0] | {"workloads": ["probe"], "min_repeat": 6, "warmup": 1} == data["suites"][0]
     assert data["runners"] == [{"name": "toy", "kind": "peer", "family": "sandboxes", "available": False,
                                 "reason": "toys run nowhere", "description": "a toy",

@@ -78,6 +78,10 @@ BAD = [
     ("bad scratch", GOOD + 'scratch = "ramdisk"\n', "scratch: 'ramdisk': one of own, volume"),
     ("bad server", GOOD + 'servers = [{ argv = ["iperf3"], ready = "listening" }]\n', "servers[0].argv"),
     ("server without ready", GOOD + 'servers = [{ argv = ["/usr/bin/iperf3"] }]\n', "servers[0].ready: missing"),
+    ("client without listen", GOOD + 'client = ["/usr/bin/wrk"]\n', "client: needs listen"),
+    ("listen alone", GOOD + 'listen = "@PORT1@"\n', "listen: give a client"),
+    ("relative client", GOOD + 'listen = "@PORT1@"\nclient = ["wrk"]\n', "client: must be a list of strings, first an absolute"),
+    ("bad http path", GOOD + 'listen = "@PORT1@"\nhttp = "index.html"\n', "http: 'index.html': the path"),
 ]
 
 
