@@ -20,9 +20,24 @@ LISTEN_TIMEOUT_S = 5.0
 
 def ports(slot: int = 0) -> tuple[int, int]:
     """Ports per measuring process, so that two runs at once never meet on loopback; slot: one more
-    pair in the same process (the scale suite's neighbours each talk to servers of their own)."""
-    rr = 40000 + 2 * ((os.getpid() + 997 * slot) % 10000)
+    pair in the same process (the scale suite's neighbours each talk to servers of their own).
+    Outside the kernel's ephemeral range: a client that churns connections (wrk against a server
+    that closes each one) leaves thousands of them in TIME_WAIT, and a TIME_WAIT socket of a client
+    without SO_REUSEADDR on our port made the next server's bind fail (EADDRINUSE), SO_REUSEADDR or not."""
+    low, high = ephemeral_range()
+    first, last = (10000, low - 1) if low - 10000 >= 2000 else (high + 1, 65535)
+    pairs = (last - first + 1) // 2
+    rr = first + 2 * ((os.getpid() + 997 * slot) % pairs)
     return rr, rr + 1
+
+
+def ephemeral_range(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> tuple[int, int]:
+    try:
+        with open(path) as f:
+            low, high = map(int, f.read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
 
 
 def server_cpus(envelope_cpus: list[int] | None) -> list[int] | None:

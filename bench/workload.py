@@ -142,6 +142,7 @@ def json_path(text: str, path: str):
 
 
 HERE = "@HERE@"  # in a client's argv: the workload file's own directory (a script shipped beside it)
+WORKLOADS = "@WORKLOADS@"  # in a client's argv: workloads/, whose wrk-report.lua a user's file may use
 
 
 class BadWorkloadFile(UsageError):
@@ -227,7 +228,8 @@ def load_file(path: Path, origin: str | None = None) -> Workload:
     return Workload(name, suite_name, argv, take(data, "description", str, bad, ""), metrics, parser,
                     float(timeout), marker, scratch, load_servers(data, bad), take(data, "per_n", bool, bad, False),
                     repeat, extract, origin or str(path), hashlib.sha256(text.encode()).hexdigest(),
-                    take(data, "order", int, bad, 50), listen, tuple(a.replace(HERE, here) for a in client), http)
+                    take(data, "order", int, bad, 50), listen,
+                    tuple(a.replace(HERE, here).replace(WORKLOADS, str(WORKLOAD_DIR)) for a in client), http)
 
 
 def take(data: dict, key: str, kind, bad, default=None):

@@ -106,9 +106,12 @@ class ChildInstance(Instance):
         return self.t_ready
 
     def pump(self) -> bool:
-        """Read what output is there, without waiting; True once it has exited (a service that
-        should not: the app suite)."""
-        self._read_once(0)
+        """Read what output is there, without waiting; True once it has exited. A service (the app
+        suite) is pumped while it is loaded: one that logs each request (Python's http.server) and
+        is not read stalls on a full pipe."""
+        for _ in range(64):  # at most 4 MiB a call
+            if not self._read_once(0) or self.t_exit is not None:
+                break
         return self.t_exit is not None
 
     def wait_exit(self, timeout_s: float | None) -> int:

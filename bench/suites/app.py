@@ -51,7 +51,7 @@ def measure(runner, spec, workload, iteration, **_) -> list:
             values["first_response_ms"] = (answered - t_launch) / 1e6
         else:
             argv = LaunchSpec("client", workload.client, "").argv_with({GUEST: address, **port_values})
-            output = client_output(list(argv), netns, spec, deadline)
+            output = client_output(list(argv), netns, spec, deadline, instance)
             if instance.pump():
                 raise MeasurementError(f"the service exited while loaded ({instance.exit_code}): {tail(instance.output)}")
             try:
@@ -125,19 +125,45 @@ def exchange(s: socket.socket, request: bytes, deadline: float) -> bytes | None:
     return b"".join(chunks)
 
 
-def client_output(argv: list[str], netns: str | None, spec: LaunchSpec, deadline: float) -> str:
+def client_output(argv: list[str], netns: str | None, spec: LaunchSpec, deadline: float, instance) -> str:
     """Run the host-side client to its end in the runner's network namespace, on the CPUs the
-    environment does not have; its output, or MeasurementError with its tail."""
-    from bench.host.tools import run_captured
+    environment does not have, reading the service's output meanwhile; the client's output, or
+    MeasurementError with its tail."""
     from runners._child import pinned
 
     if netns:
         argv = [NSENTER, f"--net={netns}", "--", *argv]
-    with pinned(server_cpus(spec.envelope.cpu_list())):
-        code, output = run_captured(argv, {"PATH": "/usr/bin:/bin"}, timeout_s=max(1.0, deadline - time.monotonic()))
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    try:
+        with pinned(server_cpus(spec.envelope.cpu_list())):
+            pid = os.posix_spawn(argv[0], argv, {"PATH": "/usr/bin:/bin"}, file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0), (os.POSIX_SPAWN_DUP2, write_fd, 1),
+                (os.POSIX_SPAWN_DUP2, write_fd, 2)])
+    except OSError as exc:
+        os.close(read_fd)
+        raise MeasurementError(f"the client {argv[0]}: {exc.strerror}") from None
+    finally:
+        os.close(write_fd)
+    chunks = []
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                os.kill(pid, 9)
+                raise MeasurementError(f"the client {os.path.basename(argv[-1])} did not end in time")
+            if select.select([read_fd], [], [], min(left, 0.05))[0]:
+                chunk = os.read(read_fd, 65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            instance.pump()
+    finally:
+        os.close(read_fd)
+        code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    output = b"".join(chunks)
     if code:
-        raise MeasurementError(f"the client {os.path.basename(argv[0])} exited with {code}: {tail(output.encode())}")
-    return output
+        raise MeasurementError(f"the client {os.path.basename(argv[0])} exited with {code}: {tail(output)}")
+    return output.decode(errors="replace")
 
 
 SUITE = Suite(
