@@ -49,16 +49,6 @@ class Suite:
         if unknown:
             raise ValueError(f"suite {self.name}: unknown plots {unknown}")
 
-    @property
-    def workloads(self) -> tuple[Workload, ...]:
-        """Its built-in workloads (workloads/*.toml that name it)."""
-        from bench.workload import builtin
-
-        return tuple(w for w in builtin().values() if w.suite == self.name)
-
-    def workload(self, name: str) -> Workload:
-        return next(w for w in self.workloads if w.name == name)
-
     def defaults(self) -> dict:
         return {"min_repeat": self.min_repeat, "max_repeat": self.max_repeat, "warmup": self.warmup}
 

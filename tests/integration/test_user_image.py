@@ -61,16 +61,29 @@ def images(tmp_path_factory):
             subprocess.run([DOCKER, "rmi", "--force", tag], capture_output=True)
 
 
+def forget(meta: dict) -> None:
+    """Remove what the run cached for the test's image (its tree, ours on top, the VM's root disk):
+    a new image id every session, so never to be reused."""
+    from bench.cli import cache_dir
+
+    image, cache = meta["image"], cache_dir()
+    shutil.rmtree(Path(image["rootfs"]).parent, ignore_errors=True)
+    shutil.rmtree(cache / "images" / f"base-{image['base_digest'][:16]}", ignore_errors=True)
+    for disk in (cache / "initramfs").glob(f"root-{image['digest']}-*.ext4"):
+        disk.unlink()
+
+
 def docker_id(tag: str) -> str:
     out = subprocess.run([DOCKER, "image", "inspect", "--format", "{{.Id}}", tag], capture_output=True, text=True)
     return out.stdout.strip().removeprefix("sha256:")
 
 
-def test_a_debian_image_from_docker_save_runs_the_startup_suite_in_four_runners(images, tmp_path):
+def test_a_debian_image_from_docker_save_runs_the_startup_suite_in_four_runners(images, tmp_path, request):
     out = bench("run", "--suite", "startup", "--image", images["sh"], "--runners", "process,chroot,container,vm",
                 "--repeat", "1", "--warmup", "0", "--results-dir", tmp_path, "--no-report", timeout=900)
     assert out.returncode == 0, out.stderr
     df, meta = load_run((tmp_path / "latest").resolve())
+    request.addfinalizer(lambda: forget(meta))
     assert df["ok"].all(), df[~df["ok"]]["error"].tolist()
     assert set(df[df["metric"] == "ready_ms"]["runner"]) == {"process", "chroot", "container", "vm"}
     image = meta["image"]
@@ -85,13 +98,14 @@ def test_a_debian_image_from_docker_save_runs_the_startup_suite_in_four_runners(
     assert ran.returncode == 0 and "stress-ng" in ran.stdout, ran.stderr
 
 
-def test_a_shell_less_image_by_its_docker_name_runs_through_our_busybox(images, tmp_path):
+def test_a_shell_less_image_by_its_docker_name_runs_through_our_busybox(images, tmp_path, request):
     workload = tmp_path / "sh-ready.toml"
     workload.write_text('suite = "startup"\nargv = ["/bin/sh", "-c", "sleep 0 && echo READY"]\nmarker = "READY"\n')
     out = bench("run", "--image", TAGS["noshell"], "--workload-file", workload, "--runners", "chroot,container,vm",
                 "--repeat", "1", "--warmup", "0", "--results-dir", tmp_path / "r", "--no-report", timeout=900)
     assert out.returncode == 0, out.stderr
     df, meta = load_run((tmp_path / "r" / "latest").resolve())
+    request.addfinalizer(lambda: forget(meta))
     assert df["ok"].all(), df[~df["ok"]]["error"].tolist()
     assert set(df["workload"]) == {"sh-ready"} and meta["image"]["source"] == f"docker image {TAGS['noshell']}"
     assert json.loads(json.dumps(meta["workload_files"]))["sh-ready"]["origin"] == str(workload)

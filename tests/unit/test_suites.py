@@ -4,13 +4,13 @@ import pytest
 
 from bench.run import plan_runs
 from bench.spec import SCRATCH, LaunchSpec
-from bench.suites import suites
+from bench.workload import builtin
 from bench.suites.memory import host_used_kib
 from runners.process import host_argv
 from runners.vm.domain import domain_xml, guest_cmdline
 
 
-WORKLOADS = [w for s in suites().values() for w in s.workloads]
+WORKLOADS = list(builtin().values())
 
 
 def workloads(*names):
