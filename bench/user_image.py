@@ -68,34 +68,44 @@ def base_tree(source: str, cache_dir: Path) -> tuple[Path, str, str]:
         digest, tags = peek(path)
         described = f"archive {path.resolve()}" + (f" ({', '.join(tags)})" if tags else "")
     else:
-        digest, archive = docker_image(source, cache_dir)
-        path, described = archive, f"docker image {source}"
+        cli = docker_cli(source)
+        digest, described = docker_image_id(cli, source), f"docker image {source}"
     base = cache_dir / "images" / f"base-{digest[:16]}"
     if not (base / "rootfs").is_dir():
-        with staged(base, replace=False) as staging:
-            import_image(path, staging / "rootfs")
-    if not Path(source).exists():
-        path.unlink(missing_ok=True)  # the docker save archive: the unpacked tree is what is kept
+        archive = path if path.exists() else docker_save(cli, source, cache_dir / "images" / f"save-{digest[:16]}.tar")
+        try:
+            with staged(base, replace=False) as staging:
+                import_image(archive, staging / "rootfs")
+        finally:
+            if archive != path:
+                archive.unlink(missing_ok=True)  # the docker save archive: the unpacked tree is what is kept
     return base / "rootfs", digest, described
 
 
-def docker_image(name: str, cache_dir: Path) -> tuple[str, Path]:
-    """(image id, a docker save archive of it) for an image of the local Docker engine."""
+def docker_cli(name: str) -> str:
     cli = next((c for c in DOCKER if os.access(c, os.X_OK)), None)
     if cli is None:
         raise UsageError(f"--image {name}: no such directory or file, and Docker is not installed to look it up")
+    return cli
+
+
+def docker_image_id(cli: str, name: str) -> str:
+    """The image id (sha256 of its config) of an image of the local Docker engine."""
     ran = run_tool([cli, "image", "inspect", "--format", "{{.Id}}", name])
     if ran.returncode:
         said = (ran.stdout.strip().splitlines() or ["docker image inspect failed"])[-1]
         raise UsageError(f"--image {name}: no such directory, file or Docker image ({said})")
-    digest = ran.stdout.strip().removeprefix("sha256:")
-    archive = cache_dir / "images" / f"save-{digest[:16]}.tar"
+    return ran.stdout.strip().removeprefix("sha256:")
+
+
+def docker_save(cli: str, name: str, archive: Path) -> Path:
+    """The image exported with `docker save`, once per digest (its tree is what is cached)."""
     archive.parent.mkdir(parents=True, exist_ok=True)
     ran = run_tool([cli, "save", "--output", str(archive), name])
     if ran.returncode:
         archive.unlink(missing_ok=True)
         raise UsageError(f"--image {name}: docker save failed: {ran.stdout.strip()[-200:]}")
-    return digest, archive
+    return archive
 
 
 def tree_digest(root: Path) -> str:
