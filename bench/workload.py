@@ -1,7 +1,7 @@
 """What runs inside every environment: a workload, read from a TOML file, and the guest paths of the
 tools isobench brings.
 
-A workload is data. The built-in ones are the files in workloads/ at the top of the checkout; a
+A workload is data. The built-in ones are the files in bench/workloads/ (package data); a
 user's come with `bench run --workload-file F`. docs/workloads.md describes the format; every key is
 checked here, and a bad file is one line naming the file, the key and what is wrong (UsageError).
 Lean: the worker loads workloads too, so nothing fat is imported here.
@@ -23,8 +23,8 @@ PROBE_GUEST_PATH = "/bin/bench-probe"
 SYSCALL_GUEST_PATH = "/bin/bench-syscall"
 RR_GUEST_PATH = "/bin/bench-rr"
 
-WORKLOAD_DIR = Path(__file__).resolve().parent.parent / "workloads"
-BUILTIN = "built-in"  # how the origin of a file in WORKLOAD_DIR begins ("built-in: workloads/cpu.toml")
+WORKLOAD_DIR = Path(__file__).resolve().parent / "workloads"
+BUILTIN = "built-in"  # how the origin of a file in WORKLOAD_DIR begins ("built-in: bench/workloads/cpu.toml")
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*\Z")
 _METRIC = re.compile(r"[a-z][a-z0-9_]*\Z")
@@ -80,7 +80,7 @@ class Workload:
     per_n: bool = False  # measured once per --concurrency step, labelled NAME-nN (the scale suite's burst)
     repeat: int | None = None  # rounds when --repeat is not given, if not the suite's (a fill is one sweep)
     extract: tuple[Extract, ...] = ()  # metrics read by regex or JSON path, beside the parser's
-    origin: str = BUILTIN  # the file it came from: its absolute path, or "built-in: workloads/NAME.toml"
+    origin: str = BUILTIN  # the file it came from: its absolute path, or "built-in: bench/workloads/NAME.toml"
     digest: str = ""  # sha256 of its file's text, recorded in meta.json for a user's
     order: int = 50  # where it runs and is reported within its suite (then by name)
     # A service (the app suite): the port it listens on (@PORT1@), the client that loads it from the
@@ -142,7 +142,7 @@ def json_path(text: str, path: str):
 
 
 HERE = "@HERE@"  # in a client's argv: the workload file's own directory (a script shipped beside it)
-WORKLOADS = "@WORKLOADS@"  # in a client's argv: workloads/, whose wrk-report.lua a user's file may use
+WORKLOADS = "@WORKLOADS@"  # in a client's argv: bench/workloads/, whose wrk-report.lua a user's file may use
 
 
 class BadWorkloadFile(UsageError):
@@ -308,10 +308,10 @@ def load_servers(data: dict, bad) -> tuple[Server, ...]:
 
 @functools.cache
 def builtin() -> dict[str, Workload]:
-    """Every workload in workloads/, by name."""
+    """Every workload in bench/workloads/, by name."""
     found: dict[str, Workload] = {}
     for path in sorted(WORKLOAD_DIR.glob("*.toml")):
-        add(found, load_file(path, f"{BUILTIN}: {WORKLOAD_DIR.name}/{path.name}"), path)
+        add(found, load_file(path, f"{BUILTIN}: bench/workloads/{path.name}"), path)
     return dict(sorted(found.items(), key=lambda item: (item[1].order, item[0])))
 
 

@@ -1,6 +1,6 @@
 """Suites: one module each in this package, each declaring a SUITE. Adding a suite is adding a file.
 
-A suite says how one sample of its workloads (the files in workloads/ that name it) is measured, how many rounds it gets by
+A suite says how one sample of its workloads (the files in bench/workloads/ that name it) is measured, how many rounds it gets by
 default, the envelope it runs in when --cpus/--memory are not given, and what its report section
 draws. Lean: the worker imports every suite module, so none imports pandas or plotting at the top.
 """

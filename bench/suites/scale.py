@@ -193,7 +193,7 @@ def load_argv(load: str) -> tuple[str, ...]:
 
 def measured_argv(server: bool) -> tuple[str, ...]:
     """The measured instance: stress-ng's CPU rate, then bench-rr's round trips where it has servers."""
-    cpu = " ".join(builtin()["cpu"].argv)  # workloads/cpu.toml
+    cpu = " ".join(builtin()["cpu"].argv)  # bench/workloads/cpu.toml
     rr = f" && {RR_GUEST_PATH} client {SERVER} {RR_PORT} 2" if server else ""
     return ("/bin/sh", "-c", cpu + rr)
 

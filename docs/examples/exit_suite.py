@@ -1,5 +1,5 @@
 """exit: launch to the exit of a workload that prints no READY marker. A suite is this file and its
-workloads' files (true.toml beside it): copied into bench/suites/ and workloads/, they are found,
+workloads' files (true.toml beside it): copied into bench/suites/ and bench/workloads/, they are found,
 listed, run, stored and reported like the built-in ones."""
 
 from __future__ import annotations

@@ -56,10 +56,10 @@ def test_a_plugin_runner_is_listed_run_checked_and_cleaned_like_a_built_in(plugi
 def test_a_suite_is_one_new_file(tmp_path):
     """In a copy of the harness, the example suite dropped into bench/suites/ is listed and run."""
     tree = tmp_path / "tree"
-    for package in ("bench", "runners", "workloads"):
+    for package in ("bench", "runners"):
         shutil.copytree(ROOT / package, tree / package, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(EXAMPLES / "exit_suite.py", tree / "bench" / "suites" / "exit.py")
-    shutil.copy(EXAMPLES / "true.toml", tree / "workloads" / "true.toml")
+    shutil.copy(EXAMPLES / "true.toml", tree / "bench" / "workloads" / "true.toml")
     env = {**os.environ, "PYTHONPATH": str(tree)}
 
     suites = json.loads(bench("list", "suites", "--json", env=env, cwd=tree).stdout)["suites"]

@@ -30,7 +30,7 @@ def write(tmp_path, text, name="mine.toml"):
 def test_every_built_in_workload_is_a_file_in_workloads_and_says_so():
     files = sorted(p.stem for p in WORKLOAD_DIR.glob("*.toml"))
     assert sorted(builtin()) == files and len(files) >= 13
-    assert all(w.builtin and w.origin == f"built-in: workloads/{w.name}.toml" for w in builtin().values())
+    assert all(w.builtin and w.origin == f"built-in: bench/workloads/{w.name}.toml" for w in builtin().values())
     # the suite's code builds neighbours' argv; its file declares the metrics that code gives
     assert builtin()["neighbours"].metrics == NEIGHBOUR_METRICS
     # the startup file names no metrics: the suite's own
@@ -50,7 +50,7 @@ def test_list_workloads_shows_where_each_came_from(tmp_path, capsys):
     path = write(tmp_path, GOOD)
     assert main(["list", "workloads", "--json", "--workload-file", str(path)]) == 0
     rows = {w["name"]: w["origin"] for w in json.loads(capsys.readouterr().out)["workloads"]}
-    assert rows["cpu"] == "built-in: workloads/cpu.toml" and rows["mine"] == str(path.resolve())
+    assert rows["cpu"] == "built-in: bench/workloads/cpu.toml" and rows["mine"] == str(path.resolve())
 
 
 def test_a_name_taken_twice_is_refused(tmp_path):
