@@ -215,6 +215,10 @@ def load_file(path: Path, origin: str | None = None) -> Workload:
     if repeat is not None and repeat < 1:
         raise bad("repeat", f"{repeat}: at least 1")
     listen, http = take(data, "listen", str, bad), take(data, "http", str, bad)
+    if listen is not None and listen not in ("@PORT1@", "@PORT2@") and not (listen.isdigit() and 0 < int(listen) < 65536):
+        raise bad("listen", f"{listen!r}: @PORT1@, @PORT2@ (ports of this run's own) or a port number")
+    if suite.needs_marker and not marker and not listen and name not in suite.composed:
+        raise bad("marker", f"missing: the {suite_name} suite waits for the text it prints once it is up (READY)")
     client = take(data, "client", list, bad, [])
     if (client or http) and not listen:
         raise bad("client" if client else "http", "needs listen: the port the workload serves on (@PORT1@)")

@@ -43,6 +43,7 @@ class Suite:
     parses_output: bool = False
     composed: tuple[str, ...] = ()
     image: str | None = None  # "app": without --image, its workloads run in the app image (bench.app_image)
+    needs_marker: bool = False  # its workloads print a marker once up (a service of the app suite need not)
 
     def __post_init__(self) -> None:
         unknown = [p for p in self.plots if p not in PLOTS]

@@ -169,6 +169,7 @@ def client_output(argv: list[str], netns: str | None, spec: LaunchSpec, deadline
 SUITE = Suite(
     name="app",
     description="nginx and redis loaded from the host side, nginx's first answer, Python's imports",
+    needs_marker=True,
     measure=measure,
     min_repeat=3, max_repeat=10, warmup=1,
     envelope={"cpus": 1.0, "memory_mib": 512},  # the throughput suite's: runners compare on equal terms

@@ -120,6 +120,7 @@ def process_tree(pid: int) -> list[int]:
 SUITE = Suite(
     name="memory",
     description="host memory an idle instance costs, alone and several at once",
+    needs_marker=True,
     measure=measure,
     min_repeat=3, max_repeat=6, warmup=1,
     envelope={"cpus": 1.0, "memory_mib": 512},

@@ -264,6 +264,7 @@ NEIGHBOUR_METRICS = neighbour_metrics(MEASURED)
 SUITE = Suite(
     name="scale",
     description="many at once: bursts of N launches, filling the host to a limit, noisy neighbours",
+    needs_marker=True,
     measure=measure,
     composed=("neighbours",),  # its argv is built here
     min_repeat=3, max_repeat=3, warmup=0,

@@ -29,6 +29,7 @@ def measure(runner, spec, workload, iteration, **_) -> list:
 SUITE = Suite(
     name="startup",
     description="launch to READY, to exit, and teardown, per runner",
+    needs_marker=True,
     measure=measure,
     metrics=METRICS,  # a workload file of this suite may leave its metrics out
     # Six is the fewest samples whose order statistics bound a 95% interval of the median.

@@ -82,6 +82,8 @@ BAD = [
     ("listen alone", GOOD + 'listen = "@PORT1@"\n', "listen: give a client"),
     ("relative client", GOOD + 'listen = "@PORT1@"\nclient = ["wrk"]\n', "client: must be a list of strings, first an absolute"),
     ("bad http path", GOOD + 'listen = "@PORT1@"\nhttp = "index.html"\n', "http: 'index.html': the path"),
+    ("bad listen", GOOD + 'listen = "eighty"\nhttp = "/"\n', "listen: 'eighty': @PORT1@"),
+    ("startup without marker", GOOD.replace('"throughput"', '"startup"'), "marker: missing: the startup suite waits"),
 ]
 
 
