@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import select
+import signal
 import socket
 import time
 from dataclasses import replace
@@ -39,7 +40,7 @@ def measure(runner, spec, workload, iteration, **_) -> list:
         return startup_measure(runner, spec, workload, iteration)
     netns, host_address = runner.server_side()
     port_values = dict(zip((RR_PORT, IPERF_PORT), map(str, ports())))
-    port = int(workload.listen.replace(RR_PORT, port_values[RR_PORT]).replace(IPERF_PORT, port_values[IPERF_PORT]))
+    port = int(filled(workload.listen, port_values))
     spec = replace(spec, argv=spec.argv_with({**port_values, LISTEN: runner.listen_on}), server=host_address)
     failed, values = Failure(), {}
     t_launch = time.monotonic_ns()
@@ -50,8 +51,8 @@ def measure(runner, spec, workload, iteration, **_) -> list:
         if workload.http:
             values["first_response_ms"] = (answered - t_launch) / 1e6
         else:
-            argv = LaunchSpec("client", workload.client, "").argv_with({GUEST: address, **port_values})
-            output = client_output(list(argv), netns, spec, deadline, instance)
+            argv = [filled(arg, {GUEST: address, **port_values}) for arg in workload.client]
+            output = client_output(argv, netns, spec, deadline, instance)
             if instance.pump():
                 raise MeasurementError(f"the service exited while loaded ({instance.exit_code}): {tail(instance.output)}")
             try:
@@ -59,6 +60,12 @@ def measure(runner, spec, workload, iteration, **_) -> list:
             except ValueError as exc:
                 raise MeasurementError(f"{exc}: {tail(output.encode())}") from None
     return samples(runner, workload, iteration, values, failed.error)
+
+
+def filled(arg: str, values: dict[str, str]) -> str:
+    for placeholder, value in values.items():
+        arg = arg.replace(placeholder, value)
+    return arg
 
 
 def netns_socket(netns: str | None) -> socket.socket:
@@ -149,7 +156,7 @@ def client_output(argv: list[str], netns: str | None, spec: LaunchSpec, deadline
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                os.kill(pid, 9)
+                os.kill(pid, signal.SIGKILL)
                 raise MeasurementError(f"the client {os.path.basename(argv[-1])} did not end in time")
             if select.select([read_fd], [], [], min(left, 0.05))[0]:
                 chunk = os.read(read_fd, 65536)
