@@ -50,6 +50,26 @@ def server_cpus(envelope_cpus: list[int] | None) -> list[int] | None:
     return rest or None
 
 
+def spawn_host_side(argv: list[str], netns: str | None, cpus: list[int] | None, what: str) -> tuple[int, int]:
+    """(pid, the read end of its stdout and stderr) of a program started on the host side of an
+    environment: in netns (None: the host's), pinned to cpus, in a session of its own. what: how
+    an error names it."""
+    if netns:
+        argv = [NSENTER, f"--net={netns}", "--", *argv]
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+               (os.POSIX_SPAWN_DUP2, write_fd, 1), (os.POSIX_SPAWN_DUP2, write_fd, 2)]
+    try:
+        with pinned(cpus):
+            pid = os.posix_spawn(argv[0], argv, {"PATH": "/usr/bin:/bin"}, file_actions=actions, setsid=True)
+    except OSError as exc:
+        os.close(read_fd)
+        raise MeasurementError(f"{what} {argv[0]}: {exc.strerror}") from None
+    finally:
+        os.close(write_fd)
+    return pid, read_fd
+
+
 class HostServers:
     def __init__(self, netns: str | None, address: str, servers, rootfs: str, cpus: list[int] | None = None,
                  slot: int = 0) -> None:
@@ -76,19 +96,7 @@ class HostServers:
             raise
 
     def _spawn(self, argv: list[str], ready: bytes) -> None:
-        if self.netns:
-            argv = [NSENTER, f"--net={self.netns}", "--", *argv]
-        read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
-        actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                   (os.POSIX_SPAWN_DUP2, write_fd, 1), (os.POSIX_SPAWN_DUP2, write_fd, 2)]
-        try:
-            with pinned(self.cpus):
-                pid = os.posix_spawn(argv[0], argv, {"PATH": "/usr/bin:/bin"}, file_actions=actions, setsid=True)
-        except OSError as exc:
-            os.close(read_fd)
-            raise MeasurementError(f"host-side server {argv[0]}: {exc.strerror}") from None
-        finally:
-            os.close(write_fd)
+        pid, read_fd = spawn_host_side(argv, self.netns, self.cpus, "host-side server")
         self.procs.append((pid, read_fd))
         self._await_ready(read_fd, ready)
 

@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath
 
 from bench.atomic import staged
 from bench.errors import UsageError
-from bench.image import GUEST_DEVICES, TOOLS, Image, build_image, parse_ldd, run_tool
+from bench.image import GUEST_DEVICES, TOOLS, Image, build_image, run_tool, shared_libraries
 from bench.workload import PROBE_GUEST_PATH, RR_GUEST_PATH, SYSCALL_GUEST_PATH
 
 LAYER_VERSION = "2"  # bump when what our layer adds changes
@@ -198,11 +198,15 @@ def add_our_layer(root: Path, ours: Image) -> None:
             link_if_absent(root, f"/{applet}", f"{OURS}/busybox")
     if not os.access(PATCHELF, os.X_OK):
         raise UsageError("--image needs patchelf to add our tools with their own libraries: run `make setup`")
+    copied_libs: set[str] = set()
     for tool in TOOLS:
         host = ours.host_paths[f"/usr/bin/{tool}"]
-        libs = parse_ldd(run_tool(["ldd", host]).stdout)
+        libs = shared_libraries(host)
         loader = next((Path(lib).name for lib in libs if Path(lib).name.startswith("ld-linux")), None)
         for lib in libs:
+            if lib in copied_libs:  # libc and friends: every tool needs them, one copy serves all
+                continue
+            copied_libs.add(lib)
             copied = put(root, f"{OURS}/lib/{Path(lib).name}", lib)
             if Path(lib).name != loader and run_tool([PATCHELF, "--print-rpath", str(copied)]).stdout.strip():
                 patch(copied, "--set-rpath", f"{OURS}/lib")  # its own RUNPATH would hide ours

@@ -21,7 +21,7 @@ from dataclasses import replace
 
 from bench.errors import MeasurementError
 from bench.measure import Failure, launched, samples, tail
-from bench.servers import ports, server_cpus
+from bench.servers import ports, server_cpus, spawn_host_side
 from bench.spec import IPERF_PORT, RR_PORT, LaunchSpec
 from bench.suites import Suite
 from bench.suites.startup import measure as startup_measure
@@ -30,7 +30,6 @@ GUEST = "@GUEST@"  # in a client's argv: the address the service is reached at f
 LISTEN = "@LISTEN@"  # in the workload's argv: the address it listens on in its environment
 ATTEMPT_S = 0.01  # a connection not answered within this is tried afresh (a SYN into a booting guest is lost)
 RETRY_S = 0.0005  # after a refused connection (nothing listens yet), the next try
-NSENTER = "/usr/bin/nsenter"
 
 
 def measure(runner, spec, workload, iteration, **_) -> list:
@@ -136,21 +135,7 @@ def client_output(argv: list[str], netns: str | None, spec: LaunchSpec, deadline
     """Run the host-side client to its end in the runner's network namespace, on the CPUs the
     environment does not have, reading the service's output meanwhile; the client's output, or
     MeasurementError with its tail."""
-    from runners._child import pinned
-
-    if netns:
-        argv = [NSENTER, f"--net={netns}", "--", *argv]
-    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
-    try:
-        with pinned(server_cpus(spec.envelope.cpu_list())):
-            pid = os.posix_spawn(argv[0], argv, {"PATH": "/usr/bin:/bin"}, file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0), (os.POSIX_SPAWN_DUP2, write_fd, 1),
-                (os.POSIX_SPAWN_DUP2, write_fd, 2)])
-    except OSError as exc:
-        os.close(read_fd)
-        raise MeasurementError(f"the client {argv[0]}: {exc.strerror}") from None
-    finally:
-        os.close(write_fd)
+    pid, read_fd = spawn_host_side(argv, netns, server_cpus(spec.envelope.cpu_list()), "the client")
     chunks = []
     try:
         while True:
