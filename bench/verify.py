@@ -25,6 +25,7 @@ from bench.workload import PROBE_GUEST_PATH, SYSCALL_GUEST_PATH
 from runners.bwrap import bwrap_argv
 
 BATCHES = 3  # alternating batches of each side
+IPERF3 = "iperf3"  # the network check's reference, looked up on PATH like the other tools
 
 
 @dataclass
@@ -149,8 +150,6 @@ def checks(harness: Harness, image: Image, envelope: Envelope, scratch: str) -> 
         return [parsers.parse_fio(pinned_run(argv, cpu))["disk_randread_iops"]]
 
     def iperf_direct() -> list[float]:
-        from bench.servers import IPERF3
-
         from bench.servers import server_cpus
 
         port = str(39000 + os.getpid() % 1000)
@@ -197,7 +196,7 @@ def checks(harness: Harness, image: Image, envelope: Envelope, scratch: str) -> 
 
 
 def verify(cache_dir: Path, only: list[str] | None = None) -> list[Verdict]:
-    for tool in ("hyperfine", "unshare", "stress-ng", "fio", "iperf3"):
+    for tool in ("hyperfine", "unshare", "stress-ng", "fio", IPERF3):
         if shutil.which(tool) is None:
             raise UsageError(f"bench verify needs {tool}: run `make setup`")
     image = build_image(cache_dir)
