@@ -19,6 +19,28 @@ from runners.base import Instance
 MAX_OUTPUT = 16 << 20
 
 
+class Lines:
+    """The complete lines of a byte stream read in chunks of any size, each with the arrival time of
+    its first byte: a value a line carries ("BENCH-EXIT 127") is read once its newline has come, so a
+    read that ends inside it changes neither the value nor its time."""
+
+    def __init__(self) -> None:
+        self._partial = b""
+        self._since = 0  # arrival of the partial line's first byte
+
+    def feed(self, data: bytes, arrived: int) -> list[tuple[int, bytes]]:
+        """The lines data completes, as (arrival of the first byte, the line without its newline)."""
+        done, start = [], 0
+        while (end := data.find(b"\n", start)) >= 0:
+            done.append((self._since if self._partial else arrived, self._partial + data[start:end]))
+            self._partial, start = b"", end + 1
+        if start < len(data):
+            if not self._partial:
+                self._since = arrived
+            self._partial += data[start:]
+        return done
+
+
 class ChildInstance(Instance):
     """A child pid whose stdout+stderr arrive on out_fd."""
 
@@ -58,9 +80,13 @@ class ChildInstance(Instance):
                     self.echo(data)
                 if sum(len(c) for _, c in self._chunks) < MAX_OUTPUT:
                     self._chunks.append((now, data))
+                self._arrived(data, now)
         if self.pidfd in ready and self.t_exit is None:
             self._reap()
         return True
+
+    def _arrived(self, data: bytes, now: int) -> None:
+        """Output just read (arrived at now): for an instance that parses its stream as it comes."""
 
     def _reap(self) -> None:
         self.t_exit = time.monotonic_ns()

@@ -5,8 +5,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-_EXIT = re.compile(rb"BENCH-EXIT (\d+)")
-_MEM = re.compile(rb"BENCH-MEM (\d+) (\d+)")
+from runners._child import Lines
+
+# Read from whole lines only (bench/guest/init.c ends each with a newline), to their end: a console
+# may put a CR before the newline, and a kernel message before the token.
+_EXIT = re.compile(rb"BENCH-EXIT (\d+)\r?$")
+_MEM = re.compile(rb"BENCH-MEM (\d+) (\d+)\r?$")
 
 
 def peak_rss_kib(pid: int) -> int | None:
@@ -26,29 +30,35 @@ class GuestConsole:
     DRAIN_S = 0.0  # the guest idles after reporting: take what has arrived, wait for nothing more
     EXIT_TIMEOUT = "the guest did not report its exit within {:g} s"
 
-    def _note_exit(self) -> None:
-        found = _EXIT.search(self.output)
-        if found and self.t_exit is None:
-            self.t_exit = self._chunk_time_at(found.start())
-            self.exit_code = int(found.group(1))
+    _lines: Lines | None = None
+    _shown: bytes = b""  # the part of a line console_text has not shown yet
+    _mem_kib: tuple[int, int] | None = None
 
-    def _read_once(self, timeout_s: float | None) -> bool:
-        progressed = super()._read_once(timeout_s)
-        self._note_exit()
-        return progressed
+    def _arrived(self, data: bytes, now: int) -> None:
+        super()._arrived(data, now)
+        if self._lines is None:
+            self._lines = Lines()
+        for arrived, line in self._lines.feed(data, now):
+            self._note(arrived, line)
+
+    def _note(self, arrived: int, line: bytes) -> None:
+        """One complete console line: the exit (t_exit: when the line's first byte arrived), the
+        guest's memory; anything else is the guest's own output."""
+        if (found := _EXIT.search(line)) and self.t_exit is None:
+            self.t_exit, self.exit_code = arrived, int(found.group(1))
+        elif (found := _MEM.search(line)) and self._mem_kib is None:
+            self._mem_kib = (int(found.group(1)), int(found.group(2)))
 
     def extra_metrics(self) -> dict[str, tuple[float, str]]:
-        found = _MEM.search(self.output)
-        if not found:
+        if self._mem_kib is None:
             return {}
-        total, available = (int(v) / 1024 for v in found.groups())
+        total, available = (v / 1024 for v in self._mem_kib)
         return {"guest_mem_total_mib": (total, "MiB"), "guest_mem_available_mib": (available, "MiB")}
 
     def console_text(self, data: bytes) -> bytes:
         """What a person should see of console bytes: no CRs, no BENCH- protocol lines but the init's
         warnings, as what they say ("cannot exec /nonexistent: No such file or directory")."""
-        self._partial = getattr(self, "_partial", b"") + data.replace(b"\r", b"")
-        *lines, self._partial = self._partial.split(b"\n")
+        *lines, self._shown = (self._shown + data.replace(b"\r", b"")).split(b"\n")
         shown = (line.removeprefix(b"BENCH-WARN ") for line in lines
                  if line.startswith(b"BENCH-WARN ") or not line.startswith(b"BENCH-"))
         return b"".join(line + b"\n" for line in shown)
