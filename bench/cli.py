@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from bench.baseline import WINDOW
+from bench.cache import cache_dir
 from bench.errors import MeasurementError, UsageError
 from bench.spec import Envelope, parse_cpus, parse_cpuset, parse_size_mib, positive_int
 
@@ -17,14 +18,6 @@ from bench.spec import Envelope, parse_cpus, parse_cpuset, parse_size_mib, posit
 class Parser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse prints usage over several lines; we print one
         raise UsageError(message)
-
-
-def cache_dir() -> Path:
-    """XDG_CACHE_HOME, else /var/cache for root (a user namespace's root must reach the image
-    layer, and /root is closed to it), else ~/.cache."""
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]) / "isobench"
-    return Path("/var/cache/isobench" if os.geteuid() == 0 else os.path.expanduser("~/.cache/isobench"))
 
 
 def build_parser() -> Parser:
@@ -187,8 +180,15 @@ def scale_from(args) -> dict:
         found["max_instances"] = positive_int(args.max_instances, "--max-instances")
     if args.memory_budget is not None:
         found["memory_budget_mib"] = parse_size_mib(args.memory_budget)
+        host_mib = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") >> 20
+        if found["memory_budget_mib"] > host_mib:
+            raise UsageError(f"--memory-budget {args.memory_budget}: more than this host's {host_mib} MiB of memory")
     if args.neighbours is not None:
         found["neighbours"] = positive_int(args.neighbours, "--neighbours")
+        cpus = len(os.sched_getaffinity(0))
+        if found["neighbours"] > cpus:  # each runs a load meant to keep a CPU busy: more only queue
+            raise UsageError(f"--neighbours {args.neighbours}: this host has {cpus} CPUs to run them on; "
+                             "more neighbours than CPUs measure the run queue, not interference")
     if args.neighbour_load is not None:
         if args.neighbour_load not in NEIGHBOUR_LOADS:
             raise UsageError(f"--neighbour-load {args.neighbour_load!r}: one of {', '.join(NEIGHBOUR_LOADS)}")

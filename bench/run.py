@@ -229,6 +229,8 @@ def _run(opts, console, workloads, wanted, started, run_id) -> tuple[int, Path |
             status = client.init(targets, image, opts.envelope, opts.options, opts.cache_dir, workloads)
         names = active_runners(status, wanted)
         plan, not_run = plan_runs(workloads, names, status, opts)
+        if not plan:
+            raise UsageError(f"nothing to run: {left_out_text(not_run)}")
         try:
             measure_all(client, plan, opts, run_id, console, samples, rounds_meta, journal)
         except KeyboardInterrupt as exc:
@@ -307,6 +309,16 @@ def cache_meta(state: str, workloads: list[Workload]) -> dict:
     if state != "cold":
         return {"state": state}
     return {"state": state, "dropped_before": sorted({w.suite for w in workloads if suites()[w.suite].cold_start})}
+
+
+def left_out_text(not_run: dict[str, str]) -> str:
+    """Every step left out, in one line, the same reasons said once: what `bench run` exits 2 with."""
+    by_reason: dict[str, list[str]] = {}
+    for step, why in not_run.items():
+        by_reason.setdefault(why, []).append(step)
+    if not by_reason:
+        return "no workload selected"
+    return "; ".join(f"{', '.join(steps)}: {why}" for why, steps in by_reason.items())
 
 
 NEED_WORDS = {"scratch": "a scratch directory or disk", "server": "a network path to host-side servers"}

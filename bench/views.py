@@ -103,6 +103,18 @@ def print_summary(run_dir: Path, console: Console) -> None:
             cells += [f"[red]{r.failed}[/]" if r.failed else "0"] if failures else []
             table.add_row(*cells, "" if below else vs_process(r.ratio, r.diff, r.unit))
         console.print(table)
+    print_left_out(df, meta, console)
+
+
+def print_left_out(df, meta: dict, console: Console) -> None:
+    """What the tables do not show: each failed sample's reason (once per runner, workload and
+    reason) and each step the run left out, with why (meta.json's not_run)."""
+    failed = df[~df["ok"]]
+    for (runner, workload, error), n in failed.groupby(["runner", "workload", "error"], sort=False).size().items():
+        console.print(f"[red]failed[/]: {runner}/{workload}: {error}" + (f" ({n} samples)" if n > 1 else ""),
+                      soft_wrap=True)
+    for step, why in meta.get("not_run", {}).items():
+        console.print(f"left out: {step}: {why}", soft_wrap=True)
 
 
 def vs_process(ratio: float, diff: float, unit: str) -> str:

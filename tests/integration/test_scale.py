@@ -12,9 +12,11 @@ from bench.store import load_run
 from tests.conftest import BENCH, ROOT, bench, kill_run_then_clean, wait_until
 
 
-def run(tmp_path, *args, timeout=900):
+def run(tmp_path, *args, timeout=900, said=None):
     out = bench("run", *args, "--results-dir", tmp_path, "--no-report", timeout=timeout)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr
+    if said is not None:
+        said.append(out.stdout)
     return load_run((tmp_path / "latest").resolve())
 
 
@@ -54,10 +56,20 @@ def test_vms_stop_at_the_memory_budget_counting_their_whole_guest_ram(tmp_path):
 
 
 def test_a_burst_over_the_budget_is_not_started_and_the_run_says_why(tmp_path):
+    said = []
     df, meta = run(tmp_path, "--suite", "scale", "--workloads", "burst", "--runners", "process,vm",
-                   "--concurrency", "1,4", "--memory-budget", "1G", "--memory", "512M", "--repeat", "1")
+                   "--concurrency", "1,4", "--memory-budget", "1G", "--memory", "512M", "--repeat", "1", said=said)
     assert set(df[df["runner"] == "vm"]["workload"]) == {"burst-n1"}
     assert meta["not_run"] == {"vm/burst-n4": "4 x 512 MiB guest RAM is over the memory budget of 1024 MiB"}
+    assert "left out: vm/burst-n4: 4 x 512 MiB guest RAM is over the memory budget of 1024 MiB" in said[0]
+
+
+def test_a_run_that_can_do_nothing_says_why_in_one_line_exits_2_and_stores_nothing(tmp_path):
+    out = bench("run", "--suite", "scale", "--workloads", "burst", "--runners", "process", "--concurrency", "100000",
+                "--results-dir", tmp_path / "r", "--no-report")
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stdout + out.stderr
+    assert out.stderr.strip() == "bench: nothing to run: process/burst-n100000: 100000 at once is over --max-instances 64"
+    assert not (tmp_path / "r").exists()
 
 
 def test_neighbours_give_interference_ratios_of_the_cpu_rate_and_the_latency_tail(tmp_path):

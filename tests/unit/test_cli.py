@@ -25,6 +25,8 @@ from tests.conftest import bench
     (["run", "--suite", "scale", "--memory-budget", "lots"], "bad size"),
     (["run", "--suite", "scale", "--neighbours", "0"], "--neighbours"),
     (["run", "--suite", "scale", "--neighbour-load", "gpu"], "--neighbour-load"),
+    (["run", "--suite", "scale", "--memory-budget", "64T"], "more than this host's"),
+    (["run", "--suite", "scale", "--neighbours", "4096"], "--neighbours 4096: this host has"),
     (["run", "--suite", "startup", "--precision", "five"], "--precision"),
     (["run", "--suite", "startup", "--max-repeat", "0"], "--max-repeat"),
     (["run", "--suite", "startup", "--repeat", "3", "--precision", "2"], "--repeat N forces N rounds"),
