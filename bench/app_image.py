@@ -104,7 +104,7 @@ def versions(cache_dir: Path) -> list[str]:
 
 
 if __name__ == "__main__":  # make setup
-    from bench.cli import cache_dir
+    from bench.cache import cache_dir
 
     try:
         build_app_image(cache_dir(), say=lambda line: print(f"setup: {line}"))

@@ -186,7 +186,6 @@ def apply_layer(layer: tarfile.TarFile, root: Path) -> int:
             target.mkdir(exist_ok=True)
         elif member.issym():
             os.symlink(member.linkname, target)  # never followed while unpacking
-            continue
         elif member.islnk():
             source = root / safe_name(member.linkname)
             _checked_parent(root, safe_name(member.linkname))
@@ -198,10 +197,25 @@ def apply_layer(layer: tarfile.TarFile, root: Path) -> int:
                 shutil.copyfileobj(data, out)
         else:
             continue  # fifos and the like: nothing a workload needs from an image
-        os.chmod(target, member.mode & 0o7777)
-        if os.geteuid() == 0:
-            os.lchown(target, member.uid, member.gid)
+        keep_attributes(member, target)
     return skipped
+
+
+XATTR = "SCHILY.xattr."  # how docker save and GNU tar --xattrs record extended attributes (PAX)
+
+
+def keep_attributes(member: tarfile.TarInfo, target: Path) -> None:
+    """Owner, mode and extended attributes as the image has them, in the order that keeps them all:
+    a chown clears setuid, setgid and security.capability, so it goes first."""
+    if os.geteuid() == 0:
+        os.lchown(target, member.uid, member.gid)
+    if member.issym():
+        return  # a link's mode means nothing, and an attribute would land on what it points to
+    os.chmod(target, member.mode & 0o7777)
+    for key, value in member.pax_headers.items():
+        if key.startswith(XATTR) and os.geteuid() == 0:
+            # tarfile decodes PAX values as UTF-8 with surrogateescape: encoding back gives the bytes
+            os.setxattr(target, key.removeprefix(XATTR), value.encode("utf-8", "surrogateescape"))
 
 
 def peek(path: Path) -> tuple[str, tuple[str, ...]]:

@@ -140,7 +140,7 @@ class ContainerRunner(Runner):
                 base.mkdir(parents=True)
                 inst.size_limited = base
                 linux.mount("tmpfs", str(base), "tmpfs", linux.MS_NOSUID | linux.MS_NODEV,
-                            f"size={self.cfg.upper_size}m,mode=755")
+                            f"size={self.cfg.upper_size}m,mode=700")
             inst.cgroup = self.cgroups.instance(spec.name)
             inst.spawn(self.init, spec, self.cfg, address, self.cfg.volume or dirs.get("volume"), base, self.seccomp)
             # init execs and unshares on the other core meanwhile; pid 1 waits for these
@@ -148,7 +148,7 @@ class ContainerRunner(Runner):
             env = spec.envelope
             inst.cgroup.set_limits(env.memory_mib, env.quota_us(), env.pids, env.cpuset_text())
             inst.dirs = dirs
-            make_dirs(dirs, self.cfg.userns)
+            make_dirs(base, dirs, self.cfg.userns)
             inst.connect(self.net, self.cfg.userns)
         except BaseException:
             inst.teardown()
@@ -203,7 +203,12 @@ def overlay_dirs(base: Path, volume: bool = False) -> dict[str, Path]:
     return {name: base / name for name in ("upper", "work", "merged", *(("volume",) if volume else ()))}
 
 
-def make_dirs(dirs: dict[str, Path], userns: bool) -> None:
+def make_dirs(base: Path, dirs: dict[str, Path], userns: bool) -> None:
+    """The overlay's dirs under base, which no one but root (and with userns, the container's root
+    passing through) may reach: what a container writes, setuid files included, stays its own."""
+    from bench.cache import instance_dir
+
+    instance_dir(base, userns)
     for d in dirs.values():
         d.mkdir(parents=True, exist_ok=True)
         if userns:  # the overlay is written by the container's root, which is USERNS_BASE out here

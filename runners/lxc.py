@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from bench.cache import instance_dir
 from bench.spec import CFS_PERIOD_US, LaunchSpec
 from runners.base import StateDir, Tool
 from runners.process import ProcessRunner, TaskInstance
@@ -57,7 +58,7 @@ class LxcRunner(ProcessRunner):
         from bench.host.cgroups import detect
 
         state = Path(self.state_dir) / spec.name
-        state.mkdir(parents=True, exist_ok=True)
+        instance_dir(state)
         (state / "lxc.conf").write_text(lxc_config(spec, detect().version))
         lxc = shutil.which("lxc-execute")
         argv = [lxc, "-n", spec.name, "-P", str(state), "-f", str(state / "lxc.conf"), "--", *spec.argv]

@@ -9,6 +9,7 @@ import os
 import shutil
 from pathlib import Path
 
+from bench.cache import instance_dir
 from bench.spec import CFS_PERIOD_US, LaunchSpec
 from runners._child import run_quietly
 from runners.base import GUEST_ENV, Residue, StateDir, installed
@@ -116,7 +117,7 @@ class OciRunner(ProcessRunner):
             self.cgroups = detect()
             self.cgroups.hold()
         bundle = Path(self.state_dir) / spec.name
-        bundle.mkdir(parents=True, exist_ok=True)
+        instance_dir(bundle)
         (bundle / "config.json").write_text(json.dumps(oci_config(spec, f"/bench/{spec.name}")))
         runtime = shutil.which(self.runtime)
         argv = [runtime, *self.global_flags(), "run", "--bundle", str(bundle), spec.name]

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from bench.cache import instance_dir
 from bench.errors import MeasurementError
 from bench.spec import LaunchSpec
 from runners.qemu import QemuInstance, QemuRunner
@@ -82,7 +83,7 @@ class VmRestoreRunner(QemuRunner):
         key = (envelope.memory_mib or self.cfg.default_memory_mib, self.vcpus(envelope))
         if key in self.snapshots:
             return self.snapshots[key]
-        self.dir.mkdir(exist_ok=True)
+        instance_dir(self.dir)  # the snapshot holds the guest's RAM
         path = self.dir / f"{key[0]}M-{key[1]}cpu.snapshot"
         spec = LaunchSpec(f"bench-snapshot-{os.getpid()}", (), self.rootfs, envelope=envelope, marker=b"BENCH-WAIT")
         started = time.monotonic()

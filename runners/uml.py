@@ -17,6 +17,7 @@ import signal
 from dataclasses import replace
 from pathlib import Path
 
+from bench.cache import instance_dir
 from bench.spec import LaunchSpec
 from runners.base import Residue, Runner, Tool, processes_of
 from runners.process import ProcessRunner
@@ -91,7 +92,7 @@ class UmlRunner(Runner):
     def launch(self, spec: LaunchSpec) -> UmlInstance:
         env = spec.envelope
         state = Path("/tmp") / spec.name
-        state.mkdir(parents=True, exist_ok=True)
+        instance_dir(state)
         argv = [UML, f"mem={env.memory_mib or DEFAULT_MEMORY_MIB}M", f"ubd0r={self.boot.root_disk}",
                 f"initrd={self.boot.initrd}", "con=null", "con0=null,fd:1", f"umid={spec.name}", f"uml_dir={state}",
                 *CMDLINE, "bench.root=/dev/ubda", "bench.poweroff", f"bench.argv={packed_argv(spec.argv)}"]

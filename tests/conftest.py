@@ -110,7 +110,7 @@ def host_left_clean():
     if os.geteuid() != 0:
         return
     from bench.clean import host_residues, runner_residues
-    from bench.cli import cache_dir
+    from bench.cache import cache_dir
 
     left = [r.residue for r in [*runner_residues(cache_dir()), *host_residues()]]
     assert not left, f"the test suite left residue on the host: {left}"

@@ -15,6 +15,7 @@ import socket
 import time
 from pathlib import Path
 
+from bench.cache import instance_dir
 from bench.errors import MeasurementError
 from bench.interrupts import held
 from bench.spec import SCRATCH, LaunchSpec
@@ -216,7 +217,7 @@ class VmRunner(Runner):
 
         env = spec.envelope
         state = Path(self.cfg.state_dir) / spec.name
-        state.mkdir(parents=True, exist_ok=True)
+        instance_dir(state)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             argv, disk = spec.argv, None

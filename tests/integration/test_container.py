@@ -179,14 +179,17 @@ def test_a_hundred_launches_in_a_row_all_succeed(factory, runner):
 
 @pytest.fixture(scope="module")
 def open_image():
-    """An image a user namespace's root (host uid 100000) can reach: not under pytest's 0700 tmp."""
+    """An image in a cache closed as `bench` closes its own (bench.cache.closed: 0710, group 100000)
+    under an open dir, not under pytest's 0700 tmp: a user namespace's root (host uid 100000) can
+    pass through to it, and nobody else can."""
     import tempfile
 
+    from bench.cache import closed
     from bench.image import build_image
 
     base = tempfile.mkdtemp(prefix="isobench-test-")
     os.chmod(base, 0o755)
-    yield build_image(Path(base))
+    yield build_image(closed(Path(base) / "isobench"))
     shutil.rmtree(base)
 
 

@@ -64,7 +64,7 @@ def images(tmp_path_factory):
 def forget(meta: dict) -> None:
     """Remove what the run cached for the test's image (its tree, ours on top, the VM's root disk):
     a new image id every session, so never to be reused."""
-    from bench.cli import cache_dir
+    from bench.cache import cache_dir
 
     image, cache = meta["image"], cache_dir()
     shutil.rmtree(Path(image["rootfs"]).parent, ignore_errors=True)
@@ -111,3 +111,62 @@ def test_a_shell_less_image_by_its_docker_name_runs_through_our_busybox(images, 
     assert json.loads(json.dumps(meta["workload_files"]))["sh-ready"]["origin"] == str(workload)
     root = Path(meta["image"]["rootfs"])
     assert os.readlink(root / "usr" / "bin" / "sh") == "/.bench/busybox"
+
+
+SETUID_TAG = "isobench-test/setuid:1"
+CAPABILITY = "cap_net_raw=ep"
+
+
+@pytest.fixture(scope="module")
+def setuid_image(tmp_path_factory):
+    """A docker save of an image with a setuid-root helper and a file with a capability, as an image
+    with ping, su or sudo has them (removed from Docker after)."""
+    tmp = tmp_path_factory.mktemp("setuid-image")
+    root = tmp / "root"
+    (root / "bin").mkdir(parents=True)
+    for name in ("busybox", "helper", "capped"):
+        shutil.copy("/bin/busybox", root / "bin" / name)
+    (root / "bin" / "sh").symlink_to("busybox")
+    os.chmod(root / "bin" / "helper", 0o4755)
+    subprocess.run(["setcap", CAPABILITY.replace("=", "+"), str(root / "bin" / "capped")], check=True)
+    subprocess.run(f"tar --xattrs --xattrs-include='*' -C {root} -c . | {DOCKER} import - {SETUID_TAG}", shell=True,
+                   check=True, capture_output=True)
+    try:
+        subprocess.run([DOCKER, "save", "--output", str(tmp / "setuid.tar"), SETUID_TAG], check=True)
+        yield tmp / "setuid.tar"
+    finally:
+        subprocess.run([DOCKER, "rmi", "--force", SETUID_TAG], capture_output=True)
+
+
+def test_an_images_setuid_helper_is_setuid_inside_and_out_of_everyones_reach_outside(setuid_image):
+    import tempfile
+
+    from bench.cache import USERNS_ID, closed
+    from bench.user_image import build_user_image
+    from runners.container import ContainerRunner
+    from tests.conftest import RunnerFactory
+
+    base = Path(tempfile.mkdtemp(prefix="isobench-test-"))
+    os.chmod(base, 0o755)  # an open parent, as /var/cache is: only the cache's own mode closes it
+    try:
+        cache = closed(base / "isobench")
+        image = build_user_image(str(setuid_image), cache)
+        factory = RunnerFactory(image)
+        try:
+            code, ours, _ = factory.run(factory.runner(ContainerRunner), "busybox stat -c '%a %u %g' /bin/helper /bin/capped")
+        finally:
+            factory.close()
+        theirs = subprocess.run([DOCKER, "run", "--rm", "--network", "none", SETUID_TAG, "busybox", "stat", "-c",
+                                 "%a %u %g", "/bin/helper", "/bin/capped"], capture_output=True, text=True)
+        assert code == 0 and ours == theirs.stdout == "4755 0 0\n755 0 0\n", (ours, theirs)
+        got = subprocess.run(["getcap", str(image.rootfs / "bin" / "capped")], capture_output=True, text=True).stdout
+        assert got.split()[-1] == CAPABILITY
+        st = cache.stat()
+        assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (0o710, 0, USERNS_ID)
+        # a shell of the user nobody, as a local user has one (setpriv's own exec is still root's)
+        nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", "/bin/sh", "-c"]
+        for command in (f"{image.rootfs}/bin/helper true", f"ls {cache}", f"ls {image.rootfs}"):
+            denied = subprocess.run([*nobody, command], capture_output=True, text=True)
+            assert denied.returncode != 0 and "Permission denied" in denied.stderr, (command, denied)
+    finally:
+        shutil.rmtree(base)

@@ -15,7 +15,7 @@ RUNNERS = {"process": "runners.process:ProcessRunner", "chroot": "runners.chroot
 
 
 def test_a_worker_that_prepared_and_measured_four_runners_has_loaded_nothing_fat(prepared_cache):
-    from bench.cli import cache_dir
+    from bench.cache import cache_dir
 
     image = build_image(cache_dir())
     client = WorkerClient()
