@@ -150,6 +150,14 @@ class BadWorkloadFile(UsageError):
         super().__init__(f"workload file {path}: {key}: {what}" if key else f"workload file {path}: {what}")
 
 
+MAX_FILE_BYTES = 1 << 20  # a workload is a few lines; anything this big is no workload file
+# The placeholders each list may hold (docs/workloads.md); any other @WORD@ is a typo that would
+# reach the program as it stands.
+PLACEHOLDERS = {"argv": ("@SCRATCH@", "@SERVER@", "@PORT1@", "@PORT2@", "@LISTEN@", "@HOST_L3@"),
+                "servers": ("@SERVER@", "@PORT1@", "@PORT2@", "@ROOTFS@"),
+                "client": ("@GUEST@", "@PORT1@", "@PORT2@", HERE, WORKLOADS)}
+_PLACEHOLDER = re.compile(r"@[A-Z][A-Z0-9_]*@")
+
 KEYS = ("name", "suite", "description", "argv", "metrics", "parser", "timeout_s", "marker", "scratch",
         "servers", "per_n", "repeat", "order", "listen", "client", "http")
 METRIC_KEYS = ("name", "unit", "regex", "json", "scale")
@@ -162,6 +170,9 @@ def load_file(path: Path, origin: str | None = None) -> Workload:
 
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise BadWorkloadFile(path, "", f"{path.stat().st_size} bytes: a workload file is at most "
+                                            f"{MAX_FILE_BYTES >> 20} MiB")
         text = path.read_bytes().decode()
     except (OSError, UnicodeDecodeError) as exc:
         raise BadWorkloadFile(path, "", f"cannot read it ({getattr(exc, 'strerror', None) or exc})") from None
@@ -229,11 +240,34 @@ def load_file(path: Path, origin: str | None = None) -> Workload:
     if listen and not (client or http):
         raise bad("listen", "give a client that loads the service, or http: the request to time the first answer of")
     here = str(path.resolve().parent)
+    client = [a.replace(HERE, here).replace(WORKLOADS, str(WORKLOAD_DIR)) for a in client]
+    servers = load_servers(data, bad)
+    for key, args in [("argv", argv), ("client", data.get("client", [])),
+                      *((f"servers[{i}].argv", s.argv) for i, s in enumerate(servers))]:
+        known_placeholders(key, args, bad)
+    if client and not host_program(client[0]):
+        raise bad("client", f"{client[0]}: no such program on this host (it runs on the host, as root)")
+    for i, server in enumerate(servers):
+        if not server.argv[0].startswith("@ROOTFS@/") and not host_program(server.argv[0]):
+            raise bad(f"servers[{i}].argv", f"{server.argv[0]}: no such program on this host")
     return Workload(name, suite_name, argv, take(data, "description", str, bad, ""), metrics, parser,
-                    float(timeout), marker, scratch, load_servers(data, bad), take(data, "per_n", bool, bad, False),
+                    float(timeout), marker, scratch, servers, take(data, "per_n", bool, bad, False),
                     repeat, extract, origin or str(path), hashlib.sha256(text.encode()).hexdigest(),
-                    take(data, "order", int, bad, 50), listen,
-                    tuple(a.replace(HERE, here).replace(WORKLOADS, str(WORKLOAD_DIR)) for a in client), http)
+                    take(data, "order", int, bad, 50), listen, tuple(client), http)
+
+
+def known_placeholders(key: str, args, bad) -> None:
+    allowed = PLACEHOLDERS[key.split("[")[0]]
+    for arg in args:
+        for found in _PLACEHOLDER.findall(arg):
+            if found not in allowed:
+                raise bad(key, f"{found} is no placeholder of {key.split('[')[0]} (known: {', '.join(allowed)})")
+
+
+def host_program(path: str) -> bool:
+    import os
+
+    return os.path.isfile(path) and os.access(path, os.X_OK)
 
 
 def take(data: dict, key: str, kind, bad, default=None):

@@ -84,6 +84,17 @@ BAD = [
     ("bad http path", GOOD + 'listen = "@PORT1@"\nhttp = "index.html"\n', "http: 'index.html': the path"),
     ("bad listen", GOOD + 'listen = "eighty"\nhttp = "/"\n', "listen: 'eighty': @PORT1@"),
     ("startup without marker", GOOD.replace('"throughput"', '"startup"'), "marker: missing: the startup suite waits"),
+    ("client not on the host", GOOD + 'listen = "@PORT1@"\nclient = ["/usr/bin/no-such-client", "@GUEST@"]\n',
+     "client: /usr/bin/no-such-client: no such program on this host"),
+    ("server not on the host", GOOD + 'servers = [{ argv = ["/usr/bin/no-such-server"], ready = "up" }]\n',
+     "servers[0].argv: /usr/bin/no-such-server: no such program on this host"),
+    ("undefined placeholder", GOOD.replace('"/bin/sh", "-c"', '"/bin/sh", "-c", "@SCRACH@"'),
+     "argv: @SCRACH@ is no placeholder of argv (known: @SCRATCH@"),
+    ("a client's placeholder in argv", GOOD.replace('"/bin/sh", "-c"', '"/bin/sh", "-c", "@GUEST@"'),
+     "argv: @GUEST@ is no placeholder of argv"),
+    ("undefined placeholder in a server", GOOD + 'servers = [{ argv = ["/usr/bin/iperf3", "-p", "@PORT3@"], '
+     'ready = "up" }]\n', "servers[0].argv: @PORT3@ is no placeholder of servers"),
+    ("10 MB file", GOOD + "#" * (10 << 20) + "\n", "bytes: a workload file is at most 1 MiB"),
 ]
 
 
