@@ -127,14 +127,24 @@ def resolve_run(arg: str, results_dir: Path) -> Path:
     raise UsageError(f"no run {arg!r}: give a run folder or a run id under {results_dir}")
 
 
+# What a reader of a run cannot do without in its meta.json (the rest is read with defaults).
+REQUIRED_META = ("host",)  # which machine: compare refuses another host's, a baseline is kept per host
+
+
 def load_meta(path: Path) -> dict:
-    """A stored run's meta.json alone; UsageError when it is missing or corrupt."""
+    """A stored run's meta.json alone; UsageError when it is missing, corrupt, lacks what readers
+    rely on, or comes from a newer isobench."""
     try:
         meta = json.loads((path / "meta.json").read_text())
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot read run {path}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
     if not isinstance(meta, dict) or "schema_version" not in meta:
         raise UsageError(f"run {path} is not an isobench run (missing schema_version)")
+    if not isinstance(meta["schema_version"], int) or meta["schema_version"] > SCHEMA_VERSION:
+        raise UsageError(f"run {path} has schema {meta['schema_version']!r}; this isobench reads up to {SCHEMA_VERSION}")
+    missing = [key for key in REQUIRED_META if key not in meta]
+    if missing:
+        raise UsageError(f"run {path} is not whole: its meta.json lacks {', '.join(missing)}")
     return meta
 
 
@@ -142,8 +152,8 @@ def load_run(path: Path):
     """(samples DataFrame, meta dict) of a stored run; UsageError when it is missing or corrupt."""
     import pandas as pd
 
+    meta = load_meta(path)
     try:
-        meta = json.loads((path / "meta.json").read_text())
         df = pd.read_parquet(path / "samples.parquet")
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot read run {path}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
@@ -151,8 +161,6 @@ def load_run(path: Path):
         if column not in df.columns:
             df[column] = before
     missing = [c for c in COLUMNS if c not in df.columns]
-    if missing or not isinstance(meta, dict) or "schema_version" not in meta:
-        raise UsageError(f"run {path} is not an isobench run (missing {', '.join(missing) or 'schema_version'})")
-    if meta["schema_version"] > SCHEMA_VERSION:
-        raise UsageError(f"run {path} has schema {meta['schema_version']}; this isobench reads up to {SCHEMA_VERSION}")
+    if missing:
+        raise UsageError(f"run {path} is not an isobench run (missing {', '.join(missing)})")
     return df, meta

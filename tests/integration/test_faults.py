@@ -123,22 +123,77 @@ def test_two_runs_at_once_do_not_clobber_each_other_and_clean_waits(tmp_path):
     assert leftovers(tmp_path) == "0 leftovers found"
 
 
-@pytest.mark.parametrize("make_bad, message", [
-    (lambda run: (run / "meta.json").write_text("{not json"), "cannot read run"),
-    (lambda run: (run / "samples.parquet").write_bytes(b"PAR1 garbage"), "cannot read run"),
-    (lambda run: (run / "meta.json").write_text(json.dumps({"hello": 1})), "not an isobench run"),
-])
-def test_a_corrupt_run_given_to_report_or_compare_is_one_line_and_exit_2(tmp_path, make_bad, message):
-    out = bench("run", "--suite", "startup", "--runners", "process", "--repeat", "2", "--results-dir",
-                str(tmp_path), "--no-report")
-    assert out.returncode == 0, out.stderr
-    run = (tmp_path / "latest").resolve()
+def truncate(path, keep=0.5):
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * keep)])
+
+
+def edit_meta(run, change):
+    meta = json.loads((run / "meta.json").read_text())
+    change(meta)
+    (run / "meta.json").write_text(json.dumps(meta))
+
+
+CORRUPT = {  # what a stored run can have suffered: how, and what the one line says
+    "meta not json": (lambda run: (run / "meta.json").write_text("{not json"), "cannot read run"),
+    "samples garbage": (lambda run: (run / "samples.parquet").write_bytes(b"PAR1 garbage"), "cannot read run"),
+    "samples truncated": (lambda run: truncate(run / "samples.parquet"), "cannot read run"),
+    "meta truncated": (lambda run: truncate(run / "meta.json"), "cannot read run"),
+    "meta of another tool": (lambda run: (run / "meta.json").write_text(json.dumps({"hello": 1})), "not an isobench run"),
+    "meta without host": (lambda run: edit_meta(run, lambda m: m.pop("host")), "meta.json lacks host"),
+    "schema not a number": (lambda run: edit_meta(run, lambda m: m.update(schema_version="1")), "has schema '1';"),
+    "newer schema": (lambda run: edit_meta(run, lambda m: m.update(schema_version=99)), "has schema 99; this isobench reads up to"),
+}
+
+
+@pytest.fixture(scope="module")
+def good_runs(tmp_path_factory):
+    results = tmp_path_factory.mktemp("good")
+    for _ in range(2):
+        out = bench("run", "--suite", "startup", "--runners", "process", "--repeat", "2", "--results-dir", str(results),
+                    "--no-report")
+        assert out.returncode == 0, out.stderr
+    return sorted(p for p in results.iterdir() if p.is_dir() and not p.is_symlink())
+
+
+def commands(run, other, tmp_path):
+    """Every command that reads stored runs, each told to write only under tmp_path."""
+    return {"report": ["report", run, "--out", tmp_path / "rep"], "compare": ["compare", other, run],
+            "compare new": ["compare", run, other], "export": ["export", run, "--format", "csv"],
+            "baseline": ["baseline", "update", run, "--baselines-dir", tmp_path / "baselines"]}
+
+
+@pytest.mark.parametrize("case", list(CORRUPT))
+def test_a_corrupt_run_given_to_any_command_is_one_line_exit_2_and_writes_nothing(tmp_path, good_runs, case):
+    import shutil
+
+    make_bad, message = CORRUPT[case]
+    run = tmp_path / good_runs[0].name
+    shutil.copytree(good_runs[0], run)
     make_bad(run)
-    for argv in (["report", str(run), "--out", str(tmp_path / "rep")], ["compare", str(run), str(run)]):
+    for name, argv in commands(run, good_runs[1], tmp_path).items():
         out = bench(*argv)
-        assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
-        assert message in out.stderr
-    assert not (tmp_path / "rep").exists()
+        assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, (name, out.stderr)
+        assert message in out.stderr and out.stdout == "", (name, out.stdout, out.stderr)
+    assert not (tmp_path / "rep").exists() and not (tmp_path / "baselines").exists()
+
+
+def test_a_run_on_a_read_only_file_system_is_read_by_every_command(tmp_path, good_runs):
+    """Root ignores file modes: only a read-only mount makes the run truly read-only."""
+    import shutil
+
+    ro = tmp_path / "ro"
+    shutil.copytree(good_runs[0].parent, ro, symlinks=True)
+    subprocess.run(["mount", "--bind", "-o", "ro", str(ro), str(ro)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(ro)], check=True)
+        run = ro / good_runs[0].name
+        assert subprocess.run(["touch", str(run / "x")], capture_output=True).returncode != 0
+        for name, argv in commands(run, good_runs[1], tmp_path).items():
+            out = bench(*argv)
+            assert out.returncode in (0, 1) and out.stderr == "", (name, out.stderr)  # compare: 1 = a regression
+    finally:
+        subprocess.run(["umount", str(ro)], check=True)
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -153,3 +208,15 @@ def test_bad_input_found_late_is_still_one_line_exit_2_and_writes_nothing(tmp_pa
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert message in out.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_a_metric_regex_that_never_matches_is_a_failed_sample_the_terminal_names(tmp_path):
+    never = tmp_path / "never.toml"
+    never.write_text('suite = "throughput"\nargv = ["/bin/sh", "-c", "echo hello"]\n'
+                     'metrics = [{ name = "speed", unit = "1/s", regex = "speed (?P<value>[0-9]+)" }]\n')
+    out = bench("run", "--workload-file", never, "--runners", "process", "--repeat", "2", "--warmup", "0",
+                "--results-dir", tmp_path / "r", "--no-report")
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "failed: process/never: speed: no match for /speed (?P<value>[0-9]+)/ in the output" in out.stdout
+    df, _ = load_run((tmp_path / "r" / "latest").resolve())
+    assert len(df) == 2 and not df["ok"].any() and df["error"].str.contains("no match").all()

@@ -19,7 +19,7 @@ def samples(n=3):
 
 
 def test_a_stored_run_reads_back_with_its_columns_types_and_errors(tmp_path):
-    run_dir = store.write_run(tmp_path, "r1", samples(), {"schema_version": 1, "run_id": "r1"})
+    run_dir = store.write_run(tmp_path, "r1", samples(), {"schema_version": 1, "run_id": "r1", "host": {}})
     df, meta = store.load_run(run_dir)
     assert list(df.columns) == store.COLUMNS
     assert len(df) == 7 and set(df["run_id"]) == {"r1"}
@@ -45,7 +45,7 @@ def test_unwritable_results_dir_is_a_usage_error(tmp_path):
 
 
 def test_corrupt_runs_are_usage_errors(tmp_path):
-    run_dir = store.write_run(tmp_path, "r4", samples(), {"schema_version": 1})
+    run_dir = store.write_run(tmp_path, "r4", samples(), {"schema_version": 1, "host": {}})
     (run_dir / "samples.parquet").write_bytes(b"not parquet")
     with pytest.raises(UsageError, match="cannot read run"):
         store.load_run(run_dir)
@@ -54,7 +54,7 @@ def test_corrupt_runs_are_usage_errors(tmp_path):
     with pytest.raises(UsageError):
         store.load_run(other)
     pd.DataFrame({"x": [1]}).to_parquet(other / "samples.parquet")
-    (other / "meta.json").write_text(json.dumps({"schema_version": 1}))
+    (other / "meta.json").write_text(json.dumps({"schema_version": 1, "host": {}}))
     with pytest.raises(UsageError, match="not an isobench run"):
         store.load_run(other)
     with pytest.raises(UsageError, match="no run"):
@@ -97,7 +97,7 @@ def test_a_staged_write_is_whole_or_absent_and_clean_finds_what_a_kill_left(tmp_
 
 
 def test_a_run_stored_before_the_n_column_reads_back_as_one_instance_at_a_time(tmp_path):
-    run_dir = store.write_run(tmp_path, "r1", samples(), {"schema_version": 1, "run_id": "r1"})
+    run_dir = store.write_run(tmp_path, "r1", samples(), {"schema_version": 1, "run_id": "r1", "host": {}})
     df, _ = store.load_run(run_dir)
     df.drop(columns="n").to_parquet(run_dir / "samples.parquet", index=False)
     old, _ = store.load_run(run_dir)
