@@ -153,9 +153,12 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
 
 
-def apply_layer(layer: tarfile.TarFile, root: Path) -> int:
+PROGRESS_EVERY = 20_000  # entries between two progress lines of a big layer
+
+
+def apply_layer(layer: tarfile.TarFile, root: Path, say=None) -> int:
     """Apply one layer to root (the layers below already there); the number of devices skipped.
-    ValueError names the first entry that would leave root."""
+    ValueError names the first entry that would leave root. say(n): progress, every PROGRESS_EVERY."""
     members = layer.getmembers()
     # Whiteouts first: they speak of the layers below, whatever their place in this tarball.
     for member in members:
@@ -170,7 +173,9 @@ def apply_layer(layer: tarfile.TarFile, root: Path) -> int:
             target = root / rel.parent / rel.name.removeprefix(WHITEOUT)
             _remove(target)
     skipped = 0
-    for member in members:
+    for done, member in enumerate(members, 1):
+        if say and done % PROGRESS_EVERY == 0:
+            say(done)
         rel = safe_name(member.name)
         if rel == ROOT or rel.name.startswith(WHITEOUT):
             continue
@@ -228,17 +233,21 @@ def peek(path: Path) -> tuple[str, tuple[str, ...]]:
         src.close()
 
 
-def import_image(path: Path, root: Path) -> ImportedImage:
-    """Unpack the image at path into root, which must not exist; root is removed again on any error."""
+def import_image(path: Path, root: Path, say=None) -> ImportedImage:
+    """Unpack the image at path into root, which must not exist; root is removed again on any error.
+    say(text): a line of progress per layer, and within a big one every PROGRESS_EVERY entries."""
+    say = say or (lambda text: None)
     src = _Source(path)
     try:
         names, digest, tags = _layers(src)
         root.mkdir(parents=True)
         skipped = 0
         try:
-            for name in names:
+            for i, name in enumerate(names, 1):
                 with _layer_tar(src.read(name), name, path) as layer:
-                    skipped += apply_layer(layer, root)
+                    total = len(layer.getmembers())
+                    skipped += apply_layer(layer, root, lambda n: say(f"layer {i} of {len(names)}: {n} of {total} entries"))
+                    say(f"layer {i} of {len(names)}: {total} entries unpacked")
         except ValueError as exc:
             shutil.rmtree(root, ignore_errors=True)
             raise UsageError(f"--image {path}: layer {name}: {exc}") from None

@@ -277,7 +277,7 @@ def run_image(opts: RunOptions, workloads: list[Workload], console: Console):
     """--image's; else the app image (with our layer) when a suite of the run asks for it; else ours."""
     if opts.image:
         with console.status(f"preparing the image {opts.image}"):
-            return build_user_image(opts.image, opts.cache_dir)
+            return build_user_image(opts.image, opts.cache_dir, say=lambda text: console.print(text, soft_wrap=True))
     if any(suites()[w.suite].image == "app" for w in workloads):
         from bench import app_image
 

@@ -37,26 +37,33 @@ DOCKER = ("/usr/local/bin/docker", "/usr/bin/docker")
 MOUNT_POINTS = ("proc", "sys", "dev", "tmp", "run", "mnt")
 
 
-def build_user_image(source: str, cache_dir: Path, known: tuple[str, str] | None = None) -> Image:
+def build_user_image(source: str, cache_dir: Path, known: tuple[str, str] | None = None, say=None) -> Image:
     """The run's image from --image SRC (UsageError, one line, when SRC is none of the three).
-    known: (digest, description) of a directory whose digest is known (the app image's build key)."""
+    known: (digest, description) of a directory whose digest is known (the app image's build key).
+    say(text): progress of an import, a line at a time."""
+    made: list[Path] = []
     if known:
         base, (digest, described) = Path(source), known
     else:
-        base, digest, described = base_tree(source, cache_dir)  # a bad SRC is refused before anything is built
+        base, digest, described = base_tree(source, cache_dir, say, made)  # a bad SRC is refused before anything is built
     ours = build_image(cache_dir)
     key = hashlib.sha256(f"isobench-user-image {LAYER_VERSION} {digest} {ours.digest}".encode()).hexdigest()[:16]
     final = cache_dir / "images" / f"user-{key}"
     if not (final / "rootfs").is_dir():
-        with staged(final, replace=False) as staging:
-            copy_tree(base, staging / "rootfs")
-            add_our_layer(staging / "rootfs", ours)
+        try:
+            with staged(final, replace=False) as staging:
+                copy_tree(base, staging / "rootfs")
+                add_our_layer(staging / "rootfs", ours)
+        except BaseException:  # an image our layer cannot go on (a symlink loop): nothing of it is kept
+            for path in made:
+                shutil.rmtree(path, ignore_errors=True)
+            raise
     return Image(final / "rootfs", key, ours.host_paths, source=described, base_digest=digest)
 
 
-def base_tree(source: str, cache_dir: Path) -> tuple[Path, str, str]:
+def base_tree(source: str, cache_dir: Path, say=None, made: list[Path] | None = None) -> tuple[Path, str, str]:
     """(the user's tree, its digest, what it is) for SRC; a tarball or Docker image is unpacked once
-    per digest into CACHE/images/base-DIGEST."""
+    per digest into CACHE/images/base-DIGEST (added to made when unpacked by this call)."""
     from bench.image_import import import_image, peek
 
     path = Path(source)
@@ -75,7 +82,9 @@ def base_tree(source: str, cache_dir: Path) -> tuple[Path, str, str]:
         archive = path if path.exists() else docker_save(cli, source, cache_dir / "images" / f"save-{digest[:16]}.tar")
         try:
             with staged(base, replace=False) as staging:
-                import_image(archive, staging / "rootfs")
+                import_image(archive, staging / "rootfs", say and (lambda text: say(f"--image {source}: {text}")))
+            if made is not None:
+                made.append(base)
         finally:
             if archive != path:
                 archive.unlink(missing_ok=True)  # the docker save archive: the unpacked tree is what is kept

@@ -170,3 +170,50 @@ def test_an_images_setuid_helper_is_setuid_inside_and_out_of_everyones_reach_out
             assert denied.returncode != 0 and "Permission denied" in denied.stderr, (command, denied)
     finally:
         shutil.rmtree(base)
+
+
+def test_an_image_without_bin_runs_through_our_layer(tmp_path, request):
+    from tests.unit.test_image_import import docker_save, layer
+
+    archive = tmp_path / "nobin.tar"
+    docker_save(archive, layer(("etc", "dir", None), ("etc/hostname", "file", b"nobin\n")))
+    out = bench("run", "--suite", "startup", "--image", archive, "--runners", "chroot,container", "--repeat", "1",
+                "--warmup", "0", "--results-dir", tmp_path / "r", "--no-report", timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    df, meta = load_run((tmp_path / "r" / "latest").resolve())
+    request.addfinalizer(lambda: forget(meta))
+    assert df["ok"].all() and set(df["runner"]) == {"chroot", "container"}
+
+
+def many_files(n: int) -> bytes:
+    """One layer of n one-byte files, a thousand to a directory."""
+    import io
+    import tarfile
+
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for d in range(-(-n // 1000)):
+            info = tarfile.TarInfo(f"data/{d:03d}")
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+            for f in range(min(1000, n - 1000 * d)):
+                info = tarfile.TarInfo(f"data/{d:03d}/{f:03d}")
+                info.size = 1
+                tar.addfile(info, io.BytesIO(b"x"))
+    return out.getvalue()
+
+
+def test_an_image_of_100000_tiny_files_imports_with_progress(tmp_path, request):
+    from tests.unit.test_image_import import docker_save
+
+    archive = tmp_path / "many.tar"
+    docker_save(archive, many_files(100_000))
+    out = bench("run", "--suite", "startup", "--image", archive, "--runners", "chroot", "--repeat", "1",
+                "--warmup", "0", "--results-dir", tmp_path / "r", "--no-report", timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    df, meta = load_run((tmp_path / "r" / "latest").resolve())
+    request.addfinalizer(lambda: forget(meta))
+    assert f"--image {archive}: layer 1 of 1: 20000 of 100100 entries" in out.stdout
+    assert f"--image {archive}: layer 1 of 1: 100100 entries unpacked" in out.stdout
+    assert df["ok"].all()
+    assert len(list((Path(meta["image"]["rootfs"]) / "data" / "099").iterdir())) == 1000

@@ -40,7 +40,9 @@ def archive(path, files: dict[str, bytes]) -> None:
 
 
 def docker_save(path, *layers) -> None:
-    config = b'{"architecture": "amd64"}'
+    # as Docker's: the config names its layers' digests, so that the image id is the content's
+    diff_ids = [f"sha256:{hashlib.sha256(data).hexdigest()}" for data in layers]
+    config = json.dumps({"architecture": "amd64", "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
     files = {f"l{i}/layer.tar": data for i, data in enumerate(layers)}
     files["cfg.json"] = config
     files["manifest.json"] = json.dumps([{"Config": "cfg.json", "RepoTags": ["mine:1"],
