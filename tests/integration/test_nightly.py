@@ -78,3 +78,71 @@ def test_runs_from_two_hosts_side_by_side(tmp_path):
     for host in (here, "metal-2"):
         assert f"process @ {host}" in html and f"chroot @ {host}" in html
     assert "Some Other CPU" in html
+
+
+def nightly_steps(job: str) -> list[dict]:
+    import yaml
+
+    return yaml.safe_load(WORKFLOW.read_text())["jobs"][job]["steps"]
+
+
+def runs_here(step: dict, failed: bool) -> bool:
+    """A step's `if:` as GitHub would decide it for a manual dispatch (not a scheduled night)."""
+    condition = step.get("if")
+    if condition is None:
+        return not failed
+    if condition == "always()":
+        return True
+    if condition == "success() && github.event_name == 'schedule'":
+        return False  # it adds the run to the host's real baseline: only a scheduled night does that
+    raise AssertionError(f"the test does not know how GitHub decides `if: {condition}`: teach it")
+
+
+def run_steps(steps: list[dict], cwd, env: dict) -> list[str]:
+    """Each `run:` in order with bash as GitHub runs it (-e, -o pipefail), until one fails; what ran."""
+    ran, failed = [], False
+    for step in steps:
+        if "run" not in step or not runs_here(step, failed):
+            continue
+        assert "${{" not in step["run"], f"{step['name']}: an expression the test cannot evaluate"
+        out = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]], cwd=cwd,
+                             env=env, capture_output=True, text=True, timeout=1800)
+        assert out.returncode == 0, f"{step['name']}: exit {out.returncode}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+        ran.append(step["name"])
+    return ran
+
+
+def test_the_nightly_workflow_runs_here_step_by_step(tmp_path):
+    """Every `run:` of the nightly workflow, in its order, on this host: setup, doctor, verify (every
+    check, the network one included), a run, the baseline and compare steps, clean, then the merge
+    job over what the bench job uploaded. A manual dispatch of the startup suite; the checkout is a
+    copy of this one, sharing its .venv, so that results/ and reports/ here are not touched."""
+    import hashlib
+    import os
+
+    # the copy's `make setup` must find the shared .venv current, or it would reinstall it from the copy
+    current = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + (ROOT / "scripts/setup.sh").read_bytes())
+    assert (ROOT / ".venv/.isobench-setup").read_text().strip() == current.hexdigest(), "run `make setup` first"
+    work = tmp_path / "checkout"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
+                           text=True, check=True).stdout.split("\n")
+    for name in filter(None, files):
+        if (ROOT / name).is_file():
+            (work / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, work / name)
+    for shared in (".venv", ".tools"):
+        (work / shared).symlink_to(ROOT / shared)
+    env = {**os.environ, "SUITE": "startup"}  # the job's env, as `workflow_dispatch` with suite=startup sets it
+    ran = run_steps(nightly_steps("bench"), work, env)
+    assert ran == ["Set up (apt packages, venv, libvirtd)", "Check the host", "Verify the harness", "Run the suites",
+                   "Compare with this host's baseline", "Leave the host clean"]
+    verdict = json.loads((work / "results/latest/meta.json").read_text())["verify"]
+    assert verdict is not None and "failed" in verdict  # verify's verdict reached the run
+
+    merge = tmp_path / "merge"
+    shutil.copytree(work, merge, symlinks=True, ignore=shutil.ignore_patterns("results", "reports"))
+    artifact = merge / "hosts" / "isobench-bench-metal-1"  # as download-artifact lays out the upload
+    for part in ("results", "reports"):
+        shutil.copytree(work / part, artifact / part)  # upload-artifact follows symlinks: latest is a copy
+    assert run_steps(nightly_steps("merge"), merge, env) == ["Set up", "Build the merged report"]
+    assert (merge / "merged-report" / "index.html").exists()
