@@ -91,14 +91,26 @@ def run_lock(exclusive: bool) -> int:
     return fd
 
 
+def _recover_run(residue: Residue) -> None:
+    from bench.store import recover
+
+    recover(Path(residue.name))
+    _remove_path(residue)
+
+
 def staging_dirs(results_dir: Path, reports_dir: Path, cache_dir: Path) -> list[Leftover]:
     """Half-written runs, reports, images, kernels, baselines... a killed `bench` left behind: the
-    staging paths of bench.atomic, anywhere in the cache."""
+    staging paths of bench.atomic, anywhere in the cache. A killed run's journal is not lost: its
+    samples become an incomplete run (bench.store.recover) before its staging dir goes."""
+    from bench.store import Journal
+
     found = []
     for base in (results_dir, reports_dir):
         if base.is_dir():
             found += sorted(base.glob(f"{STAGING_PREFIX}*"))
-    return [Leftover(Residue("staging dir", str(p)), _remove_path) for p in found + atomic.leftovers(cache_dir)]
+    return [Leftover(Residue("killed run's journal (its samples kept as an incomplete run)", str(p)), _recover_run)
+            if (p / Journal.HEAD).exists() else Leftover(Residue("staging dir", str(p)), _remove_path)
+            for p in found + atomic.leftovers(cache_dir)]
 
 
 def cgroups() -> list[Leftover]:

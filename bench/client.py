@@ -8,8 +8,12 @@ import subprocess
 import sys
 from dataclasses import asdict
 
-from bench.errors import UsageError
+from bench.errors import MeasurementError, UsageError
 from bench.spec import Envelope
+
+
+class WorkerDied(MeasurementError):
+    """The measuring worker ended without a reply: killed, or crashed."""
 
 
 class WorkerClient:
@@ -22,7 +26,9 @@ class WorkerClient:
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
         if not line:
-            raise RuntimeError(f"the measuring worker died (exit code {self.proc.wait()})")
+            code = self.proc.wait()
+            how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+            raise WorkerDied(f"the measuring worker died ({how})")
         reply = json.loads(line)
         if reply["op"] == "interrupted":  # Ctrl-C reached the worker first: it stopped cleanly
             raise KeyboardInterrupt

@@ -14,7 +14,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
                            TimeRemainingColumn)
 
 from bench import hostinfo, store
-from bench.errors import UsageError
+from bench.errors import MeasurementError, UsageError
 from bench.options import convert
 from bench.verify import last_verdict
 from bench.image import build_image
@@ -25,7 +25,7 @@ from bench.suites import select, suites
 from bench.suites.memory import DENSITY
 from bench.suites.scale import CONCURRENCY, MAX_INSTANCES, default_budget_mib, too_many
 from bench.workload import Workload
-from bench.client import WorkerClient
+from bench.client import WorkerClient, WorkerDied
 from bench.registry import registered
 
 
@@ -221,7 +221,7 @@ def _run(opts, console, workloads, wanted, started, run_id) -> tuple[int, Path |
     samples: list[dict] = []
     rounds_meta: dict = {}
     journal = store.Journal(opts.results_dir, run_id)
-    interrupted = None
+    interrupted, died = None, None
     try:
         targets = {n: registered()[runner_name(n)].target for n in (wanted or registered())}
         opts = replace(opts, options=runner_options(targets, opts.options))
@@ -231,21 +231,48 @@ def _run(opts, console, workloads, wanted, started, run_id) -> tuple[int, Path |
         plan, not_run = plan_runs(workloads, names, status, opts)
         if not plan:
             raise UsageError(f"nothing to run: {left_out_text(not_run)}")
+        meta = head_meta(opts, workloads, image, status, names, not_run, started, run_id)
+        journal.begin(meta)
         try:
             measure_all(client, plan, opts, run_id, console, samples, rounds_meta, journal)
         except KeyboardInterrupt as exc:
             interrupted = signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT
             client.interrupt()  # the worker tears its current instance down, then exits
+        except WorkerDied as exc:  # killed, or crashed: what it measured until then is kept
+            died = str(exc)
     finally:
         client.close()
         journal.close()
-    meta = {
-        "schema_version": store.SCHEMA_VERSION, "run_id": run_id, "started": started,
+    meta.update({
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "rounds": {w: {n: r.as_meta() for n, r in p.items()} for w, p in rounds_meta.items()},
+        "warnings": runner_warnings(samples, names), "incomplete": bool(interrupted or died),
+        **({"interrupted_by": interrupted.name} if interrupted else {}), **({"worker_died": died} if died else {}),
+    })
+    stopped = f"interrupted by {interrupted.name}" if interrupted else died
+    code = 128 + interrupted if interrupted else 1
+    if stopped and not samples:
+        journal.drop()
+        if died:
+            raise MeasurementError(f"{died} before any sample was complete; nothing stored")
+        console.print(f"bench: {stopped} before any sample was complete; nothing stored")
+        return code, None
+    run_dir = store.write_run(opts.results_dir, run_id, samples, meta)  # UsageError, no half run, if it cannot
+    if stopped:
+        console.print(f"bench: {stopped}: {len(samples)} samples stored as an incomplete run")
+        return code, run_dir
+    failed = sum(not s["ok"] for s in samples)
+    return (1 if failed else 0), run_dir
+
+
+def head_meta(opts, workloads, image, status, names, not_run, started, run_id) -> dict:
+    """meta.json as the run knows it when it begins measuring (the journal keeps it beside the
+    samples); _run adds the end, the rounds and the warnings."""
+    return {
+        "schema_version": store.SCHEMA_VERSION, "run_id": run_id, "started": started,
         "command": " ".join(["bench", *sys.argv[1:]]), "suites": sorted({w.suite for w in workloads}),
         "workloads": [w.name for w in workloads], "envelope": asdict(opts.envelope),
         "workload_files": {w.name: {"origin": w.origin, "sha256": w.digest} for w in workloads if not w.builtin},
-        "rounds": {w: {n: r.as_meta() for n, r in p.items()} for w, p in rounds_meta.items()},
         "precision_pct": None if opts.repeat else round(100 * opts.precision, 3),
         "image": {"digest": image.digest, "rootfs": str(image.rootfs), "source": image.source,
                   **({"base_digest": image.base_digest} if image.base_digest else {})},
@@ -257,20 +284,7 @@ def _run(opts, console, workloads, wanted, started, run_id) -> tuple[int, Path |
         "skipped_runners": {n: s["reason"] for n, s in status.items() if n not in names},
         "not_run": not_run, "density": opts.density, **scale_meta(opts, workloads),
         "cache": cache_meta(opts.cache, workloads), "verify": last_verdict(opts.cache_dir),
-        "warnings": runner_warnings(samples, names),
-        "incomplete": interrupted is not None,
-        **({"interrupted_by": interrupted.name} if interrupted else {}),
     }
-    if interrupted and not samples:
-        journal.drop()
-        console.print(f"bench: interrupted by {interrupted.name} before any sample was complete; nothing stored")
-        return 128 + interrupted, None
-    run_dir = store.write_run(opts.results_dir, run_id, samples, meta)  # UsageError, no half run, if it cannot
-    if interrupted:
-        console.print(f"bench: interrupted by {interrupted.name}: {len(samples)} samples stored as an incomplete run")
-        return 128 + interrupted, run_dir
-    failed = sum(not s["ok"] for s in samples)
-    return (1 if failed else 0), run_dir
 
 
 def run_image(opts: RunOptions, workloads: list[Workload], console: Console):

@@ -30,8 +30,9 @@ def samples_frame(run_id: str, samples: list[dict]):
     return df.fillna(ADDED).astype({"iteration": "int64", "value": "float64", "ok": "bool", "n": "int64"})
 
 
-def write_run(results_dir: Path, run_id: str, samples: list[dict], meta: dict) -> Path:
-    """Write into a staging folder, then rename: a crash leaves no half run under its real name."""
+def write_run(results_dir: Path, run_id: str, samples: list[dict], meta: dict, latest: bool = True) -> Path:
+    """Write into a staging folder, then rename: a crash leaves no half run under its real name.
+    latest: point results/latest at it (not for a run recovered after the fact)."""
     staging = staging_dir(results_dir, run_id)
     final = results_dir / run_id
     try:
@@ -40,6 +41,7 @@ def write_run(results_dir: Path, run_id: str, samples: list[dict], meta: dict) -
         _write_synced(staging / "meta.json", json.dumps(meta, indent=2, default=str).encode())
         _fsync_path(staging / "samples.parquet")
         (staging / Journal.NAME).unlink(missing_ok=True)
+        (staging / Journal.HEAD).unlink(missing_ok=True)
         os.rename(staging, final)
         _fsync_path(results_dir)
     except BaseException as exc:
@@ -47,8 +49,31 @@ def write_run(results_dir: Path, run_id: str, samples: list[dict], meta: dict) -
         if isinstance(exc, OSError):
             raise UsageError(f"cannot write results to {results_dir}: {exc.strerror or exc}") from None
         raise
-    point_latest(results_dir, run_id)
+    if latest:
+        point_latest(results_dir, run_id)
     return final
+
+
+def recover(staging: Path) -> Path | None:
+    """The run a killed `bench run` left in its staging dir (its journal and its head), stored as an
+    incomplete run beside the others; None when there is nothing to recover (no head, no sample).
+    A last line cut short by the kill is no sample."""
+    try:
+        meta = json.loads((staging / Journal.HEAD).read_text())
+        lines = (staging / Journal.NAME).read_text().split("\n")
+    except (OSError, ValueError):
+        return None
+    samples = []
+    for line in lines[:-1]:  # whatever follows the last newline was being written
+        try:
+            samples.append(json.loads(line))
+        except ValueError:
+            break
+    if not samples:
+        return None
+    meta.update(incomplete=True, interrupted_by="killed", recovered_by="bench clean",
+                recovered=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    return write_run(staging.parent, meta["run_id"], samples, meta, latest=False)
 
 
 def staging_dir(results_dir: Path, run_id: str) -> Path:
@@ -61,17 +86,26 @@ class Journal:
     written is dropped, and the run goes on; write_run removes it once the run is whole."""
 
     NAME = "samples.jsonl"
+    HEAD = "meta.head.json"  # what the run knew of itself when it began measuring
 
     def __init__(self, results_dir: Path, run_id: str) -> None:
         self.path = staging_dir(results_dir, run_id) / self.NAME
         self.file = None
         self.dropped = False
+        self.head: dict | None = None
+
+    def begin(self, meta: dict) -> None:
+        """Kept beside the samples once the first one comes: with them, `bench clean` makes an
+        incomplete run of a `bench run` that was killed before it could store one (recover())."""
+        self.head = meta
 
     def add(self, samples: list[dict]) -> None:
         """Opened with the first sample: a run that measures nothing writes nothing."""
         if self.file is None and not self.dropped:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+                if self.head is not None:
+                    _write_synced(self.path.with_name(self.HEAD), json.dumps(self.head, default=str).encode())
                 self.file = open(self.path, "a")
             except OSError:
                 self.drop()

@@ -10,6 +10,7 @@ import pytest
 
 from bench.parsers import parse_stress_ng
 from bench.spec import Envelope
+from bench.store import load_run
 from runners.container import ContainerRunner
 from tests.conftest import DATA, ROOT, RunnerFactory, bench, kill_run_then_clean, sampled, wait_until
 
@@ -164,7 +165,9 @@ def test_a_container_run_stores_every_metric_with_a_peak_of_its_own_pages(tmp_pa
 
 def test_killed_run_is_cleaned_by_bench_clean(tmp_path):
     assert kill_run_then_clean(tmp_path, "container", sampled(tmp_path, "container")) == "0 leftovers found"
-    assert not [p for p in tmp_path.iterdir() if not p.name.startswith(".")]  # no half run
+    (run,) = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]  # no half run: the journal, recovered
+    df, meta = load_run(run)
+    assert meta["incomplete"] and meta["recovered_by"] == "bench clean" and len(df) > 0 and df["ok"].all()
 
 
 def test_a_hundred_launches_in_a_row_all_succeed(factory, runner):

@@ -62,6 +62,22 @@ def test_a_signal_stops_the_run_keeps_its_samples_and_leaves_nothing(tmp_path, s
     assert leftovers(tmp_path) == "0 leftovers found"
 
 
+def test_a_killed_worker_ends_the_run_in_one_line_and_keeps_its_samples(tmp_path):
+    proc = start_run(tmp_path, "process,container")
+    wait_until(lambda: "container" in journalled(tmp_path) or proc.poll() is not None, "a stored container sample")
+    (worker,) = [int(c) for c in open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split()
+                 if b"bench.worker" in open(f"/proc/{c}/cmdline", "rb").read()]
+    os.kill(worker, signal.SIGKILL)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "Traceback" not in err, err
+    assert "bench: the measuring worker died (killed by SIGKILL): " in out and "samples stored as an incomplete run" in out
+    df, meta = load_run((tmp_path / "latest").resolve())
+    assert meta["incomplete"] is True and meta["worker_died"] == "the measuring worker died (killed by SIGKILL)"
+    assert len(df) > 0 and df["ok"].all()
+    assert bench("clean", "--results-dir", str(tmp_path)).returncode == 0  # what the killed worker had up
+    assert leftovers(tmp_path) == "0 leftovers found"
+
+
 def test_sigkill_mid_throughput_in_a_container_and_a_vm_then_bench_clean(tmp_path):
     """Scratch dirs and disks, the bridge netns, the VM's tap, its domain: bench clean finds them all."""
     left = kill_run_then_clean(tmp_path, "container,vm", domain_up,
