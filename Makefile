@@ -2,7 +2,7 @@
 VENV  := .venv
 BENCH := $(VENV)/bin/bench
 
-.PHONY: setup bench test clean
+.PHONY: setup bench test soak clean
 
 setup:
 	@bash scripts/setup.sh
@@ -12,6 +12,10 @@ bench: setup
 
 test: setup
 	$(VENV)/bin/pytest
+
+# 20 minutes of SIGKILLs at random moments, each followed by bench clean (scripts/soak.py); not in make test.
+soak: setup
+	$(VENV)/bin/python scripts/soak.py
 
 clean:
 	$(BENCH) clean
