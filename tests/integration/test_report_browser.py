@@ -28,11 +28,19 @@ def browser(tmp_path):
     driver.quit()
 
 
+IMAGES = ("return Array.from(document.images).map(i => [i.getAttribute('src'), i.complete, i.naturalWidth, "
+          "i.getBoundingClientRect().top])")
+
+
 def check_page(driver, page: Path, screenshot: str, first_image: str | None = None) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
     driver.get(page.as_uri())
-    images = driver.execute_script(
-        "return Array.from(document.images).map(i => [i.getAttribute('src'), i.complete, i.naturalWidth, "
-        "i.getBoundingClientRect().top])")
+    # in a fresh-check, get() once returned with the history page's images not yet complete (complete
+    # false, some with their width already known): wait until each has finished, loaded or broken
+    WebDriverWait(driver, 60, poll_frequency=0.05).until(
+        lambda d: all(complete for _, complete, _, _ in d.execute_script(IMAGES)))
+    images = driver.execute_script(IMAGES)
     assert images, "the page shows no image"
     if first_image:  # and on the first screen of a laptop (900 px), above any table
         src, _, _, top = images[0]
