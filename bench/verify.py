@@ -20,7 +20,7 @@ from bench.client import WorkerClient
 from bench.errors import MeasurementError, UsageError
 from bench.image import Image, build_image
 from bench.registry import registered
-from bench.spec import SCRATCH, Envelope
+from bench.spec import IPERF_PORT, SCRATCH, Envelope
 from bench.workload import PROBE_GUEST_PATH, SYSCALL_GUEST_PATH
 from runners.bwrap import bwrap_argv
 
@@ -150,22 +150,20 @@ def checks(harness: Harness, image: Image, envelope: Envelope, scratch: str) -> 
         return [parsers.parse_fio(pinned_run(argv, cpu))["disk_randread_iops"]]
 
     def iperf_direct() -> list[float]:
-        from bench.servers import server_cpus
+        from bench.servers import HostServers
 
-        port = str(39000 + os.getpid() % 1000)
-        where = server_cpus([cpu])  # where isobench puts its servers too
-        server = subprocess.Popen([IPERF3, "--server", "--one-off", "--bind", "127.0.0.1", "--port", port],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  preexec_fn=(lambda: os.sched_setaffinity(0, where)) if where else None)
+        # the iperf3 server the net workload declares, started and awaited as its samples start it
+        # (ready once it prints "listening", on the CPUs the envelope leaves free), and killed after;
+        # a fixed port and a /proc/net/tcp poll once let the client run before it listened
+        (iperf,) = [s for s in workload("net").servers if s.argv[0].endswith("/iperf3")]
+        servers = HostServers(None, "127.0.0.1", [iperf], rootfs, [cpu])
+        servers.start()
         try:
-            for _ in range(50):  # until it listens
-                if f":{int(port):04X}" in Path("/proc/net/tcp").read_text():
-                    break
-                time.sleep(0.05)
+            port = servers.placeholders()[IPERF_PORT]
             out = pinned_run([IPERF3, "--client", "127.0.0.1", "--port", port, "--time", "3", "--json"], cpu)
             return [json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e9]
         finally:
-            server.wait(timeout=10)
+            servers.stop()
 
     return [
         Check("startup", "process exit_ms", "hyperfine -N on the probe", "exit_ms",

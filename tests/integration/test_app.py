@@ -50,5 +50,5 @@ def test_a_process_torn_down_while_it_runs_takes_what_it_forked_along(factory):
         except FileNotFoundError:
             return ""
 
-    # SIGKILL is delivered when the child next runs: a fresh-check once found it still R right after
+    # a fresh-check once found it still R right after teardown: wait for what the test means
     wait_until(lambda: state() in ("", "Z"), "the forked child to be gone, or dead and waiting for its reaper", 10)
