@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.baseline import WINDOW
+from bench.analysis.baseline import WINDOW
 from bench.cache import cache_dir
 from bench.errors import MeasurementError, UsageError
 from bench.spec import Envelope, parse_cpus, parse_cpuset, parse_size_mib, positive_int
@@ -222,14 +222,14 @@ def cmd_run(args, console) -> int:
     code, run_dir = run(opts, console)
     if run_dir is None:
         return code
-    from bench.views import print_summary
+    from bench.analysis.views import print_summary
 
     print_summary(run_dir, console)
     console.print(f"results: {run_dir.resolve()}", soft_wrap=True)
     if code >= 128:  # interrupted: stop now; `bench report RUN` makes its report later
         return code
     if opts.report:
-        from bench.report import render_report
+        from bench.analysis.report import render_report
 
         console.print(f"report:  {render_report(run_dir, args.reports_dir.resolve() / run_dir.name)}", soft_wrap=True)
     console.print(f"took:    {time.monotonic() - started:.0f} s")
@@ -245,29 +245,29 @@ def cmd_exec(args, console) -> int:
 
 
 def cmd_list(args, console) -> int:
-    from bench.views import listing
+    from bench.analysis.views import listing
 
     data = listing(args.what, str(cache_dir()), args.workload_file)
     if args.json:
         print(json.dumps(data, indent=2))
     else:
-        from bench.views import print_listing
+        from bench.analysis.views import print_listing
 
         print_listing(data, console)
     return 0
 
 
 def cmd_doctor(args, console) -> int:
-    from bench.doctor import checks
-    from bench.views import print_checks
+    from bench.checks.doctor import checks
+    from bench.analysis.views import print_checks
 
     print_checks(checks(str(cache_dir())), console)
     return 0
 
 
 def cmd_verify(args, console) -> int:
-    from bench.verify import record, verify
-    from bench.views import print_verify
+    from bench.checks.verify import record, verify
+    from bench.analysis.views import print_verify
 
     only = [c.strip() for c in args.checks.split(",")] if args.checks else None
     verdicts = verify(cache_dir(), only)
@@ -282,18 +282,18 @@ def cmd_verify(args, console) -> int:
 
 
 def cmd_report(args, console) -> int:
-    from bench.report import render_report
-    from bench.store import resolve_run
+    from bench.analysis.report import render_report
+    from bench.analysis.store import resolve_run
 
     run_dirs = [resolve_run(arg, args.results_dir) for arg in args.runs]
     if len(run_dirs) > 1 and several_hosts(run_dirs):
-        from bench.report import render_hosts
+        from bench.analysis.report import render_hosts
 
         out = args.out or Path("reports") / f"hosts-{run_dirs[-1].name}"
         console.print(f"report: {render_hosts(run_dirs, out)}", soft_wrap=True)
         return 0
     if len(run_dirs) > 1:
-        from bench.report import render_history
+        from bench.analysis.report import render_history
 
         out = args.out or Path("reports") / f"history-{run_dirs[-1].name}"
         console.print(f"history: {render_history(run_dirs, out)}", soft_wrap=True)
@@ -305,16 +305,16 @@ def cmd_report(args, console) -> int:
 
 
 def several_hosts(run_dirs: list[Path]) -> bool:
-    from bench.baseline import host_key
-    from bench.store import load_meta
+    from bench.analysis.baseline import host_key
+    from bench.analysis.store import load_meta
 
     return len({host_key(load_meta(d).get("host", {})) for d in run_dirs}) > 1
 
 
 def cmd_compare(args, console) -> int:
-    from bench.compare import as_json, compare
-    from bench.store import load_run, resolve_run
-    from bench.views import print_verdicts
+    from bench.analysis.compare import as_json, compare
+    from bench.analysis.store import load_run, resolve_run
+    from bench.analysis.views import print_verdicts
 
     try:
         threshold = float(args.threshold) / 100
@@ -323,7 +323,7 @@ def cmd_compare(args, console) -> int:
     if not 0 <= threshold < 1:
         raise UsageError(f"bad --threshold {args.threshold!r}: from 0 to 100")
     if args.baseline_of_host:
-        from bench.baseline import baseline_of
+        from bench.analysis.baseline import baseline_of
 
         if len(args.runs) != 1:
             raise UsageError("--baseline-of-host takes one run: the new one")
@@ -350,7 +350,7 @@ def cmd_compare(args, console) -> int:
 
 def refuse_other_hosts(base_meta: dict, new_meta: dict) -> None:
     """Two machines differ in more than isolation: their ratios say nothing about a change."""
-    from bench.baseline import host_key
+    from bench.analysis.baseline import host_key
 
     keys = [host_key(m.get("host", {})) for m in (base_meta, new_meta)]
     if keys[0] != keys[1]:
@@ -363,8 +363,8 @@ def baselines_dir(args) -> Path:
 
 
 def cmd_baseline(args, console) -> int:
-    from bench import baseline
-    from bench.store import resolve_run
+    from bench.analysis import baseline
+    from bench.analysis.store import resolve_run
 
     store = baselines_dir(args)
     if args.action == "update":
@@ -376,7 +376,7 @@ def cmd_baseline(args, console) -> int:
         return 0
     found = {key: [r.name for r in runs] for key, runs in baseline.hosts(store).items()}
     if args.host_of:
-        from bench.store import load_meta
+        from bench.analysis.store import load_meta
 
         key = baseline.host_key(load_meta(resolve_run(args.host_of, args.results_dir)).get("host", {}))
         found = {key: found[key]} if found.get(key) else {}
@@ -393,8 +393,8 @@ def cmd_baseline(args, console) -> int:
 
 
 def cmd_export(args, console) -> int:
-    from bench.export import FORMATS
-    from bench.store import load_run, resolve_run
+    from bench.analysis.export import FORMATS
+    from bench.analysis.store import load_run, resolve_run
 
     df, meta = load_run(resolve_run(args.run, args.results_dir))
     sys.stdout.write(FORMATS[args.format](df, meta))
@@ -402,7 +402,7 @@ def cmd_export(args, console) -> int:
 
 
 def cmd_kernel(args, console) -> int:
-    from bench import kernel as kernels
+    from bench.images import kernel as kernels
 
     cached = kernels.microvm_build_info(cache_dir()) if kernels.MICROVM_SOURCE.exists() else None
     if cached and not args.force:
@@ -414,7 +414,7 @@ def cmd_kernel(args, console) -> int:
 
 
 def cmd_clean(args, console) -> int:
-    from bench.clean import residues, run_lock
+    from bench.checks.clean import residues, run_lock
 
     lock = run_lock(exclusive=True)  # never while a run is going: its resources are not leftovers
     try:

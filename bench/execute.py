@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from bench.errors import UsageError
-from bench.image import build_image
+from bench.images.image import build_image
 from bench.registry import registered
 from bench.spec import Envelope, LaunchSpec
 
@@ -47,7 +47,7 @@ def execute(runner_name: str, argv: list[str], envelope: Envelope, options: dict
     """Run argv in a fresh instance, stream its output, and return its exit code (128+N for signal N)."""
     if not argv:
         raise UsageError("nothing to run: bench exec --runner R -- CMD [ARG...]")
-    from bench.clean import run_lock
+    from bench.checks.clean import run_lock
 
     runner = make_runner(runner_name, options)
     lock = run_lock(exclusive=False)  # what this instance creates is not a leftover for `bench clean`

@@ -13,18 +13,20 @@ from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
 
-from bench import hostinfo, store
+from bench.checks import hostinfo
+
+from bench.analysis import store
 from bench.errors import MeasurementError, UsageError
 from bench.options import convert
-from bench.verify import last_verdict
-from bench.image import build_image
-from bench.user_image import build_user_image
+from bench.checks.verify import last_verdict
+from bench.images.image import build_image
+from bench.images.user_image import build_user_image
 from bench.spec import Envelope
-from bench.stats import interval_pct
-from bench.suites import select, suites
+from bench.analysis.stats import interval_pct
+from bench.suites import suites
 from bench.suites.memory import DENSITY
 from bench.suites.scale import CONCURRENCY, MAX_INSTANCES, default_budget_mib, too_many
-from bench.workload import Workload
+from bench.workload import Workload, select
 from bench.client import WorkerClient, WorkerDied
 from bench.registry import registered
 
@@ -196,7 +198,7 @@ def _on_sigterm(signum, frame):
 def run(opts: RunOptions, console: Console) -> tuple[int, Path | None]:
     """Returns (exit code, run dir). Interrupted (SIGINT, SIGTERM) while measuring, the samples
     completed so far are stored as a run marked incomplete, and the code is 128 + the signal."""
-    from bench.clean import run_lock
+    from bench.checks.clean import run_lock
 
     workloads = select(opts.suite, opts.workloads, opts.workload_files)
     opts = replace(opts, envelope=suite_envelope(opts.envelope, workloads))
@@ -293,7 +295,7 @@ def run_image(opts: RunOptions, workloads: list[Workload], console: Console):
         with console.status(f"preparing the image {opts.image}"):
             return build_user_image(opts.image, opts.cache_dir, say=lambda text: console.print(text, soft_wrap=True))
     if any(suites()[w.suite].image == "app" for w in workloads):
-        from bench import app_image
+        from bench.images import app_image
 
         rootfs, digest = app_image.build_app_image(opts.cache_dir, say=console.print)
         with console.status("adding our tools to the app image"):

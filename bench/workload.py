@@ -16,9 +16,11 @@ import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from bench import parsers
 from bench.errors import UsageError
+from bench.suites import suites
 
-# isobench's own static tools in every image (bench/guest/*.c, built by bench.image)
+# isobench's own static tools in every image (bench/guest/*.c, built by bench.images.image)
 PROBE_GUEST_PATH = "/bin/bench-probe"
 SYSCALL_GUEST_PATH = "/bin/bench-syscall"
 RR_GUEST_PATH = "/bin/bench-rr"
@@ -102,8 +104,6 @@ class Workload:
         """The metrics in a run-to-completion workload's output; ValueError when one is not there."""
         found = {}
         if self.parser:
-            from bench import parsers
-
             value = getattr(parsers, self.parser)(output)
             found = value if isinstance(value, dict) else {self.metrics[0][0]: value}
         return found | {e.metric: e.value(output) for e in self.extract}
@@ -165,9 +165,6 @@ METRIC_KEYS = ("name", "unit", "regex", "json", "scale")
 
 def load_file(path: Path, origin: str | None = None) -> Workload:
     """One workload file, every key checked (BadWorkloadFile: one line, file, key, what is wrong)."""
-    from bench import parsers
-    from bench.suites import suites
-
     path = Path(path)
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
@@ -366,3 +363,33 @@ def add(found: dict[str, Workload], workload: Workload, path: Path) -> None:
         other = found[workload.name].origin
         raise BadWorkloadFile(path, "name", f"{workload.name!r} is already a workload ({other}); name it otherwise")
     found[workload.name] = workload
+
+
+def select(suite_arg: str | None, workload_arg: str | None, files=()) -> list[Workload]:
+    """The workloads named by --suite (comma list, or 'all') and --workloads, among the built-in ones
+    and those of --workload-file; UsageError otherwise. Without --suite, the files' workloads."""
+    known, every = suites(), catalogue(files)
+    if suite_arg is None:
+        if not files:
+            raise UsageError("--suite is required (startup, ... or all), or a --workload-file")
+        chosen = [w for w in every.values() if not w.builtin]
+        suite_arg = ",".join(dict.fromkeys(w.suite for w in chosen))
+        return narrowed(chosen, workload_arg, suite_arg)
+    names = list(known) if suite_arg == "all" else [s.strip() for s in suite_arg.split(",") if s.strip()]
+    unknown = [s for s in names if s not in known]
+    if unknown or not names:
+        raise UsageError(f"unknown suite {','.join(unknown) or suite_arg!r}; choose from: {', '.join(sorted(known))}, all")
+    chosen = [w for s in known.values() if s.name in names for w in every.values() if w.suite == s.name]
+    return narrowed(chosen, workload_arg, suite_arg)
+
+
+def narrowed(chosen: list[Workload], workload_arg: str | None, suite_arg: str) -> list[Workload]:
+    """chosen, narrowed to the names of --workloads when it is given."""
+    if workload_arg:
+        wanted = [w.strip() for w in workload_arg.split(",") if w.strip()]
+        valid = sorted({w.name for w in chosen})
+        bad = [w for w in wanted if w not in valid]
+        if bad or not wanted:
+            raise UsageError(f"unknown workload {','.join(bad) or workload_arg!r} for suite {suite_arg}; choose from: {', '.join(valid)}")
+        chosen = [w for w in chosen if w.name in wanted]
+    return chosen

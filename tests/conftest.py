@@ -40,7 +40,7 @@ def image(tmp_path_factory):
     """The real guest image, built once per test session into a private cache."""
     if shutil.which("busybox") is None or shutil.which("stress-ng") is None:
         pytest.fail("setup is incomplete: run `make setup` (busybox-static, stress-ng, fio, iperf3, gcc)")
-    from bench.image import build_image
+    from bench.images.image import build_image
 
     return build_image(tmp_path_factory.mktemp("cache"))
 
@@ -109,7 +109,7 @@ def host_left_clean():
     yield
     if os.geteuid() != 0:
         return
-    from bench.clean import host_residues, runner_residues
+    from bench.checks.clean import host_residues, runner_residues
     from bench.cache import cache_dir
 
     left = [r.residue for r in [*runner_residues(cache_dir()), *host_residues()]]
@@ -142,7 +142,7 @@ def wait_until(predicate, what: str, timeout_s: float = 600, step_s: float = 0.0
 
 
 def journalled(results_dir: Path) -> set[str]:
-    """The runners with a stored sample in a run in progress under results_dir (bench.store.Journal)."""
+    """The runners with a stored sample in a run in progress under results_dir (bench.analysis.store.Journal)."""
     import json
 
     found = set()

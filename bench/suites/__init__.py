@@ -13,10 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.errors import UsageError
-from bench.workload import Workload
 
-# Plots a suite's report section can ask for beyond a distribution per metric (bench.report.PLOTS).
+# Plots a suite's report section can ask for beyond a distribution per metric (bench.analysis.report.PLOTS).
 PLOTS = ("phases", "memory", "cdf", "scaling", "fill", "interference")
 
 
@@ -42,7 +40,7 @@ class Suite:
     metrics: tuple[tuple[str, str], ...] = ()
     parses_output: bool = False
     composed: tuple[str, ...] = ()
-    image: str | None = None  # "app": without --image, its workloads run in the app image (bench.app_image)
+    image: str | None = None  # "app": without --image, its workloads run in the app image (bench.images.app_image)
     needs_marker: bool = False  # its workloads print a marker once up (a service of the app suite need not)
 
     def __post_init__(self) -> None:
@@ -64,35 +62,3 @@ def suites() -> dict[str, Suite]:
             raise TypeError(f"{path} declares no SUITE = Suite(...)")
         found.append(module.SUITE)
     return {s.name: s for s in sorted(found, key=lambda s: (s.order, s.name))}
-
-
-def select(suite_arg: str | None, workload_arg: str | None, files=()) -> list[Workload]:
-    """The workloads named by --suite (comma list, or 'all') and --workloads, among the built-in ones
-    and those of --workload-file; UsageError otherwise. Without --suite, the files' workloads."""
-    from bench.workload import catalogue
-
-    known, every = suites(), catalogue(files)
-    if suite_arg is None:
-        if not files:
-            raise UsageError("--suite is required (startup, ... or all), or a --workload-file")
-        chosen = [w for w in every.values() if not w.builtin]
-        suite_arg = ",".join(dict.fromkeys(w.suite for w in chosen))
-        return narrowed(chosen, workload_arg, suite_arg)
-    names = list(known) if suite_arg == "all" else [s.strip() for s in suite_arg.split(",") if s.strip()]
-    unknown = [s for s in names if s not in known]
-    if unknown or not names:
-        raise UsageError(f"unknown suite {','.join(unknown) or suite_arg!r}; choose from: {', '.join(sorted(known))}, all")
-    chosen = [w for s in known.values() if s.name in names for w in every.values() if w.suite == s.name]
-    return narrowed(chosen, workload_arg, suite_arg)
-
-
-def narrowed(chosen: list[Workload], workload_arg: str | None, suite_arg: str) -> list[Workload]:
-    """chosen, narrowed to the names of --workloads when it is given."""
-    if workload_arg:
-        wanted = [w.strip() for w in workload_arg.split(",") if w.strip()]
-        valid = sorted({w.name for w in chosen})
-        bad = [w for w in wanted if w not in valid]
-        if bad or not wanted:
-            raise UsageError(f"unknown workload {','.join(bad) or workload_arg!r} for suite {suite_arg}; choose from: {', '.join(valid)}")
-        chosen = [w for w in chosen if w.name in wanted]
-    return chosen

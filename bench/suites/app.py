@@ -2,7 +2,7 @@
 to wrk, redis to redis-benchmark (rates and latency percentiles), nginx's first answer from the
 launch (gVisor's StartupNginx), and a Python interpreter's imports to READY.
 
-The services run in the app image (bench.app_image: Debian 12 with nginx-light, redis-server and
+The services run in the app image (bench.images.app_image: Debian 12 with nginx-light, redis-server and
 python3-minimal), or in --image. A service listens on the environment's own address (a process or
 a chroot: the host's loopback), the client runs where the runner's host-side servers run (its
 network namespace), pinned to the CPUs the environment does not have, as the throughput suite's

@@ -22,7 +22,7 @@ def host_tsc_khz(cache_dir: Path) -> str | None:
     to its slow calibration, three rounds of 10 to 50 ms against PIT and HPET. None when it cannot
     be measured: the guest calibrates as usual."""
     from bench.host.tools import run_captured
-    from bench.image import build_static, compiler
+    from bench.images.image import build_static, compiler
 
     tool = build_static(cache_dir, Path(__file__).with_name("tsc_khz.c"), compiler())
     try:

@@ -20,13 +20,13 @@ MKFS = "/usr/sbin/mkfs.ext4"
 
 @dataclass(frozen=True)
 class BootFiles:
-    kernel: object  # bench.kernel.Kernel: vmlinux, release, modules
+    kernel: object  # bench.images.kernel.Kernel: vmlinux, release, modules
     initrd: Path
     root_disk: Path
 
     def modules(self, *extra: str) -> list[str]:
         """The modules the init loads: the root disk's, extra ones, and their dependencies first."""
-        from bench.kernel import load_order
+        from bench.images.kernel import load_order
 
         return list(load_order(self.kernel.modules, dict.fromkeys((*ROOT_MODULES, *extra))))
 
@@ -35,9 +35,9 @@ def boot_files(kernel_path: str | None, rootfs: str, image_digest: str, cache_di
     """The kernel (the given one, or Debian's extracted into the cache), our initramfs keyed by the
     kernel, the init and its builder, and the root disk keyed by the image and its builder: each
     built once into the cache."""
-    from bench import initramfs
-    from bench import kernel as kernels
-    from bench.image import build_static, compiler, file_digest
+    from bench.images import initramfs
+    from bench.images import kernel as kernels
+    from bench.images.image import build_static, compiler, file_digest
 
     if kernel_path == kernels.MICROVM:  # ours, built from Debian's source on first use
         kernel = kernels.microvm(cache_dir, say=lambda text: print(text, file=sys.stderr, flush=True))

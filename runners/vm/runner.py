@@ -78,7 +78,7 @@ class VmRunner(Runner):
         return self.conn
 
     def prepare(self, rootfs: str, image_digest: str, cache_dir: str) -> None:
-        from bench import kernel as kernels
+        from bench.images import kernel as kernels
 
         self.boot = boot_files(self.cfg.kernel, rootfs, image_digest, Path(cache_dir))
         self.host_params = kernels.host_policy()

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from bench.store import load_run
+from bench.analysis.store import load_run
 from tests.conftest import bench, wait_until
 
 pytestmark = pytest.mark.integration

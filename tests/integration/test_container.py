@@ -10,7 +10,7 @@ import pytest
 
 from bench.parsers import parse_stress_ng
 from bench.spec import Envelope
-from bench.store import load_run
+from bench.analysis.store import load_run
 from runners.container import ContainerRunner
 from tests.conftest import DATA, ROOT, RunnerFactory, bench, kill_run_then_clean, sampled, wait_until
 
@@ -188,7 +188,7 @@ def open_image():
     import tempfile
 
     from bench.cache import closed
-    from bench.image import build_image
+    from bench.images.image import build_image
 
     base = tempfile.mkdtemp(prefix="isobench-test-")
     os.chmod(base, 0o755)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.store import load_run
+from bench.analysis.store import load_run
 from tests.conftest import ROOT, bench
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from bench.store import load_run
+from bench.analysis.store import load_run
 from bench.workload import Workload
 from tests.conftest import BENCH, ROOT, bench, domain_up, journalled, kill_run_then_clean, measure_in_process, wait_until
 

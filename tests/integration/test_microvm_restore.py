@@ -4,7 +4,7 @@ restored from a snapshot taken once per run), for real under TCG or KVM."""
 import pytest
 
 from bench.spec import Envelope
-from bench.store import load_run
+from bench.analysis.store import load_run
 from runners.restore import VmRestoreRunner
 from tests.conftest import bench, kill_run_then_clean, sampled
 

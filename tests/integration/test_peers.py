@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from bench.store import load_run
+from bench.analysis.store import load_run
 from tests.conftest import bench, kill_run_then_clean, sampled
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prepared_cache")]

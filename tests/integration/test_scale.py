@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.store import load_run
+from bench.analysis.store import load_run
 from tests.conftest import BENCH, ROOT, bench, kill_run_then_clean, wait_until
 
 

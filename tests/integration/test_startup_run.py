@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.store import COLUMNS, load_run
+from bench.analysis.store import COLUMNS, load_run
 from runners.chroot import ChrootRunner
 from runners.process import ProcessRunner
 from tests.conftest import BENCH, ROOT, bench
@@ -111,7 +111,7 @@ def test_bench_verify_prints_its_table_and_records_its_verdict(tmp_path):
 
 
 def test_the_real_image_is_complete_and_built_once(image):
-    from bench.image import build_image
+    from bench.images.image import build_image
 
     root = image.rootfs
     for rel in ("bin/busybox", "bin/sh", "bin/bench-probe", "usr/bin/stress-ng", "usr/bin/fio",

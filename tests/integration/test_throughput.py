@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from bench.store import load_run
+from bench.analysis.store import load_run
 from bench.workload import Workload
 from tests.conftest import bench, measure_in_process
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.store import load_run
+from bench.analysis.store import load_run
 from tests.conftest import bench
 
 pytestmark = pytest.mark.integration
@@ -142,7 +142,7 @@ def test_an_images_setuid_helper_is_setuid_inside_and_out_of_everyones_reach_out
     import tempfile
 
     from bench.cache import USERNS_ID, closed
-    from bench.user_image import build_user_image
+    from bench.images.user_image import build_user_image
     from runners.container import ContainerRunner
     from tests.conftest import RunnerFactory
 

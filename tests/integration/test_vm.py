@@ -8,7 +8,7 @@ import pytest
 
 from bench.errors import MeasurementError
 from bench.spec import LaunchSpec
-from bench.store import load_run
+from bench.analysis.store import load_run
 from runners.vm import VmRunner
 from tests.conftest import bench, domain_up, kill_run_then_clean
 
@@ -47,7 +47,7 @@ def test_the_guest_kernel_runs_under_the_hosts_security_modules_and_page_zeroing
     """The process and container rows run under the host kernel's policy; the vm row's guest too."""
     import re
 
-    from bench.kernel import host_policy
+    from bench.images.kernel import host_policy
 
     script = ("mount -t securityfs s /sys/kernel/security; echo READY;"
               " cat /sys/kernel/security/lsm; echo; cat /proc/cmdline")

@@ -4,7 +4,7 @@ process, chroot, container and vm runners, has loaded nothing that makes a fork 
 import pytest
 
 from bench.client import WorkerClient
-from bench.image import build_image
+from bench.images.image import build_image
 from bench.spec import Envelope
 from tests.conftest import FAT
 

@@ -2,9 +2,9 @@
 
 import pytest
 
-from bench import baseline
+from bench.analysis import baseline
 from bench.errors import UsageError
-from bench.store import SCHEMA_VERSION, write_run
+from bench.analysis.store import SCHEMA_VERSION, write_run
 
 HOST = {"hostname": "metal-1", "arch": "x86_64", "cpu_model": "EPYC", "cores": 64, "memory_gib": 251.4,
         "cgroup_version": "v2", "virtualized": False, "kernel": "6.1.0", "cpu_mhz": 2450.1}

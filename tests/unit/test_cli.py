@@ -63,7 +63,7 @@ class Toy(Runner):
 
 
 def test_list_json_gives_suites_in_run_order_and_each_runner_with_its_contract(capsys, monkeypatch):
-    from bench import views
+    from bench.analysis import views
     from bench.registry import RunnerInfo
 
     monkeypatch.setattr(views, "registered", lambda: {"toy": RunnerInfo("toy", "tests.unit.test_cli:Toy", Toy)})

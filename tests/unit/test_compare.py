@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from bench.cli import main
-from bench.compare import judge
+from bench.analysis.compare import judge
 from bench.spec import Sample
-from bench.store import write_run
+from bench.analysis.store import write_run
 
 FAST = np.array([100.0, 101, 99, 100.5, 100.2])
 

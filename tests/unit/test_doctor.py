@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from bench.doctor import noise_checks
+from bench.checks.doctor import noise_checks
 
 
 def fake_sys(tmp_path: Path, files: dict[str, str]) -> Path:

@@ -3,7 +3,7 @@ import subprocess
 
 import pytest
 
-from bench import image
+from bench.images import image
 from bench.errors import UsageError
 
 

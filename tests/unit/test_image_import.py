@@ -1,4 +1,4 @@
-"""Images as a rootfs (bench/image_import.py): docker save and OCI layouts built here, byte by byte,
+"""Images as a rootfs (bench/images/image_import.py): docker save and OCI layouts built here, byte by byte,
 with their layers, whiteouts and every kind of path escape a layer can try."""
 
 import gzip
@@ -10,7 +10,7 @@ import tarfile
 import pytest
 
 from bench.errors import UsageError
-from bench.image_import import import_image, safe_name
+from bench.images.image_import import import_image, safe_name
 
 
 def layer(*entries, compress=False) -> bytes:

@@ -3,7 +3,7 @@ integration tests' prepared cache)."""
 
 import pytest
 
-from bench import kernel as kernels
+from bench.images import kernel as kernels
 from bench.errors import UsageError
 
 

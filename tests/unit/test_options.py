@@ -70,7 +70,7 @@ def test_a_variant_option_is_checked_like_any_other():
 
 def test_a_runner_that_cannot_enforce_part_of_the_envelope_says_so():
     from bench.spec import Envelope
-    from bench.views import unenforced
+    from bench.analysis.views import unenforced
     from runners.base import Runner
 
     class Plain(Runner):  # a plugin that declares nothing

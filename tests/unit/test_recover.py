@@ -3,8 +3,8 @@ incomplete run when `bench clean` finds them; a line cut short by the kill is no
 
 import json
 
-from bench import store
-from bench.clean import staging_dirs
+from bench.analysis import store
+from bench.checks.clean import staging_dirs
 from bench.spec import Sample
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from bench.run import Rounds
-from bench.stats import interval_pct, median_interval
+from bench.analysis.stats import interval_pct, median_interval
 
 
 def test_the_median_interval_is_the_binomial_order_statistics():

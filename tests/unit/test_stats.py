@@ -3,7 +3,7 @@ import math
 import pandas as pd
 import pytest
 
-from bench.stats import runner_order, summarize
+from bench.analysis.stats import runner_order, summarize
 
 
 def frame():
@@ -54,7 +54,7 @@ def test_memory_overheads_are_differences_not_ratios():
 
 
 def test_headline_ratio_with_a_bootstrap_interval_around_it():
-    from bench.stats import headline
+    from bench.analysis.stats import headline
 
     df = pd.DataFrame(rows("cpu_ops_s", "ops/s", {"process": [100, 102, 98, 101, 99], "vm": [50, 51, 49, 50, 52]})
                       + rows("mem_overhead_mib", "MiB", {"process": [0, 0.1, -0.1], "vm": [300, 310, 305]}))
@@ -68,14 +68,14 @@ def test_headline_ratio_with_a_bootstrap_interval_around_it():
 
 
 def test_headline_has_no_interval_from_one_sample():
-    from bench.stats import headline
+    from bench.analysis.stats import headline
 
     table = headline(pd.DataFrame(rows("net_gbit_s", "Gbit/s", {"process": [20.0], "container": [18.0]})))
     assert table.loc[0, "value"] == pytest.approx(0.9) and math.isnan(table.loc[0, "ci_low"])
 
 
 def test_an_incomplete_run_says_so_first():
-    from bench.report import warnings
+    from bench.analysis.report import warnings
 
     df = frame()
     found = warnings(df, summarize(df), {"incomplete": True, "interrupted_by": "SIGINT"})
@@ -83,7 +83,7 @@ def test_an_incomplete_run_says_so_first():
 
 
 def test_cold_starts_are_said_first_and_warm_ones_not_at_all():
-    from bench.report import warnings
+    from bench.analysis.report import warnings
 
     df = frame()
     cold = warnings(df, summarize(df), {"cache": {"state": "cold", "dropped_before": ["startup"]}})
@@ -94,8 +94,8 @@ def test_cold_starts_are_said_first_and_warm_ones_not_at_all():
 def test_a_runner_that_could_not_enforce_the_envelope_is_marked_in_the_report():
     import pandas as pd
 
-    from bench.report import headline_table, warnings
-    from bench.stats import summarize
+    from bench.analysis.report import headline_table, warnings
+    from bench.analysis.stats import summarize
 
     rows = [{"suite": "throughput", "workload": "cpu", "runner": r, "iteration": i, "metric": "cpu_ops_s",
              "value": v + i, "unit": "ops/s", "ok": True, "error": ""} for r, v in (("process", 100), ("plain", 90))

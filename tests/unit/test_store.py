@@ -4,7 +4,7 @@ import math
 import pandas as pd
 import pytest
 
-from bench import store
+from bench.analysis import store
 from bench.errors import UsageError
 from bench.spec import Sample
 

@@ -104,7 +104,7 @@ def test_libvirt_reads_the_guest_cpu_back_in_two_calls_unless_told_stock():
 
 
 def test_a_modules_appended_signature_is_cut_off():
-    from bench.initramfs import SIGNATURE_MAGIC, unsigned
+    from bench.images.initramfs import SIGNATURE_MAGIC, unsigned
 
     body, signature = b"\x7fELF module body", b"S" * 300
     info = bytes(8) + len(signature).to_bytes(4, "big")  # struct module_signature: sig_len last, big-endian
@@ -139,7 +139,7 @@ def test_the_guest_kernel_takes_the_hosts_parameters_before_the_workload():
     ("init_on_alloc=0 init_on_alloc=maybe", "", "0"),  # the kernel ignores what is not a boolean
 ])
 def test_whether_the_host_kernel_zeroes_the_pages_it_allocates(cmdline, config, zeroes):
-    from bench.kernel import init_on_alloc
+    from bench.images.kernel import init_on_alloc
 
     assert init_on_alloc(cmdline, config) == zeroes
 

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from bench.cli import main
-from bench.user_image import inside, tree_digest
+from bench.images.user_image import inside, tree_digest
 from tests.unit.test_image_import import docker_save, layer
 
 

@@ -1,6 +1,6 @@
 """bench verify's verdicts: a ratio within its tolerance (and the harness's own slack), or a floor."""
 
-from bench.verify import Verdict
+from bench.checks.verify import Verdict
 
 
 def test_a_check_within_tolerance_and_slack_is_ok_and_beyond_is_off():

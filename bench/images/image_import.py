@@ -1,6 +1,6 @@
 """A user's image as a rootfs: a `docker save` tarball or an OCI image layout (a directory or a
 tarball of one), its layers applied in order with whiteouts honoured, refusing any entry that would
-land outside the rootfs. `bench run --image` (bench.user_image) builds on this.
+land outside the rootfs. `bench run --image` (bench.images.user_image) builds on this.
 
 The layer rules are the OCI image spec's ("Applying changesets"): `.wh.NAME` deletes NAME from the
 layers below, `.wh..wh..opq` empties its directory of what the layers below put there. Nothing is

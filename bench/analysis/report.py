@@ -12,10 +12,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from jinja2 import Environment, FileSystemLoader, select_autoescape  # noqa: E402
 
-from bench.stats import (FAMILIES, HOST_SEP, base_runner, families, headline, median_interval,  # noqa: E402
+from bench.analysis.stats import (FAMILIES, HOST_SEP, base_runner, families, headline, median_interval,  # noqa: E402
                          below_resolution, one_at_a_time_ready, runner_order, startup_cost, summarize)
 from bench import atomic  # noqa: E402
-from bench.views import fmt_number, ordered, vs_process  # noqa: E402
+from bench.analysis.views import fmt_number, ordered, vs_process  # noqa: E402
 
 HIGH_CV = 0.10
 LABELS = {"ready_ms": "time to READY", "exit_ms": "time to exit", "teardown_ms": "teardown",
@@ -204,7 +204,7 @@ def suite_plots(name: str) -> tuple[str, ...]:
 
 def render_report(run_dir: Path, out_dir: Path, baseline_dir: Path | None = None) -> Path:
     """Write out_dir/index.html and its PNGs (atomically: staged, then renamed)."""
-    from bench.store import load_run
+    from bench.analysis.store import load_run
 
     df, meta = load_run(run_dir)
     return _render(df, meta, out_dir, baseline_dir)
@@ -212,7 +212,7 @@ def render_report(run_dir: Path, out_dir: Path, baseline_dir: Path | None = None
 
 def host_labels(metas: list[dict]) -> list[str]:
     """A label per run's host: its hostname, or its host key where two machines share a hostname."""
-    from bench.baseline import host_key
+    from bench.analysis.baseline import host_key
 
     keys = [host_key(m.get("host", {})) for m in metas]
     names = {k: m.get("host", {}).get("hostname", "host") for k, m in zip(keys, metas)}
@@ -223,7 +223,7 @@ def host_labels(metas: list[dict]) -> list[str]:
 def render_hosts(run_dirs: list[Path], out_dir: Path) -> Path:
     """Runs from several machines side by side: every row is one runner on one host, each compared
     with process on that same host; no two hosts are ever merged into one row."""
-    from bench.store import load_run
+    from bench.analysis.store import load_run
 
     runs = [load_run(d) for d in run_dirs]
     labels = host_labels([meta for _, meta in runs])
@@ -243,8 +243,8 @@ def render_hosts(run_dirs: list[Path], out_dir: Path) -> Path:
 
 
 def _render(df: pd.DataFrame, meta: dict, out_dir: Path, baseline_dir: Path | None) -> Path:
-    from bench.compare import compare
-    from bench.store import load_run
+    from bench.analysis.compare import compare
+    from bench.analysis.store import load_run
 
     summary = summarize(df)
     baseline = None
@@ -392,8 +392,8 @@ def scale_rows(df: pd.DataFrame, meta: dict) -> list[dict]:
 def render_history(run_dirs: list[Path], out_dir: Path) -> Path:
     """The nightly view: per metric, a trend line per runner over the runs, change points marked
     where `bench compare` of consecutive runs says regression (red) or improvement (green)."""
-    from bench.compare import compare
-    from bench.store import load_run
+    from bench.analysis.compare import compare
+    from bench.analysis.store import load_run
 
     runs = sorted((load_run(d) for d in run_dirs), key=lambda r: r[1].get("started", ""))
     ids = [meta.get("run_id", "?") for _, meta in runs]

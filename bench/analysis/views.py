@@ -79,8 +79,8 @@ def print_checks(checks, console: Console) -> None:
 
 def print_summary(run_dir: Path, console: Console) -> None:
     """One table per suite/workload: medians, spread and the ratio to process, per metric and runner."""
-    from bench.stats import below_resolution, runner_order, startup_cost, summarize
-    from bench.store import load_run
+    from bench.analysis.stats import below_resolution, runner_order, startup_cost, summarize
+    from bench.analysis.store import load_run
 
     df, meta = load_run(run_dir)
     summary = summarize(df)
@@ -127,7 +127,7 @@ def vs_process(ratio: float, diff: float, unit: str) -> str:
 def ordered(summary, order: list[str] | None = None):
     """Metrics in the order the workload defines them, runners in `order` within each (default: the
     baseline first, then as they come)."""
-    from bench.stats import runner_order
+    from bench.analysis.stats import runner_order
 
     runners = {r: i for i, r in enumerate(order or runner_order(summary["runner"]))}
     metrics = {m: i for i, m in enumerate(dict.fromkeys(summary["metric"]))}

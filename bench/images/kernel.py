@@ -185,7 +185,7 @@ def init_on_alloc(cmdline: str, config: str | None) -> str | None:
 # --- the microvm kernel: built here from Debian's kernel source, with a configuration of ours ---
 
 MICROVM_SOURCE = Path("/usr/src/linux-source-6.1.tar.xz")  # apt-get install linux-source-6.1
-MICROVM_CONFIG = Path(__file__).with_name("guest") / "microvm.config"
+MICROVM_CONFIG = Path(__file__).parents[1] / "guest" / "microvm.config"
 MICROVM = "microvm"  # --option vm.kernel=microvm: this kernel
 
 

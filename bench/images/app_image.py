@@ -1,7 +1,7 @@
 """The app suite's image: Debian 12 (debootstrap minbase) with nginx-light, redis-server and
 python3-minimal from Debian's packages, the same apt sources as the host's, so that the servers in
 the image are the versions a plain process runs on the host. Built by `make setup` (python -m
-bench.app_image), or on the first app run; cached by the package list and the host's sources.
+bench.images.app_image), or on the first app run; cached by the package list and the host's sources.
 
 No daemon starts while it is built (a policy-rc.d that says no), and the apt lists, docs and
 locales are left out. Every run puts our layer on top of it as it does for --image.

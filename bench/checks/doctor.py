@@ -6,7 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
-from bench import hostinfo
+from bench.checks import hostinfo
 from bench.registry import inspect_runner, registered
 from runners.base import Check
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from bench import parsers
 from bench.client import WorkerClient
 from bench.errors import MeasurementError, UsageError
-from bench.image import Image, build_image
+from bench.images.image import Image, build_image
 from bench.registry import registered
 from bench.spec import IPERF_PORT, SCRATCH, Envelope
 from bench.workload import PROBE_GUEST_PATH, SYSCALL_GUEST_PATH
@@ -216,7 +216,7 @@ def record(cache_dir: Path, verdicts: list[Verdict]) -> dict:
     """Keep the verdict where the next `bench run` finds it (meta.json, the report)."""
     from dataclasses import asdict
 
-    from bench import hostinfo
+    from bench.checks import hostinfo
     from bench.atomic import staged
 
     summary = {"ok": all(v.ok for v in verdicts), "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -6,7 +6,7 @@ import json
 
 import pandas as pd
 
-from bench.stats import KEYS
+from bench.analysis.stats import KEYS
 
 SECONDS_PER = {"ms": 1e-3, "us": 1e-6, "s": 1.0}
 

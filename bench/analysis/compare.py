@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bench.stats import median_ratio
+from bench.analysis.stats import median_ratio
 
 ALPHA = 0.05
 HIGHER_IS_BETTER_UNITS = ("/s",)  # ops/s, MiB/s, calls/s, forks/s, Gbit/s: more is better
@@ -64,7 +64,7 @@ def judge(base: np.ndarray, new: np.ndarray, unit: str, threshold: float) -> tup
 def compare(base: pd.DataFrame, new: pd.DataFrame, threshold: float,
             tolerances: dict | None = None) -> list[Verdict]:
     """tolerances: per (suite, workload, runner, metric, unit), a larger threshold learned from a
-    baseline window (see bench.baseline.tolerances)."""
+    baseline window (see bench.analysis.baseline.tolerances)."""
     keys = ["suite", "workload", "runner", "metric", "unit"]
     verdicts = []
     groups_new = {k: g["value"].to_numpy() for k, g in new[new["ok"]].groupby(keys, sort=False)}

@@ -15,7 +15,7 @@ from pathlib import Path
 from bench.atomic import staged
 from bench.host.tools import run_captured
 
-INIT_SOURCE = Path(__file__).parent / "guest" / "init.c"
+INIT_SOURCE = Path(__file__).parents[1] / "guest" / "init.c"
 SIGNATURE_MAGIC = b"~Module signature appended~\n"
 
 

@@ -23,7 +23,7 @@ from bench.workload import PROBE_GUEST_PATH, RR_GUEST_PATH, SYSCALL_GUEST_PATH
 BUILDER_VERSION = "2"  # bump when the layout of the tree changes
 BUSYBOX = "/bin/busybox"
 TOOLS = ("stress-ng", "fio", "iperf3")
-GUEST_SOURCES = Path(__file__).parent / "guest"
+GUEST_SOURCES = Path(__file__).parents[1] / "guest"
 STATIC_TOOLS = {PROBE_GUEST_PATH: "probe.c", SYSCALL_GUEST_PATH: "syscalls.c", RR_GUEST_PATH: "rr.c"}  # built here, static
 GUEST_DIRS = ("proc", "sys", "dev", "tmp", "run", "root", "etc", "var/tmp", "mnt")
 GUEST_ETC = {

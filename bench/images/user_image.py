@@ -1,7 +1,7 @@
 """`bench run --image SRC`: a user's image as the rootfs every runner runs, with isobench's tools
 added in a layer of their own.
 
-SRC is a directory (a rootfs tree), a `docker save` or OCI image-layout tarball (bench.image_import),
+SRC is a directory (a rootfs tree), a `docker save` or OCI image-layout tarball (bench.images.image_import),
 or the name of an image in the local Docker engine (exported with `docker save`). The user's tree is
 never changed: the run's rootfs is a copy of it with our layer on top, cached by the pair of digests
 (the image's, and our own image's) under CACHE/images/user-KEY.
@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath
 
 from bench.atomic import staged
 from bench.errors import UsageError
-from bench.image import GUEST_DEVICES, TOOLS, Image, build_image, run_tool, shared_libraries
+from bench.images.image import GUEST_DEVICES, TOOLS, Image, build_image, run_tool, shared_libraries
 from bench.workload import PROBE_GUEST_PATH, RR_GUEST_PATH, SYSCALL_GUEST_PATH
 
 LAYER_VERSION = "2"  # bump when what our layer adds changes
@@ -64,7 +64,7 @@ def build_user_image(source: str, cache_dir: Path, known: tuple[str, str] | None
 def base_tree(source: str, cache_dir: Path, say=None, made: list[Path] | None = None) -> tuple[Path, str, str]:
     """(the user's tree, its digest, what it is) for SRC; a tarball or Docker image is unpacked once
     per digest into CACHE/images/base-DIGEST (added to made when unpacked by this call)."""
-    from bench.image_import import import_image, peek
+    from bench.images.image_import import import_image, peek
 
     path = Path(source)
     if path.is_dir() and not (path / "index.json").exists():

@@ -92,7 +92,7 @@ def run_lock(exclusive: bool) -> int:
 
 
 def _recover_run(residue: Residue) -> None:
-    from bench.store import recover
+    from bench.analysis.store import recover
 
     recover(Path(residue.name))
     _remove_path(residue)
@@ -101,8 +101,8 @@ def _recover_run(residue: Residue) -> None:
 def staging_dirs(results_dir: Path, reports_dir: Path, cache_dir: Path) -> list[Leftover]:
     """Half-written runs, reports, images, kernels, baselines... a killed `bench` left behind: the
     staging paths of bench.atomic, anywhere in the cache. A killed run's journal is not lost: its
-    samples become an incomplete run (bench.store.recover) before its staging dir goes."""
-    from bench.store import Journal
+    samples become an incomplete run (bench.analysis.store.recover) before its staging dir goes."""
+    from bench.analysis.store import Journal
 
     found = []
     for base in (results_dir, reports_dir):

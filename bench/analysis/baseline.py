@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bench.errors import UsageError
 from bench.atomic import STAGING_PREFIX, staged
-from bench.store import load_run
+from bench.analysis.store import load_run
 
 WINDOW = 5
 # What identifies a machine. Not the kernel or the tunables (a change there is what a nightly should
@@ -73,7 +73,7 @@ def tolerances(frames) -> dict:
     container's teardown_ms 31%, stress-ng's cpu rate 1-3%. A fixed 5% would flag that noise."""
     import pandas as pd
 
-    from bench.stats import KEYS, summarize
+    from bench.analysis.stats import KEYS, summarize
 
     per_run = pd.concat([summarize(f) for f in frames])  # each run's median and cv per metric
     pooled = pd.concat(frames)
