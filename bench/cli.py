@@ -12,7 +12,9 @@ from pathlib import Path
 from bench.analysis.baseline import WINDOW
 from bench.cache import cache_dir
 from bench.errors import MeasurementError, UsageError
+from bench.options import suite_flags, suite_values
 from bench.spec import Envelope, parse_cpus, parse_cpuset, parse_size_mib, positive_int
+from bench.suites import suites
 
 
 class Parser(argparse.ArgumentParser):
@@ -28,7 +30,8 @@ def build_parser() -> Parser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     r = sub.add_parser("run", help="measure suites in runners, store results, write a report")
-    r.add_argument("--suite", help="startup, ... or all (comma-separated); without it, the --workload-file ones")
+    r.add_argument("--suite", help=f"{', '.join(suites())} or all (comma-separated); without it, the "
+                                   "--workload-file ones")
     r.add_argument("--image", metavar="SRC", help="run in your image: a rootfs directory, a docker save or OCI "
                    "archive, or a local Docker image's name (our tools are added in a layer of their own)")
     r.add_argument("--workload-file", action="append", default=[], metavar="FILE", type=Path,
@@ -44,13 +47,8 @@ def build_parser() -> Parser:
     r.add_argument("--cpuset", help="the CPUs to take the first ceil(--cpus) from, e.g. 1 or 0-3 "
                                     "(default: every CPU, highest first); the same for every runner")
     r.add_argument("--memory", help="memory per environment, e.g. 512M")
-    r.add_argument("--density", help="instances at once in the memory suite's density workload (default 4)")
-    r.add_argument("--concurrency", help="the scale suite's burst sizes, e.g. 1,4,16 (default 1,2,4,8,16,32)")
-    r.add_argument("--max-instances", help="the most instances a scale burst or fill starts (default 64)")
-    r.add_argument("--memory-budget", help="host memory a scale run may take, e.g. 8G (default: half of what is "
-                   "available); VMs count their whole guest RAM")
-    r.add_argument("--neighbours", help="instances running the load beside the measured one (default: the CPU count)")
-    r.add_argument("--neighbour-load", help="what the neighbours run: cpu (default), membw, disk or net")
+    for flag in suite_flags(suites()):  # each suite's own options (Suite.Options)
+        r.add_argument(flag["flag"], dest=flag["dest"], metavar=flag["field"].upper(), help=f"{flag['suite']} suite: {flag['help']}")
     r.add_argument("--cache", default="warm", help="warm (default), or cold: sync and drop the page cache before "
                    "each sample of a startup-like suite")
     r.add_argument("--results-dir", default="results", type=Path)
@@ -167,35 +165,6 @@ def precision_from(args) -> dict:
     return found
 
 
-def scale_from(args) -> dict:
-    """The scale suite's options as RunOptions fields (each checked; given, they are recorded)."""
-    from bench.spec import parse_size_mib
-    from bench.suites.scale import NEIGHBOUR_LOADS
-
-    found = {}
-    if args.concurrency is not None:
-        steps = [s.strip() for s in args.concurrency.split(",")]
-        found["concurrency"] = tuple(sorted({positive_int(s, "--concurrency") for s in steps}))
-    if args.max_instances is not None:
-        found["max_instances"] = positive_int(args.max_instances, "--max-instances")
-    if args.memory_budget is not None:
-        found["memory_budget_mib"] = parse_size_mib(args.memory_budget)
-        host_mib = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") >> 20
-        if found["memory_budget_mib"] > host_mib:
-            raise UsageError(f"--memory-budget {args.memory_budget}: more than this host's {host_mib} MiB of memory")
-    if args.neighbours is not None:
-        found["neighbours"] = positive_int(args.neighbours, "--neighbours")
-        cpus = len(os.sched_getaffinity(0))
-        if found["neighbours"] > cpus:  # each runs a load meant to keep a CPU busy: more only queue
-            raise UsageError(f"--neighbours {args.neighbours}: this host has {cpus} CPUs to run them on; "
-                             "more neighbours than CPUs measure the run queue, not interference")
-    if args.neighbour_load is not None:
-        if args.neighbour_load not in NEIGHBOUR_LOADS:
-            raise UsageError(f"--neighbour-load {args.neighbour_load!r}: one of {', '.join(NEIGHBOUR_LOADS)}")
-        found["neighbour_load"] = args.neighbour_load
-    return found
-
-
 def cache_state(text: str) -> str:
     """--cache warm|cold; cold needs root (it writes /proc/sys/vm/drop_caches)."""
     from bench.host.linux import DROP_CACHES
@@ -216,8 +185,7 @@ def cmd_run(args, console) -> int:
         warmup=positive_int(args.warmup, "--warmup", minimum=0) if args.warmup is not None else None,
         envelope=envelope_from(args), results_dir=args.results_dir, reports_dir=args.reports_dir,
         report=not args.no_report, cache_dir=cache_dir(), options=parse_options(args.option, scoped=True),
-        **({"density": positive_int(args.density, "--density")} if args.density is not None else {}),
-        cache=cache_state(args.cache), **precision_from(args), **scale_from(args))
+        suite_options=suite_values(suites(), vars(args)), cache=cache_state(args.cache), **precision_from(args))
     started = time.monotonic()
     code, run_dir = run(opts, console)
     if run_dir is None:
@@ -258,16 +226,16 @@ def cmd_list(args, console) -> int:
 
 
 def cmd_doctor(args, console) -> int:
-    from bench.checks.doctor import checks
     from bench.analysis.views import print_checks
+    from bench.checks.doctor import checks
 
     print_checks(checks(str(cache_dir())), console)
     return 0
 
 
 def cmd_verify(args, console) -> int:
-    from bench.checks.verify import record, verify
     from bench.analysis.views import print_verify
+    from bench.checks.verify import record, verify
 
     only = [c.strip() for c in args.checks.split(",")] if args.checks else None
     verdicts = verify(cache_dir(), only)

@@ -22,6 +22,7 @@ class WorkerClient:
                                      stdout=subprocess.PIPE, text=True, bufsize=1)
 
     def request(self, **msg) -> dict:
+        assert self.proc.stdin is not None and self.proc.stdout is not None  # both PIPE
         self.proc.stdin.write(json.dumps(msg) + "\n")
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
@@ -55,7 +56,7 @@ class WorkerClient:
             self.proc.send_signal(signal.SIGTERM)
 
     def close(self) -> None:
-        if self.proc.poll() is None:
+        if self.proc.poll() is None and self.proc.stdin is not None:
             try:
                 self.proc.stdin.close()
             except BrokenPipeError:

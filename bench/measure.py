@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import select
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -56,11 +56,15 @@ class Failure:
             self.error = f"{type(exc).__name__}: {exc}"
 
 
-def exited_ok(instance: Instance, timeout_s: float) -> None:
-    """Wait for the workload to end; anything but exit 0 fails the measurement, with its output's tail."""
+def exited_ok(instance: Instance, timeout_s: float) -> int:
+    """Wait for the workload to end; anything but exit 0 fails the measurement, with its output's tail.
+    Returns when it exited (t_exit)."""
     code = instance.wait_exit(timeout_s)
     if code != 0:
         raise MeasurementError(f"exit code {code}: {tail(instance.output)}")
+    if instance.t_exit is None:
+        raise MeasurementError(f"{type(instance).__name__}.wait_exit returned without setting t_exit")
+    return instance.t_exit
 
 
 def tail(output: bytes, limit: int = 300) -> str:
@@ -75,7 +79,7 @@ class Found(list):
         self.note = note
 
 
-def samples(runner: Runner, workload: Workload, iteration: int, values: dict[str, float | None], error: str,
+def samples(runner: Runner, workload: Workload, iteration: int, values: Mapping[str, float | None], error: str,
             extra: dict[str, tuple[float, str]] | None = None, n: int = 1) -> list[Sample]:
     """A sample per declared metric the runner can measure (ok, or failed with the error), then its extras."""
     declared = [(metric, unit, values.get(metric)) for metric, unit in workload.metrics
@@ -96,7 +100,9 @@ class Arrivals:
     READY is read late because another instance was being waited for."""
 
     def __init__(self) -> None:
-        self.poller, self.owner, self.alone = select.poll(), {}, []
+        self.poller = select.poll()
+        self.owner: dict[int, Instance] = {}  # fd -> the instance it reports progress of
+        self.alone: list[Instance] = []  # instances without progress_fds(), awaited one by one
         self.instances: list[Instance] = []
 
     def add(self, instance: Instance) -> None:
@@ -129,7 +135,7 @@ class Arrivals:
             self.take(max(0.001, left))
         for instance in self.alone:
             instance.wait_ready(max(0.0, deadline - time.monotonic()))
-        return [instance.t_ready for instance in self.instances]
+        return [instance.t_ready for instance in self.instances if instance.t_ready is not None]
 
     def _watch(self, instance: Instance) -> None:
         for fd in instance.progress_fds():

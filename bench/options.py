@@ -1,5 +1,6 @@
-"""Runner options: declared once, as a dataclass on the runner (Runner.Options), and converted from
-`--option RUNNER.KEY=VALUE` strings and checked here, in the parent, before anything is measured."""
+"""Options, declared once as a dataclass and checked here, in the parent, before anything is measured:
+a runner's (Runner.Options), converted from `--option RUNNER.KEY=VALUE` strings, and a suite's
+(Suite.Options), each field a flag of `bench run` (its metadata: bench.suites.option)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ def convert(runner: str, cls, raw: dict[str, str]) -> dict:
     if not raw:
         return {}
     hints = typing.get_type_hints(options)
+    assert options is not None  # declared() found the fields it names
     typed = {key: parse_value(f"{runner}.{key}", text, hints[key]) for key, text in raw.items()}
     try:
         options(**typed)  # its own checks (__post_init__)
@@ -67,3 +69,30 @@ def type_name(kind) -> str:
     args = [a for a in typing.get_args(kind) if a is not type(None)]
     base = args[0] if args else kind
     return getattr(base, "__name__", str(base)) + (" or none" if args else "")
+
+
+def suite_flags(suites: dict) -> list[dict]:
+    """Every suite option as a flag of `bench run`: suite, field, flag, help, parse, default."""
+    found = []
+    for suite in suites.values():
+        if suite.Options is None:
+            continue
+        for f in dataclasses.fields(suite.Options):
+            found.append({"suite": suite.name, "field": f.name, "flag": f.metadata["flag"], "help": f.metadata["help"],
+                          "parse": f.metadata["parse"], "dest": f"suite_{suite.name}_{f.name}", "default": f.default})
+    return found
+
+
+def suite_values(suites: dict, given: dict[str, str]) -> dict[str, dict]:
+    """{dest: text} of the flags given -> {suite: {field: typed value}}, each parsed by its field's
+    own parse and the whole checked by the Options class; UsageError (one line) otherwise."""
+    found: dict[str, dict] = {}
+    for flag in suite_flags(suites):
+        if given.get(flag["dest"]) is not None:
+            found.setdefault(flag["suite"], {})[flag["field"]] = flag["parse"](given[flag["dest"]], flag["flag"])
+    for name, values in found.items():
+        try:
+            suites[name].Options(**values)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"bad option for the {name} suite: {exc}") from None
+    return found

@@ -95,6 +95,8 @@ def parse_net(text: str) -> dict[str, float]:
 
     rr = parse_rr(text)
     found = _RR.search(text)
+    if found is None:  # parse_rr found its line, so this does not happen; said for the type
+        raise ValueError("no bench-rr line")
     try:
         report = _json_at(text, text.find("{", found.end()))
         if "error" in report:

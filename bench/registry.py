@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
+from typing import TypeVar
 
+from bench.errors import UsageError
 from runners.base import Runner
+
+T = TypeVar("T")
 
 GROUP = "bench.runners"
 
@@ -17,6 +22,13 @@ class RunnerInfo:
     cls: type[Runner] | None
     load_error: str = ""
 
+    @property
+    def loaded(self) -> type[Runner]:
+        """The class of a runner that loaded; a broken plugin's is a usage error, said why."""
+        if self.cls is None:
+            raise UsageError(f"runner {self.name}: {self.load_error}")
+        return self.cls
+
 
 @cache
 def registered() -> dict[str, RunnerInfo]:
@@ -27,12 +39,12 @@ def registered() -> dict[str, RunnerInfo]:
     for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
         try:
             found[ep.name] = RunnerInfo(ep.name, ep.value, ep.load())
-        except Exception as exc:  # a broken plugin must not break `bench list`
+        except Exception as exc:  # noqa: BLE001 -- a broken plugin, whatever it raises, must not break `bench list`
             found[ep.name] = RunnerInfo(ep.name, ep.value, None, f"cannot load {ep.value}: {exc}")
     return found
 
 
-def _inspect(info: RunnerInfo, then) -> tuple[bool, str, object]:
+def _inspect(info: RunnerInfo, then: Callable[[Runner], T]) -> tuple[bool, str, T | None]:
     """Instantiate the runner, ask available(), and if so then(runner); the runner is closed after
     (a libvirt connection, a taskstats socket). A broken plugin is unavailable, with the reason."""
     if info.cls is None:
@@ -42,7 +54,7 @@ def _inspect(info: RunnerInfo, then) -> tuple[bool, str, object]:
         runner = info.cls()
         ok, reason = runner.available()
         return ok, reason, then(runner) if ok else None
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 -- a plugin's check that raises is a runner not available, said why
         return False, f"availability check failed: {exc}", None
     finally:
         if runner is not None:
@@ -58,7 +70,7 @@ def availability(info: RunnerInfo, cache_dir: str | None = None) -> tuple[bool, 
 def inspect_runner(info: RunnerInfo, cache_dir: str) -> tuple[bool, str, list]:
     """Whether the runner is available and why, and its own doctor checks."""
     ok, reason, checks = _inspect(info, lambda runner: runner.doctor_checks(cache_dir))
-    return ok, reason, checks or []
+    return ok, reason, list(checks or [])
 
 
 def load_target(target: str) -> type[Runner]:

@@ -10,26 +10,21 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
-
-from bench.checks import hostinfo
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from bench.analysis import store
-from bench.errors import MeasurementError, UsageError
-from bench.options import convert
+from bench.analysis.stats import interval_pct
+from bench.checks import hostinfo
 from bench.checks.verify import last_verdict
+from bench.client import WorkerClient, WorkerDied
+from bench.errors import MeasurementError, UsageError
 from bench.images.image import build_image
 from bench.images.user_image import build_user_image
-from bench.spec import Envelope
-from bench.analysis.stats import interval_pct
-from bench.suites import suites
-from bench.suites.memory import DENSITY
-from bench.suites.scale import CONCURRENCY, MAX_INSTANCES, default_budget_mib, too_many
-from bench.workload import Workload, select
-from bench.client import WorkerClient, WorkerDied
+from bench.options import convert
 from bench.registry import registered
-
+from bench.spec import Envelope
+from bench.suites import Step, suites
+from bench.workload import Workload, select
 
 DEFAULT_PRECISION = 0.05
 
@@ -49,17 +44,10 @@ class RunOptions:
     workload_files: tuple[Path, ...] = ()  # --workload-file: workloads of the user's own
     image: str | None = None  # --image: a directory, an image archive or a Docker image name
     options: dict = field(default_factory=dict)  # runner -> {option: value}
-    density: int = DENSITY
+    suite_options: dict = field(default_factory=dict)  # suite -> {option: typed value}, as given (Suite.Options)
     precision: float = DEFAULT_PRECISION  # the median's 95% interval within ± this share of it
     max_repeat: int | None = None  # None: the suite's and the runner's own limits
     cache: str = "warm"  # "cold": the page cache is dropped before each sample of a startup-like suite
-    # the scale suite's: burst sizes, the most instances, the host memory it may take (None: half of
-    # what is available when the run starts), and the noisy neighbours' count and load
-    concurrency: tuple[int, ...] = CONCURRENCY
-    max_instances: int = MAX_INSTANCES
-    memory_budget_mib: int | None = None
-    neighbours: int | None = None
-    neighbour_load: str = "cpu"
 
 
 def choose_runners(arg: str | None) -> list[str] | None:
@@ -103,7 +91,7 @@ def runner_options(labels, given: dict) -> dict:
         name = runner_name(label)
         raw = {**given.get(name, {}), **variant_options(label)}
         if raw:
-            found[label] = convert(name, registered()[name].cls, raw)
+            found[label] = convert(name, registered()[name].loaded, raw)
     return found
 
 
@@ -152,7 +140,7 @@ def rounds(workload: Workload, runner: str, opts: RunOptions) -> Rounds:
         return Rounds(warmup, opts.repeat, opts.repeat, None)
     if workload.repeat is not None:
         return Rounds(warmup, workload.repeat, workload.repeat, None, forced_by="the workload's own rounds:")
-    limit = opts.max_repeat or min(defaults["max_repeat"], registered()[runner_name(runner)].cls.max_repeat)
+    limit = opts.max_repeat or min(defaults["max_repeat"], registered()[runner_name(runner)].loaded.max_repeat)
     return Rounds(warmup, min(defaults["min_repeat"], limit), limit, opts.precision)
 
 
@@ -202,8 +190,6 @@ def run(opts: RunOptions, console: Console) -> tuple[int, Path | None]:
 
     workloads = select(opts.suite, opts.workloads, opts.workload_files)
     opts = replace(opts, envelope=suite_envelope(opts.envelope, workloads))
-    if opts.memory_budget_mib is None and any(w.suite == "scale" for w in workloads):
-        opts = replace(opts, memory_budget_mib=default_budget_mib())
     wanted = choose_runners(opts.runners)
     writable_results_dir(opts.results_dir)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -218,6 +204,7 @@ def run(opts: RunOptions, console: Console) -> tuple[int, Path | None]:
 
 
 def _run(opts, console, workloads, wanted, started, run_id) -> tuple[int, Path | None]:
+    settings = suite_settings(workloads, opts.suite_options)
     image = run_image(opts, workloads, console)
     client = WorkerClient()
     samples: list[dict] = []
@@ -230,13 +217,13 @@ def _run(opts, console, workloads, wanted, started, run_id) -> tuple[int, Path |
         with console.status("preparing the runners (a VM's kernel and initramfs, the KVM probe)"):
             status = client.init(targets, image, opts.envelope, opts.options, opts.cache_dir, workloads)
         names = active_runners(status, wanted)
-        plan, not_run = plan_runs(workloads, names, status, opts)
+        plan, not_run = plan_runs(workloads, names, status, settings)
         if not plan:
             raise UsageError(f"nothing to run: {left_out_text(not_run)}")
-        meta = head_meta(opts, workloads, image, status, names, not_run, started, run_id)
+        meta = head_meta(opts, workloads, image, status, names, not_run, started, run_id, settings)
         journal.begin(meta)
         try:
-            measure_all(client, plan, opts, run_id, console, samples, rounds_meta, journal)
+            measure_all(client, plan, opts, run_id, console, samples, rounds_meta, journal, settings)
         except KeyboardInterrupt as exc:
             interrupted = signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT
             client.interrupt()  # the worker tears its current instance down, then exits
@@ -267,7 +254,17 @@ def _run(opts, console, workloads, wanted, started, run_id) -> tuple[int, Path |
     return (1 if failed else 0), run_dir
 
 
-def head_meta(opts, workloads, image, status, names, not_run, started, run_id) -> dict:
+def suite_settings(workloads: list[Workload], given: dict) -> dict:
+    """The options of each suite of the run that has any (Suite.settings): typed, checked, resolved."""
+    found = {}
+    for name in dict.fromkeys(w.suite for w in workloads):
+        settings = suites()[name].settings(given.get(name, {}))
+        if settings is not None:
+            found[name] = settings
+    return found
+
+
+def head_meta(opts, workloads, image, status, names, not_run, started, run_id, settings) -> dict:
     """meta.json as the run knows it when it begins measuring (the journal keeps it beside the
     samples); _run adds the end, the rounds and the warnings."""
     return {
@@ -279,12 +276,12 @@ def head_meta(opts, workloads, image, status, names, not_run, started, run_id) -
         "image": {"digest": image.digest, "rootfs": str(image.rootfs), "source": image.source,
                   **({"base_digest": image.base_digest} if image.base_digest else {})},
         "host": hostinfo.fingerprint(), "versions": hostinfo.versions(),
-        "runners": {n: {"kind": registered()[runner_name(n)].cls.kind,
-                        "family": registered()[runner_name(n)].cls.family,
+        "runners": {n: {"kind": registered()[runner_name(n)].loaded.kind,
+                        "family": registered()[runner_name(n)].loaded.family,
                         **({"options": opts.options[n]} if n in opts.options else {}),
                         "envelope": status[n]["enforced"], **status[n]["config"]} for n in names},
         "skipped_runners": {n: s["reason"] for n, s in status.items() if n not in names},
-        "not_run": not_run, "density": opts.density, **scale_meta(opts, workloads),
+        "not_run": not_run, **{suite: asdict(s) for suite, s in settings.items()},
         "cache": cache_meta(opts.cache, workloads), "verify": last_verdict(opts.cache_dir),
     }
 
@@ -294,30 +291,21 @@ def run_image(opts: RunOptions, workloads: list[Workload], console: Console):
     if opts.image:
         with console.status(f"preparing the image {opts.image}"):
             return build_user_image(opts.image, opts.cache_dir, say=lambda text: console.print(text, soft_wrap=True))
-    if any(suites()[w.suite].image == "app" for w in workloads):
-        from bench.images import app_image
-
-        rootfs, digest = app_image.build_app_image(opts.cache_dir, say=console.print)
-        with console.status("adding our tools to the app image"):
-            return build_user_image(str(rootfs), opts.cache_dir, known=(digest, app_image.SOURCE))
+    builders = list(dict.fromkeys(image for w in workloads if (image := suites()[w.suite].image)))
+    if len(builders) > 1:
+        raise UsageError("these suites each run in an image of their own: run them apart, or give one --image")
+    if builders:
+        rootfs, digest, source = builders[0](opts.cache_dir, console.print)
+        with console.status(f"adding our tools to {source}"):
+            return build_user_image(str(rootfs), opts.cache_dir, known=(digest, source))
     with console.status("building the guest image"):
         return build_image(opts.cache_dir)
 
 
-def scale_meta(opts: RunOptions, workloads: list[Workload]) -> dict:
-    """meta.json's record of the scale suite's options, when it ran."""
-    if not any(w.suite == "scale" for w in workloads):
-        return {}
-    return {"scale": {"concurrency": list(opts.concurrency), "max_instances": opts.max_instances,
-                      "memory_budget_mib": opts.memory_budget_mib, "neighbours": opts.neighbours,
-                      "neighbour_load": opts.neighbour_load}}
-
-
-def params(opts: RunOptions) -> dict:
-    """What every measurement is told of the run's options (a suite takes what it needs)."""
-    return {"density": opts.density, "cache": opts.cache, "max_instances": opts.max_instances,
-            "memory_budget_mib": opts.memory_budget_mib, "neighbours": opts.neighbours,
-            "neighbour_load": opts.neighbour_load}
+def params(step: Step, opts: RunOptions, settings: dict) -> dict:
+    """What one measurement is told: its suite's options, the step's own (a burst's n), the cache state."""
+    suite = step.workload.suite
+    return {**(asdict(settings[suite]) if suite in settings else {}), **step.extra, "cache": opts.cache}
 
 
 def cache_meta(state: str, workloads: list[Workload]) -> dict:
@@ -340,21 +328,10 @@ def left_out_text(not_run: dict[str, str]) -> str:
 NEED_WORDS = {"scratch": "a scratch directory or disk", "server": "a network path to host-side servers"}
 
 
-@dataclass(frozen=True)
-class Step:
-    """One workload as the run measures it: a per-N workload is a step per --concurrency value."""
-
-    workload: Workload
-    label: str  # what its samples and rounds are filed under: the workload's name, or NAME-nN
-    runners: list[str]
-    extra: dict = field(default_factory=dict)  # told to the measurement beside params()
-
-
-def plan_runs(workloads: list[Workload], names: list[str], status: dict, opts: RunOptions | None = None
+def plan_runs(workloads: list[Workload], names: list[str], status: dict, settings: dict | None = None
               ) -> tuple[list[Step], dict[str, str]]:
-    """The steps with the runners that can run each, and {"runner/label": why not} for the others:
-    a runner that lacks what a workload needs, or a burst too big for --max-instances or the memory
-    budget (a VM reserves its whole guest RAM)."""
+    """The steps, each with the runners that can run it, and {"runner/label": why not} for the others:
+    a runner that lacks what a workload needs, or what the workload's suite leaves out (Suite.plan)."""
     plan, not_run = [], {}
     for w in workloads:
         able = []
@@ -364,26 +341,15 @@ def plan_runs(workloads: list[Workload], names: list[str], status: dict, opts: R
                 not_run[f"{name}/{w.name}"] = f"{name} does not provide {' or '.join(NEED_WORDS[m] for m in missing)}"
             else:
                 able.append(name)
-        if not able:
-            continue
-        if not w.per_n:
-            plan.append(Step(w, w.name, able))
-            continue
-        for n in (opts.concurrency if opts else CONCURRENCY):
-            label, fit = f"{w.name}-n{n}", []
-            for name in able:
-                why = too_many(n, opts.max_instances if opts else MAX_INSTANCES, status[name].get("reserved_mib"),
-                               opts.memory_budget_mib if opts else None)
-                if why:
-                    not_run[f"{name}/{label}"] = why
-                else:
-                    fit.append(name)
-            if fit:
-                plan.append(Step(w, label, fit, {"concurrency": n}))
+        if able:
+            suite = suites()[w.suite]
+            steps, left_out = suite.plan(w, able, status, (settings or {}).get(w.suite) or suite.settings({}))
+            plan += steps
+            not_run |= left_out
     return plan, not_run
 
 
-def measure_all(client, plan, opts, run_id, console, samples: list[dict], rounds_meta: dict, journal) -> None:
+def measure_all(client, plan, opts, run_id, console, samples: list[dict], rounds_meta: dict, journal, settings) -> None:
     """Round-robin over the runners still measuring, the order reversed every other round, so that
     drift on the host hits them alike; a runner leaves once its Rounds are done. Samples are kept (and
     journalled) as they complete, so that an interrupted run keeps them. rounds_meta gets why each
@@ -398,7 +364,7 @@ def measure_all(client, plan, opts, run_id, console, samples: list[dict], rounds
         for step, plans in todo:
             workload = step.workload
             rounds_meta[step.label] = plans
-            values = {name: {} for name in plans}
+            values: dict[str, dict[str, list[float]]] = {name: {} for name in plans}
             declared = {metric for metric, _ in workload.metrics}
             failed = dict.fromkeys(plans, 0)
             active = list(plans)
@@ -413,7 +379,7 @@ def measure_all(client, plan, opts, run_id, console, samples: list[dict], rounds
                                     + ("(warm-up)" if rnd < 0 else f"round {rnd + 1}"))
                     reply = client.request(op="measure", suite=workload.suite, workload=workload.name,
                                            runner=name, iteration=rnd, name=f"bench-{run_id}-{n}",
-                                           params={**params(opts), **step.extra})
+                                           params=params(step, opts, settings))
                     if rnd >= 0:
                         r.n += 1
                         samples.extend(reply["samples"])
@@ -451,5 +417,5 @@ def runner_warnings(samples: list[dict], names: list[str]) -> list[str]:
         for s in samples:
             if s["runner"] == name and s["ok"]:
                 by_metric.setdefault(s["metric"], []).append(s["value"])
-        found += registered()[runner_name(name)].cls.warnings({m: statistics.median(v) for m, v in by_metric.items()})
+        found += registered()[runner_name(name)].loaded.warnings({m: statistics.median(v) for m, v in by_metric.items()})
     return found

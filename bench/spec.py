@@ -40,7 +40,7 @@ class Envelope:
             return None
         return round(self.cpus * CFS_PERIOD_US)
 
-    def resolved(self) -> "Envelope":
+    def resolved(self) -> Envelope:
         """The CPUs chosen once: the first ceil(cpus) of cpuset (the --cpuset candidates, default
         every CPU, highest first). --cpuset alone means all of those CPUs."""
         candidates = list(self.cpuset or default_cpuset())
@@ -53,7 +53,7 @@ class Envelope:
         return replace(self, cpus=cpus, cpuset=tuple(candidates[:need]))
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Envelope":
+    def from_dict(cls, data: dict) -> Envelope:
         """From its JSON form (the worker protocol, meta.json)."""
         cpuset = data.get("cpuset")
         return cls(**{**data, "cpuset": tuple(cpuset) if cpuset else None})

@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from bench import interrupts
 from bench.errors import UsageError
@@ -19,12 +20,15 @@ from bench.host import linux
 from bench.spec import Envelope, LaunchSpec
 from bench.suites import suites
 
+if TYPE_CHECKING:  # for annotations only: the worker loads runner classes by name
+    from runners.base import Runner
+
 
 class Worker:
     """The worker side: runners live here for the whole run."""
 
     def __init__(self) -> None:
-        self.runners = {}
+        self.runners: dict[str, Runner] = {}
         self.base: dict = {}
         self.workloads: dict = {}  # name -> Workload: the run's, as the harness loaded them
 

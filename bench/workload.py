@@ -50,8 +50,10 @@ class Extract:
                 raise ValueError(f"{self.metric}: no match for /{self.regex}/ in the output")
             group = self.metric if self.metric in found.groupdict() else "value"
             raw = found.group(group)
-        else:
+        elif self.json is not None:
             raw = json_path(text, self.json)
+        else:  # load_metrics gives every Extract a regex or a JSON path
+            raise ValueError(f"{self.metric}: neither a regex nor a JSON path")
         try:
             return float(raw) * self.scale
         except (TypeError, ValueError):
@@ -102,7 +104,7 @@ class Workload:
 
     def parse(self, output: str) -> dict[str, float]:
         """The metrics in a run-to-completion workload's output; ValueError when one is not there."""
-        found = {}
+        found: dict[str, float] = {}
         if self.parser:
             value = getattr(parsers, self.parser)(output)
             found = value if isinstance(value, dict) else {self.metrics[0][0]: value}
@@ -115,7 +117,7 @@ class Workload:
             "extract": [e.__dict__ for e in self.extract]}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Workload":
+    def from_dict(cls, data: dict) -> Workload:
         return cls(**{**data, "argv": tuple(data["argv"]), "metrics": tuple(tuple(m) for m in data["metrics"]),
                       "client": tuple(data["client"]),
                       "servers": tuple(Server(tuple(s["argv"]), s["ready"]) for s in data["servers"]),
@@ -290,7 +292,8 @@ def load_metrics(data: dict, suite, parser: str | None, bad) -> tuple[tuple, tup
         return suite.metrics, ()
     if not raw:
         raise bad("metrics", "empty: at least one metric")
-    metrics, extract = [], []
+    metrics: list[tuple[str, str]] = []
+    extract: list[Extract] = []
     for i, entry in enumerate(raw):
         key = f"metrics[{i}]"
         if not isinstance(entry, dict):

@@ -64,6 +64,20 @@ class ChildInstance(Instance):
     def output(self) -> bytes:
         return b"".join(c for _, c in self._chunks)
 
+    @property
+    def child(self) -> int:
+        """The child's pid, for a call that needs one (a container has none until it spawned)."""
+        if self.pid is None:
+            raise MeasurementError(f"{type(self).__name__}: no process was started")
+        return self.pid
+
+    @property
+    def wanted(self) -> bytes:
+        """The READY marker waited for; an instance launched without one is not waited for."""
+        if self.marker is None:
+            raise MeasurementError("launched without a READY marker: nothing to wait for")
+        return self.marker
+
     def _read_once(self, timeout_s: float | None) -> bool:
         """Wait for output or exit (timeout None: for as long as it takes); False on timeout."""
         fds = [self.pidfd] + ([] if self._eof else [self.out_fd])
@@ -90,7 +104,7 @@ class ChildInstance(Instance):
 
     def _reap(self) -> None:
         self.t_exit = time.monotonic_ns()
-        _, self._status = os.waitpid(self.pid, 0)
+        _, self._status = os.waitpid(self.child, 0)
         self.exit_code = os.waitstatus_to_exitcode(self._status)
 
     @property
@@ -99,7 +113,7 @@ class ChildInstance(Instance):
         return (self.exit_code or 0) < 0
 
     def _marker_time(self) -> int | None:
-        pos = self.output.find(self.marker)
+        pos = self.output.find(self.wanted)
         return None if pos < 0 else self._chunk_time_at(pos)
 
     def _chunk_time_at(self, pos: int) -> int:
@@ -114,9 +128,9 @@ class ChildInstance(Instance):
         deadline = time.monotonic() + timeout_s
         while (t := self._marker_time()) is None:
             if self.t_exit is not None and self._eof:
-                raise MeasurementError(f"exited with code {self.exit_code} before {self.marker.decode()}")
+                raise MeasurementError(f"exited with code {self.exit_code} before {self.wanted.decode()}")
             if not self._read_once(deadline - time.monotonic()):
-                raise MeasurementError(f"no {self.marker.decode()} within {timeout_s:g} s")
+                raise MeasurementError(f"no {self.wanted.decode()} within {timeout_s:g} s")
         self.t_ready = t
         return t
 
@@ -128,7 +142,7 @@ class ChildInstance(Instance):
             self._read_once(0)
             self.t_ready = self._marker_time()
             if self.t_ready is None and self.t_exit is not None and self._eof:
-                raise MeasurementError(f"exited with code {self.exit_code} before {self.marker.decode()}")
+                raise MeasurementError(f"exited with code {self.exit_code} before {self.wanted.decode()}")
         return self.t_ready
 
     def pump(self) -> bool:
@@ -148,6 +162,7 @@ class ChildInstance(Instance):
         # Drain what is left in the pipe; a leftover grandchild may hold it open, so don't wait long.
         while not self._eof and self._read_once(self.DRAIN_S):
             pass
+        assert self.exit_code is not None  # _reap() set it with t_exit
         return self.exit_code
 
     def teardown(self) -> None:

@@ -83,6 +83,7 @@ class Instance(ABC):
     t_ready: int | None = None
     t_exit: int | None = None
     exit_code: int | None = None
+    pid: int | None = None  # the host process at the root of the instance (the memory suite reads its tree)
 
     @abstractmethod
     def wait_ready(self, timeout_s: float) -> int:
@@ -113,6 +114,10 @@ class Instance(ABC):
     def cpu_time_ms(self) -> float | None:
         """CPU time the instance used on the host, once it has exited (None if unknown)."""
         return None
+
+    def pump(self) -> bool:
+        """Read what output there is without waiting; True once it has exited (a service under load)."""
+        return self.t_exit is not None
 
     def console_text(self, data: bytes) -> bytes:
         """What a person should see of raw output bytes (a VM's console carries protocol lines)."""
@@ -145,14 +150,14 @@ class Runner(ABC):
     # (LaunchSpec.scratch: "own" or "volume"); "server", host-side servers it can reach (server_side).
     # Never inherited: it depends on how a class launches, so a subclass that launches its own way
     # (every peer built on ProcessRunner or VmRunner) provides nothing unless it says so.
-    provides: ClassVar[frozenset[str]] = frozenset()
+    provides: frozenset[str] = frozenset()  # a runner whose variants differ sets its own per instance
     family: ClassVar[str] = "containers"  # one of FAMILIES: where the report puts it
     # The most rounds --precision adds for this runner (a VM's start costs seconds, a process's a ms).
     max_repeat: ClassVar[int] = 30
     # How it enforces each part of the envelope (recorded per run in meta.json, listed by `bench list
     # runners`); a part it cannot enforce starts with NOT_ENFORCED and says why.
     enforcement: ClassVar[dict[str, str]] = {"cpuset": NOT_ENFORCED, "cpu_quota": NOT_ENFORCED,
-                                             "memory": NOT_ENFORCED}
+                                                                       "memory": NOT_ENFORCED}
     # Its options, as a dataclass whose fields are typed and defaulted (help in metadata): given as
     # `--option NAME.KEY=VALUE`, converted and checked by bench.options, passed to __init__ as keywords.
     Options: ClassVar[type | None] = None
@@ -169,10 +174,10 @@ class Runner(ABC):
     def available(self) -> tuple[bool, str]:
         """Whether this host can run it, and why (not)."""
 
-    def prepare(self, rootfs: str, image_digest: str, cache_dir: str) -> None:
+    def prepare(self, rootfs: str, image_digest: str, cache_dir: str) -> None:  # noqa: B027 -- optional: most runners have nothing to do here
         """Heavy one-time work before the first launch (a VM's kernel and initramfs); not timed."""
 
-    def prepare_envelope(self, envelope) -> None:
+    def prepare_envelope(self, envelope) -> None:  # noqa: B027 -- optional: most runners have nothing to do here
         """One-time work that depends on the run's envelope (a VM snapshot of that size), after
         prepare() and before config(); not timed."""
 
@@ -199,7 +204,7 @@ class Runner(ABC):
         at: the host's loopback, for a runner sharing the host's network."""
         return self.server_side()[1]
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 -- optional: most runners have nothing to do here
         """Release what the runner holds across instances."""
 
     def reserved_mib(self, envelope) -> int | None:

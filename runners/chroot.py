@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import shutil
-
 from pathlib import Path
 
+from bench.host.tools import host_tool
 from bench.spec import LaunchSpec
 from runners.base import Residue
 from runners.process import ProcessRunner, TaskInstance, with_scratch
@@ -50,7 +50,7 @@ class ChrootRunner(ProcessRunner):
         return {**super().config(), "spawn": f"posix_spawn {host_busybox()} chroot"}
 
     def launch(self, spec: LaunchSpec) -> TaskInstance:
-        busybox = host_busybox()
+        busybox = host_tool("busybox", host_busybox())
         # A disk workload's scratch is inside the jail, the only place a chroot can write to.
         argv, cleanup = (with_scratch(spec, Path(spec.rootfs) / "tmp" / spec.name, f"/tmp/{spec.name}")
                          if spec.scratch else (spec.argv, None))

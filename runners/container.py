@@ -20,14 +20,15 @@ import signal
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import ClassVar
 
 from bench.errors import MeasurementError
-from bench.spec import SCRATCH, LaunchSpec
 from bench.host import linux
-from runners._child import ChildInstance, output_actions, output_pipe
-from runners.base import GUEST_ENV, Runner
-from bench.host.cgroups import Cgroup, detect
+from bench.host.cgroups import Cgroup, CgroupFS, detect
 from bench.host.network import NETNS_DIR, BridgeNetwork
+from bench.spec import SCRATCH, LaunchSpec
+from runners._child import ChildInstance, output_actions, output_pipe
+from runners.base import GUEST_ENV, Instance, Runner
 
 INIT_SOURCE = Path(__file__).with_name("container_init.c")
 SECCOMP_COMPILER = Path(__file__).with_name("seccomp_compile.c")
@@ -66,10 +67,14 @@ class ContainerConfig:
             raise ValueError(f"seccomp must be default or none, not {self.seccomp!r}")
         if self.network not in ("bridge", "none"):
             raise ValueError(f"network must be bridge or none, not {self.network!r}")
-        if self.upper_size is not None:
-            from bench.spec import parse_size_mib
+        self.upper_size_mib  # noqa: B018 -- parsed once here so that a bad size is refused before a launch
 
-            self.upper_size = parse_size_mib(str(self.upper_size))
+    @property
+    def upper_size_mib(self) -> int | None:
+        """upper_size in MiB ("64M", "1G"); UsageError for anything else."""
+        from bench.spec import parse_size_mib
+
+        return None if self.upper_size is None else parse_size_mib(str(self.upper_size))
 
 
 class ContainerRunner(Runner):
@@ -78,13 +83,13 @@ class ContainerRunner(Runner):
     description = "namespaces (pid, mnt, uts, ipc, net, cgroup) + cgroup limits + overlay root + veth"
 
     Options = ContainerConfig
-    enforcement = {"cpuset": "cpuset cgroup", "cpu_quota": "cpu cgroup, CFS quota", "memory": "memory cgroup"}
+    enforcement: ClassVar[dict[str, str]] = {"cpuset": "cpuset cgroup", "cpu_quota": "cpu cgroup, CFS quota", "memory": "memory cgroup"}
 
     def __init__(self, **options) -> None:
         self.cfg = ContainerConfig(**options)
         self.net = BridgeNetwork(self.cfg.subnet) if self.cfg.network == "bridge" else None
         self.provides = frozenset({"scratch", "server"} if self.net else {"scratch"})
-        self.cgroups = None
+        self.cgroups: CgroupFS | None = None
         self.launched = 0
         self.init: str | None = None  # the bench-container-init binary, built by prepare()
         self.seccomp: str | None = None  # Docker's default policy as BPF, compiled by prepare()
@@ -115,14 +120,15 @@ class ContainerRunner(Runner):
                 "capabilities": "docker default", "no_new_privs": True,
                 "seccomp": "docker default (libseccomp, BPF loaded last)" if self.cfg.seccomp == "default" else "none",
                 "userns": f"0 -> {USERNS_BASE} ({USERNS_SIZE} ids)" if self.cfg.userns else "none",
-                "upper_size_mib": self.cfg.upper_size}
+                "upper_size_mib": self.cfg.upper_size_mib}
 
-    def launch(self, spec: LaunchSpec) -> "ContainerInstance":
+    def launch(self, spec: LaunchSpec) -> ContainerInstance:
         if self.init is None:
             raise MeasurementError("container: prepare() builds bench-container-init before the first launch")
         if self.cgroups is None:
             self.cgroups = detect()
             self.cgroups.ensure_parent()
+        cgroups = self.cgroups
         if self.net:
             self.net.ensure()
         self.launched += 1
@@ -135,13 +141,13 @@ class ContainerRunner(Runner):
         if spec.scratch:  # own: /tmp, on the overlay (its writes land in the upper dir); or the volume
             spec = replace(spec, argv=spec.argv_with({SCRATCH: VOLUME_AT if spec.scratch == "volume" else "/tmp"}))
         try:
-            if self.cfg.upper_size:  # like Docker's --storage-opt size: writes beyond it get ENOSPC. Mounted
+            if self.cfg.upper_size_mib:  # like Docker's --storage-opt size: writes beyond it get ENOSPC. Mounted
                 # before init unshares its mount namespace: a mount made after it would not be seen there
                 base.mkdir(parents=True)
                 inst.size_limited = base
                 linux.mount("tmpfs", str(base), "tmpfs", linux.MS_NOSUID | linux.MS_NODEV,
-                            f"size={self.cfg.upper_size}m,mode=700")
-            inst.cgroup = self.cgroups.instance(spec.name)
+                            f"size={self.cfg.upper_size_mib}m,mode=700")
+            inst.cgroup = cgroups.instance(spec.name)
             inst.spawn(self.init, spec, self.cfg, address, self.cfg.volume or dirs.get("volume"), base, self.seccomp)
             # init execs and unshares on the other core meanwhile; pid 1 waits for these
             inst.cgroup.create()
@@ -157,12 +163,16 @@ class ContainerRunner(Runner):
 
     def server_side(self) -> tuple[str | None, str]:
         """The bridge's own address in bench-net: traffic crosses the veth pair and the bridge."""
+        if self.net is None:
+            raise MeasurementError("container:network=none has no network path to host-side servers")
         self.net.ensure()
         return str(NETNS_DIR / self.net.netns), str(self.net.gateway)
 
     listen_on = "0.0.0.0"  # its own network namespace: its veth and its loopback
 
-    def guest_address(self, instance: "ContainerInstance") -> str:
+    def guest_address(self, instance: Instance) -> str:
+        if not isinstance(instance, ContainerInstance) or instance.address is None:
+            raise MeasurementError("container: the instance has no address on the bridge (network=none)")
         return instance.address.split("/")[0]
 
     def close(self) -> None:
@@ -243,7 +253,7 @@ class ContainerInstance(ChildInstance):
                 *([f"--seccomp={seccomp}"] if seccomp else []),
                 *([] if cfg.pidns else ["--no-pidns"]),
                 # a mapped root may not write the host's cgroupfs: then the harness moves pid 1
-                *(["--userns"] if cfg.userns else [f"--join={p}" for p in self.cgroup.self_join_files]),
+                *(["--userns"] if cfg.userns else [f"--join={p}" for p in self.own_cgroup.self_join_files]),
                 "--", *spec.argv]
         actions = output_actions(write_fd)
         try:
@@ -262,6 +272,13 @@ class ContainerInstance(ChildInstance):
         super().__init__(pid, read_fd, spec.marker)
         self._setup_fds = (sync_r, go_w, err_r)
 
+    @property
+    def own_cgroup(self) -> Cgroup:
+        """Its cgroup, which launch() names before spawn()."""
+        if self.cgroup is None:
+            raise MeasurementError("container: spawn() before the instance's cgroup was named")
+        return self.cgroup
+
     def connect(self, net: BridgeNetwork | None, userns: bool) -> None:
         """Tell pid 1 its cgroup and dirs exist, plug the veth into the new netns, let pid 1 go on,
         and wait until it execs the workload (or says why it could not)."""
@@ -270,13 +287,13 @@ class ContainerInstance(ChildInstance):
             os.write(go_w, b"p")
             _word(sync_r, "the network namespace")
             if userns:
-                write_id_maps(self.pid)
+                write_id_maps(self.child)
             if net:
                 self.net = net
-                net.attach(self.pid, self.host_end)
+                net.attach(self.child, self.host_end)
             if userns:
                 pid1 = _expect_pid(sync_r)
-                for path in self.cgroup.procs_files:
+                for path in self.own_cgroup.procs_files:
                     with open(path, "w") as f:
                         f.write(str(pid1))
             os.write(go_w, b"g")

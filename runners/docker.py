@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from typing import ClassVar
 
+from bench.host.tools import host_tool, run_captured
 from bench.spec import LaunchSpec
-from runners.base import GUEST_ENV, Residue
-from bench.host.tools import run_captured
 from runners._child import run_quietly
+from runners.base import GUEST_ENV, Residue
 from runners.process import ProcessRunner, TaskInstance
 
 # Debian's docker.io client matches its daemon; a newer client elsewhere on PATH may not.
@@ -28,17 +29,17 @@ class DockerRunner(ProcessRunner):
     name = "docker"
     family = "containers"
     max_repeat = 10  # an expensive start: fewer rounds at most
-    enforcement = {"cpuset": "cpuset cgroup (--cpuset-cpus)", "cpu_quota": "cpu cgroup (--cpus)",
-                   "memory": "memory cgroup (--memory)"}
+    enforcement: ClassVar[dict[str, str]] = {"cpuset": "cpuset cgroup (--cpuset-cpus)", "cpu_quota": "cpu cgroup (--cpus)",
+                                             "memory": "memory cgroup (--memory)"}
     kind = "peer"
-    version_probes = {"docker": (["docker", "--version"], r"version ([\w.\-]+)")}
+    version_probes: ClassVar[dict[str, tuple[list[str], str]]] = {"docker": (["docker", "--version"], r"version ([\w.\-]+)")}
     description = "docker run --network none of the guest rootfs, imported as an image"
-    cannot_measure = {"mem_peak_mib": "the container's processes belong to containerd, not to the harness, "
-                                      "and its cgroup is gone before a probe's exit can be read"}
+    cannot_measure: ClassVar[dict[str, str]] = {"mem_peak_mib": "the container's processes belong to containerd, not to the harness, "
+                                                                "and its cgroup is gone before a probe's exit can be read"}
 
     def __init__(self) -> None:
         super().__init__()
-        self.tag = None
+        self.tag = ""  # isobench/rootfs:<digest>, once prepare() imported the rootfs
 
     @classmethod
     def cli(cls) -> str | None:
@@ -54,8 +55,13 @@ class DockerRunner(ProcessRunner):
         return [Residue(f"{cls.name} container", n) for n in out.split()] if code == 0 else []
 
     @classmethod
+    def client(cls) -> str:
+        """The CLI available() found; MeasurementError if it is gone."""
+        return host_tool(cls.name, cls.cli())
+
+    @classmethod
     def remove(cls, residue: Residue) -> None:
-        run_quietly([cls.cli(), "rm", "--force", residue.name], GUEST_ENV)
+        run_quietly([cls.client(), "rm", "--force", residue.name], GUEST_ENV)
 
     def run_options(self) -> list[str]:
         return ["--network", "none"]
@@ -72,7 +78,7 @@ class DockerRunner(ProcessRunner):
     def prepare(self, rootfs: str, image_digest: str, cache_dir: str) -> None:
         """The rootfs becomes the image isobench/rootfs:<digest> once (`docker import`)."""
         self.tag = f"isobench/rootfs:{image_digest}"
-        cli = self.cli()
+        cli = self.client()
         if run_quietly([cli, "image", "inspect", self.tag], GUEST_ENV):
             code, out = run_captured(["/bin/sh", "-c", 'tar -C "$1" -c . | "$2" import - "$3"', "sh", rootfs, cli,
                                       self.tag], GUEST_ENV, timeout_s=600)
@@ -84,10 +90,10 @@ class DockerRunner(ProcessRunner):
                 "mem_peak": "not measured: " + self.cannot_measure["mem_peak_mib"]}
 
     def launch(self, spec: LaunchSpec) -> TaskInstance:
-        cli = self.cli()
+        cli = self.client()
         env = spec.envelope
         argv = [cli, "run", *self.run_options(), "--name", spec.name, "--hostname", spec.name[:63]]
-        argv += ["--cpuset-cpus", env.cpuset_text()] if env.cpus else []
+        argv += ["--cpuset-cpus", cpuset] if env.cpus and (cpuset := env.cpuset_text()) else []
         argv += ["--cpus", str(env.cpus)] if env.quota_us() else []
         argv += ["--memory", f"{env.memory_mib}m"] if env.memory_mib else []
         argv += ["--pids-limit", str(env.pids)] if env.pids else []
@@ -99,11 +105,11 @@ class DockerRunner(ProcessRunner):
         """Removal is teardown: without --rm the CLI returns when the workload exits, not after cleanup.
         A CLI killed mid-`run` (Ctrl-C) may already have sent its create request, and dockerd then
         makes the container after `rm` found none: so look again for a while."""
-        run_quietly([self.cli(), "rm", "--force", name], GUEST_ENV)
+        run_quietly([self.client(), "rm", "--force", name], GUEST_ENV)
         deadline = time.monotonic() + (CREATE_GRACE_S if killed else 0)
         while time.monotonic() < deadline:
-            _, listed = run_captured([self.cli(), "ps", "--all", "--quiet", "--filter", f"name=^/{name}$"], GUEST_ENV)
+            _, listed = run_captured([self.client(), "ps", "--all", "--quiet", "--filter", f"name=^/{name}$"], GUEST_ENV)
             if listed.strip():
-                run_quietly([self.cli(), "rm", "--force", name], GUEST_ENV)
+                run_quietly([self.client(), "rm", "--force", name], GUEST_ENV)
                 return
             time.sleep(0.1)

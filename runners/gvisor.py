@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from bench.errors import MeasurementError
 from bench.spec import LaunchSpec
@@ -34,9 +35,9 @@ class GvisorRunner(OciRunner):
     runtime = "runsc"
     state_root = "/run/bench-runsc"  # runsc's --root: ours alone, so that clean finds only our sandboxes
     Options = GvisorOptions
-    enforcement = {"cpuset": "cpuset cgroup around the whole sandbox, Sentry and Gofer included (OCI linux.resources)",
-                   "cpu_quota": "cpu cgroup around the whole sandbox (OCI linux.resources.cpu.quota)",
-                   "memory": "memory cgroup around the whole sandbox (OCI linux.resources.memory)"}
+    enforcement: ClassVar[dict[str, str]] = {"cpuset": "cpuset cgroup around the whole sandbox, Sentry and Gofer included (OCI linux.resources)",
+                                             "cpu_quota": "cpu cgroup around the whole sandbox (OCI linux.resources.cpu.quota)",
+                                             "memory": "memory cgroup around the whole sandbox (OCI linux.resources.memory)"}
 
     def __init__(self, state_dir: str = "/tmp", platform: str = "auto") -> None:
         super().__init__(state_dir)

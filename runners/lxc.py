@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import ClassVar
 
 from bench.cache import instance_dir
+from bench.host.tools import host_tool
 from bench.spec import CFS_PERIOD_US, LaunchSpec
 from runners.base import StateDir, Tool
 from runners.process import ProcessRunner, TaskInstance
@@ -35,12 +37,12 @@ class LxcRunner(ProcessRunner):
     description = "lxc-execute on the guest rootfs, empty network, envelope as cgroup limits"
 
     Options = StateDir
-    enforcement = {"cpuset": "cpuset cgroup (lxc.cgroup.cpuset.cpus)", "cpu_quota": "cpu cgroup (lxc.cgroup)",
-                   "memory": "memory cgroup (lxc.cgroup)"}
+    enforcement: ClassVar[dict[str, str]] = {"cpuset": "cpuset cgroup (lxc.cgroup.cpuset.cpus)", "cpu_quota": "cpu cgroup (lxc.cgroup)",
+                                             "memory": "memory cgroup (lxc.cgroup)"}
 
     def __init__(self, state_dir: str = "/tmp") -> None:
         super().__init__()
-        self.state_dir = state_dir
+        self.state_dir = Path(state_dir)
 
     def close(self) -> None:
         """LXC leaves an lxc.pivot cgroup in every hierarchy; take it away once nothing uses it."""
@@ -57,10 +59,10 @@ class LxcRunner(ProcessRunner):
     def launch(self, spec: LaunchSpec) -> TaskInstance:
         from bench.host.cgroups import detect
 
-        state = Path(self.state_dir) / spec.name
+        state = self.state_dir / spec.name
         instance_dir(state)
         (state / "lxc.conf").write_text(lxc_config(spec, detect().version))
-        lxc = shutil.which("lxc-execute")
+        lxc = host_tool("lxc-execute")
         argv = [lxc, "-n", spec.name, "-P", str(state), "-f", str(state / "lxc.conf"), "--", *spec.argv]
         instance = self.spawn(lxc, argv, spec)
         instance.on_teardown = lambda: shutil.rmtree(state, ignore_errors=True)

@@ -4,8 +4,7 @@ a cgroup for a quota or a memory limit)."""
 
 from __future__ import annotations
 
-import shutil
-
+from bench.host.tools import host_tool
 from bench.spec import LaunchSpec
 from runners.base import Tool
 from runners.process import ProcessRunner, TaskInstance
@@ -19,7 +18,7 @@ class NspawnRunner(ProcessRunner):
 
     def launch(self, spec: LaunchSpec) -> TaskInstance:
         # --register=no and --keep-unit: no machined and no transient scope, which need systemd as init.
-        argv = [shutil.which("systemd-nspawn"), "-D", spec.rootfs, "--register=no", "--keep-unit", "--quiet", "--pipe",
+        argv = [host_tool("systemd-nspawn"), "-D", spec.rootfs, "--register=no", "--keep-unit", "--quiet", "--pipe",
                 "--private-network", "--read-only", "--timezone=off", "--resolv-conf=off",
                 f"--hostname={spec.name[:63]}", *spec.argv]
         return self.spawn(argv[0], argv, spec)

@@ -8,15 +8,19 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
 
 from bench.cache import instance_dir
+from bench.host.tools import host_tool
 from bench.spec import CFS_PERIOD_US, LaunchSpec
 from runners._child import run_quietly
+
+if TYPE_CHECKING:  # for annotations only: cgroups are detected at the first launch
+    from bench.host.cgroups import CgroupFS
 from runners.base import GUEST_ENV, Residue, StateDir, installed
 from runners.container import DOCKER_CAPS, MASKED_PROC, READONLY_PROC
-from runners.seccomp import oci_seccomp
 from runners.process import ProcessRunner, TaskInstance
-
+from runners.seccomp import oci_seccomp
 
 
 def oci_config(spec: LaunchSpec, cgroups_path: str) -> dict:
@@ -66,17 +70,17 @@ class OciRunner(ProcessRunner):
     runtime = "runc"
     kind = "peer"
     family = "containers"
-    enforcement = {"cpuset": "cpuset cgroup (OCI linux.resources.cpu.cpus)",
-                   "cpu_quota": "cpu cgroup (OCI linux.resources.cpu.quota)",
-                   "memory": "memory cgroup (OCI linux.resources.memory)"}
+    enforcement: ClassVar[dict[str, str]] = {"cpuset": "cpuset cgroup (OCI linux.resources.cpu.cpus)",
+                                             "cpu_quota": "cpu cgroup (OCI linux.resources.cpu.quota)",
+                                             "memory": "memory cgroup (OCI linux.resources.memory)"}
     state_root = "/run/runc"
 
-    Options = StateDir
+    Options: ClassVar[type | None] = StateDir
 
     def __init__(self, state_dir: str = "/tmp") -> None:
         super().__init__()
-        self.state_dir = state_dir
-        self.cgroups = None
+        self.state_dir = Path(state_dir)
+        self.cgroups: CgroupFS | None = None
 
     def available(self) -> tuple[bool, str]:
         if os.geteuid() != 0:
@@ -116,10 +120,11 @@ class OciRunner(ProcessRunner):
 
             self.cgroups = detect()
             self.cgroups.hold()
-        bundle = Path(self.state_dir) / spec.name
+        assert self.cgroups is not None
+        bundle = self.state_dir / spec.name
         instance_dir(bundle)
         (bundle / "config.json").write_text(json.dumps(oci_config(spec, f"/bench/{spec.name}")))
-        runtime = shutil.which(self.runtime)
+        runtime = host_tool(self.runtime)
         argv = [runtime, *self.global_flags(), "run", "--bundle", str(bundle), spec.name]
         instance = self.spawn(runtime, argv, spec)
         instance.on_teardown = lambda: self._delete(spec.name, bundle, killed=instance.killed)
@@ -147,11 +152,11 @@ class OciRunner(ProcessRunner):
         state, so `delete` knows nothing of them: those are removed here by name. Only then: the
         search walks every cgroup hierarchy, and teardown is timed."""
         if name in self.state_names():
-            run_quietly([shutil.which(self.runtime), *self.root_flags(), "delete", "--force", name], GUEST_ENV)
+            run_quietly([host_tool(self.runtime), *self.root_flags(), "delete", "--force", name], GUEST_ENV)
         if killed:
             from bench.host.cgroups import kill_and_remove
 
-            for leaf in self.cgroups.leftovers():
+            for leaf in self.cgroups.leftovers() if self.cgroups else ():
                 if leaf.name == name:
                     kill_and_remove(leaf)
         shutil.rmtree(bundle, ignore_errors=True)

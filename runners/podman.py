@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import ClassVar
 
+from bench.host.tools import host_tool
 from runners.docker import DockerRunner
 
 CAP_SYS_RESOURCE = 24
@@ -21,7 +23,7 @@ class PodmanRunner(DockerRunner):
     name = "podman"
     family = "containers"
     max_repeat = 10  # an expensive start: fewer rounds at most
-    version_probes = {"podman": (["podman", "--version"], r"version ([\w.\-]+)")}
+    version_probes: ClassVar[dict[str, tuple[list[str], str]]] = {"podman": (["podman", "--version"], r"version ([\w.\-]+)")}
     description = "podman run --network none of the guest rootfs, imported as an image"
 
     @classmethod
@@ -40,4 +42,4 @@ class PodmanRunner(DockerRunner):
             return False, ("this host's root lacks CAP_SYS_RESOURCE, and podman's runtime must raise "
                            "RLIMIT_NPROC/RLIMIT_NOFILE for the container (runc: 'error setting rlimits: "
                            "operation not permitted')")
-        return True, shutil.which("podman")
+        return True, host_tool("podman")

@@ -11,11 +11,12 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar, TypeVar, overload
 
-from bench.spec import SCRATCH, Envelope, LaunchSpec
 from bench.host import cgroups
-from runners._child import ChildInstance, output_actions, output_pipe, pinned
 from bench.host.taskstats import TaskstatsListener
+from bench.spec import SCRATCH, Envelope, LaunchSpec
+from runners._child import ChildInstance, output_actions, output_pipe, pinned
 from runners.base import GUEST_ENV, Runner, installed
 
 # Where the kernel refuses taskstats (to any pid namespace but the first: a CI job in a container),
@@ -25,6 +26,9 @@ CGROUP_PEAK = "memory cgroup peak (taskstats unavailable here: {})"
 
 
 _RUNNERS = itertools.count()
+
+
+T = TypeVar("T", bound="TaskInstance")  # what spawn() makes: a TaskInstance, or a subclass given
 
 
 @dataclass
@@ -39,11 +43,11 @@ class ProcessRunner(Runner):
     description = "plain child process (posix_spawn); the baseline"
     provides = frozenset({"scratch", "server"})
     state_dir = Path("/tmp")  # a disk workload's scratch: /tmp/bench-<instance>/
-    enforcement = {"cpuset": "CPU affinity (sched_setaffinity before posix_spawn)",
-                   "cpu_quota": "a cgroup of its own, CFS quota (no namespaces)",
-                   "memory": "a cgroup of its own, memory limit (no namespaces)"}
+    enforcement: ClassVar[dict[str, str]] = {"cpuset": "CPU affinity (sched_setaffinity before posix_spawn)",
+                                             "cpu_quota": "a cgroup of its own, CFS quota (no namespaces)",
+                                             "memory": "a cgroup of its own, memory limit (no namespaces)"}
 
-    Options = ProcessOptions
+    Options: ClassVar[type | None] = ProcessOptions
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -77,8 +81,16 @@ class ProcessRunner(Runner):
     def server_side(self) -> tuple[str | None, str]:
         return None, "127.0.0.1"  # loopback: the host's own network stack, nothing in between
 
-    def spawn(self, path: str, argv: list[str], spec: LaunchSpec, instance_cls=None,
-              on_teardown: Callable[[], None] | None = None, fds: dict[int, int] | None = None) -> "TaskInstance":
+    @overload
+    def spawn(self, path: str, argv: list[str], spec: LaunchSpec, instance_cls: None = None,
+              on_teardown: Callable[[], None] | None = None, fds: dict[int, int] | None = None) -> TaskInstance: ...
+
+    @overload
+    def spawn(self, path: str, argv: list[str], spec: LaunchSpec, instance_cls: type[T],
+              on_teardown: Callable[[], None] | None = None, fds: dict[int, int] | None = None) -> T: ...
+
+    def spawn(self, path: str, argv: list[str], spec: LaunchSpec, instance_cls: type[TaskInstance] | None = None,
+              on_teardown: Callable[[], None] | None = None, fds: dict[int, int] | None = None) -> TaskInstance:
         """fds: {fd in the child: our fd} handed over beside stdout and stderr (0 replaces stdin)."""
         taskstats = self._listener()
         try:
@@ -140,6 +152,7 @@ class ProcessRunner(Runner):
             self._taskstats.close()
         if self._cgroup:
             self._cgroup.remove()
+        if self._cgroups:
             self._cgroups.remove_parent()
         self._taskstats, self._mem_method, self._cgroups, self._cgroup, self._limited = None, None, None, None, None
 
@@ -159,7 +172,7 @@ class TaskInstance(ChildInstance):
         pid, and so its group's id, are still its own."""
         if self.t_exit is None and not self._torn_down:
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.pid, signal.SIGKILL)
+                os.killpg(self.child, signal.SIGKILL)
         super().teardown()
 
     def mem_peak_mib(self) -> float | None:
@@ -168,7 +181,7 @@ class TaskInstance(ChildInstance):
         if self.taskstats is None:
             peak = self.cgroup.memory_peak_bytes() if self.cgroup else None
             return None if peak is None else peak / 2**20
-        kib = self.taskstats.tree_peak_kib(self.pid)
+        kib = self.taskstats.tree_peak_kib(self.child)
         return None if kib is None else kib / 1024
 
 

@@ -8,9 +8,9 @@ import os
 import signal
 import time
 from dataclasses import replace
+from typing import ClassVar
 
 from bench.spec import LaunchSpec
-
 from runners.base import Residue, processes_of
 from runners.process import ProcessRunner, TaskInstance
 from runners.vm import VmRunner
@@ -24,13 +24,13 @@ class QemuInstance(GuestConsole, TaskInstance):
 
     def _reap(self) -> None:
         """QEMU ended on its own: a failure if the guest had not reported yet."""
-        os.waitpid(self.pid, 0)
+        os.waitpid(self.child, 0)
         self._qemu_gone, self._eof = True, True
         if self.t_exit is None:
             self.t_exit, self.exit_code = time.monotonic_ns(), 255
 
     def mem_peak_mib(self) -> float | None:
-        kib = peak_rss_kib(self.pid)  # QEMU still runs: the guest idles after reporting
+        kib = peak_rss_kib(self.child)  # QEMU still runs: the guest idles after reporting
         return None if kib is None else kib / 1024
 
     def teardown(self) -> None:
@@ -41,7 +41,7 @@ class QemuInstance(GuestConsole, TaskInstance):
             if not getattr(self, "_qemu_gone", False):
                 with contextlib.suppress(ProcessLookupError):
                     signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
-                os.waitpid(self.pid, 0)
+                os.waitpid(self.child, 0)
         finally:
             os.close(self.pidfd)
             os.close(self.out_fd)
@@ -63,8 +63,8 @@ class QemuRunner(VmRunner):
     def config(self) -> dict:
         return {**super().config(), "launcher": f"{QEMU} directly (libvirt only for the shared KVM probe)"}
 
-    enforcement = {"cpuset": "CPU affinity of every QEMU thread (as taskset)",
-                   "cpu_quota": "a cgroup of its own around QEMU, CFS quota", "memory": "guest RAM"}
+    enforcement: ClassVar[dict[str, str]] = {"cpuset": "CPU affinity of every QEMU thread (as taskset)",
+                                             "cpu_quota": "a cgroup of its own around QEMU, CFS quota", "memory": "guest RAM"}
 
     def doctor_checks(self, cache_dir: str) -> list:
         return []  # no libvirt on its path; the KVM verdict is the vm runner's, shared
@@ -88,23 +88,23 @@ class QemuRunner(VmRunner):
             os.kill(int(residue.name), signal.SIGKILL)
 
     # The machine, and the root disk on it; a subclass with another machine says its own.
-    machine = ("-M", MACHINE, "-bios", QBOOT)
+    machine: tuple[str, ...] = ("-M", MACHINE, "-bios", QBOOT)
     root_device = f"virtio-blk-pci,drive=root,serial={ROOT_SERIAL},bus=pcie.0,addr={ROOT_SLOT}"
     extra_cmdline = ""
 
     def qemu_argv(self, spec: LaunchSpec, *extra_cmdline: str) -> list[str]:
         env = spec.envelope
         vcpus = self.vcpus(env)
-        cmdline = " ".join([guest_cmdline(spec.argv, self.boot.modules(), vcpus=vcpus, host=self.host_params),
+        cmdline = " ".join([guest_cmdline(spec.argv, self.booted.modules(), vcpus=vcpus, host=self.host_params),
                             *filter(None, [self.extra_cmdline, *extra_cmdline])])
-        argv = [QEMU, *self.machine, "-accel", self.accel, "-m", str(env.memory_mib or self.cfg.default_memory_mib),
+        argv = [QEMU, *self.machine, "-accel", self.accel_chosen, "-m", str(env.memory_mib or self.cfg.default_memory_mib),
                 "-smp", str(vcpus), "-nodefaults", "-no-user-config", "-display", "none",
-                "-kernel", str(self.boot.kernel.vmlinux), "-initrd", str(self.boot.initrd),
-                "-drive", f"file={self.boot.root_disk},if=none,id=root,format=raw,readonly=on",
+                "-kernel", str(self.booted.kernel.vmlinux), "-initrd", str(self.booted.initrd),
+                "-drive", f"file={self.booted.root_disk},if=none,id=root,format=raw,readonly=on",
                 "-device", self.root_device, "-append", cmdline, "-serial", "stdio", "-no-reboot", "-name", spec.name]
         return argv + (["-cpu", "host"] if self.accel == "kvm" else [])
 
-    def spawn(self, spec: LaunchSpec, argv: list[str], instance_cls=QemuInstance, **kwargs) -> QemuInstance:
+    def spawn(self, spec: LaunchSpec, argv: list[str], instance_cls: type[QemuInstance] = QemuInstance, **kwargs) -> QemuInstance:
         # Guest RAM is the memory envelope: a memory cgroup on QEMU as well would count the guest twice.
         env = replace(spec.envelope, memory_mib=None)
         return self.spawner.spawn(QEMU, argv, replace(spec, envelope=env), instance_cls, **kwargs)

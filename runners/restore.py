@@ -112,7 +112,7 @@ class VmRestoreRunner(QemuRunner):
         snapshot = self._snapshot(spec.envelope)  # made by prepare_envelope for a run's envelope
         file = os.open(snapshot.path, os.O_RDONLY | os.O_CLOEXEC)
         console_in, console = os.pipe2(os.O_CLOEXEC)  # QEMU's stdin: the serial port's input
-        closed = []
+        closed: list[bool] = []
 
         def close_console() -> None:  # once: by the instance's teardown, or here if there is none
             if not closed:

@@ -16,10 +16,15 @@ import shutil
 import signal
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
 
 from bench.cache import instance_dir
+from bench.errors import MeasurementError
 from bench.spec import LaunchSpec
 from runners.base import Residue, Runner, Tool, processes_of
+
+if TYPE_CHECKING:  # for annotations only: the vm runner's boot module is imported by prepare()
+    from runners.vm.boot import BootFiles
 from runners.process import ProcessRunner
 from runners.qemu import QemuInstance
 from runners.vm.domain import packed_argv
@@ -43,14 +48,14 @@ class UmlInstance(QemuInstance):
         self._torn_down = True
         try:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pid, signal.SIGKILL)  # the kernel and its traced guest processes
+                os.killpg(self.child, signal.SIGKILL)  # the kernel and its traced guest processes
             if not getattr(self, "_qemu_gone", False):
-                os.waitpid(self.pid, 0)
+                os.waitpid(self.child, 0)
             # Its guest processes were its children; killed, they come to us (the worker is a
             # subreaper): reaped here, with the teardown, so that none outlives it as a zombie.
             with contextlib.suppress(ChildProcessError):
                 while True:
-                    os.waitpid(-self.pid, 0)
+                    os.waitpid(-self.child, 0)
         finally:
             os.close(self.pidfd)
             os.close(self.out_fd)
@@ -63,13 +68,13 @@ class UmlRunner(Runner):
     description = "user-mode Linux: Debian's linux.uml kernel as a host process, the vm runner's initramfs and root disk"
     tool = Tool("linux.uml", "user-mode-linux", r"^(\S+)", f"{UML} mem=M ubd0r=ROOT initrd=INITRAMFS con0=null,fd:1")
     max_repeat = 10
-    enforcement = {"cpuset": "CPU affinity of the UML kernel and its guest processes (sched_setaffinity before posix_spawn)",
-                   "cpu_quota": "the process runner's cgroup around them, CFS quota",
-                   "memory": "guest RAM (mem=)"}
+    enforcement: ClassVar[dict[str, str]] = {"cpuset": "CPU affinity of the UML kernel and its guest processes (sched_setaffinity before posix_spawn)",
+                                             "cpu_quota": "the process runner's cgroup around them, CFS quota",
+                                             "memory": "guest RAM (mem=)"}
 
     def __init__(self) -> None:
         self.spawner = ProcessRunner()
-        self.boot = None
+        self.boot: BootFiles | None = None
 
     def available(self) -> tuple[bool, str]:
         if not os.access(UML, os.X_OK):
@@ -93,6 +98,8 @@ class UmlRunner(Runner):
         env = spec.envelope
         state = Path("/tmp") / spec.name
         instance_dir(state)
+        if self.boot is None:
+            raise MeasurementError("uml: prepare() makes the root disk and initramfs before the first launch")
         argv = [UML, f"mem={env.memory_mib or DEFAULT_MEMORY_MIB}M", f"ubd0r={self.boot.root_disk}",
                 f"initrd={self.boot.initrd}", "con=null", "con0=null,fd:1", f"umid={spec.name}", f"uml_dir={state}",
                 *CMDLINE, "bench.root=/dev/ubda", "bench.poweroff", f"bench.argv={packed_argv(spec.argv)}"]

@@ -12,9 +12,9 @@ import json
 import shutil
 from pathlib import Path
 
-from bench.errors import UsageError
-from bench.atomic import STAGING_PREFIX, staged
 from bench.analysis.store import load_run
+from bench.atomic import STAGING_PREFIX, staged
+from bench.errors import UsageError
 
 WINDOW = 5
 # What identifies a machine. Not the kernel or the tunables (a change there is what a nightly should

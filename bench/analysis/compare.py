@@ -73,8 +73,9 @@ def compare(base: pd.DataFrame, new: pd.DataFrame, threshold: float,
             continue
         a, b = group["value"].to_numpy(), groups_new[key]
         limit = max(threshold, (tolerances or {}).get(key, 0.0))
-        verdict, p, low, high = judge(a, b, key[4], limit)
-        verdicts.append(Verdict(*key, float(np.median(a)), float(np.median(b)), float(np.median(b) / np.median(a)),
+        suite, workload, runner, metric, unit = map(str, key)
+        verdict, p, low, high = judge(a, b, unit, limit)
+        verdicts.append(Verdict(suite, workload, runner, metric, unit, float(np.median(a)), float(np.median(b)), float(np.median(b) / np.median(a)),
                                 low, high, p, len(a), len(b), verdict, limit))
     return verdicts
 

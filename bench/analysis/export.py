@@ -29,7 +29,7 @@ def to_pytest_benchmark(df: pd.DataFrame, meta: dict) -> str:
     benchmarks = []
     for (suite, workload, runner, metric, unit), group in df[df["ok"]].groupby(KEYS, sort=False):
         stats = Stats()
-        for value in group["value"] * SECONDS_PER.get(unit, 1.0):
+        for value in group["value"] * SECONDS_PER.get(str(unit), 1.0):
             stats.update(float(value))
         benchmarks.append({
             "group": f"{suite}/{workload}/{metric}", "name": f"{runner}[{metric}]",

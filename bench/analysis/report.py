@@ -7,26 +7,39 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from jinja2 import Environment, FileSystemLoader, select_autoescape  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from bench.analysis.stats import (FAMILIES, HOST_SEP, base_runner, families, headline, median_interval,  # noqa: E402
-                         below_resolution, one_at_a_time_ready, runner_order, startup_cost, summarize)
-from bench import atomic  # noqa: E402
-from bench.analysis.views import fmt_number, ordered, vs_process  # noqa: E402
+from bench import atomic
+from bench.analysis.stats import (
+    BASELINE,
+    FAMILIES,
+    HOST_SEP,
+    base_runner,
+    below_resolution,
+    families,
+    headline,
+    median_interval,
+    one_at_a_time_ready,
+    runner_order,
+    startup_cost,
+    summarize,
+)
+from bench.analysis.views import fmt_number, ordered, vs_process
+from bench.suites import suites
 
 HIGH_CV = 0.10
 LABELS = {"ready_ms": "time to READY", "exit_ms": "time to exit", "teardown_ms": "teardown",
           "mem_peak_mib": "peak memory"}
-FAMILY_COLORS = dict(zip(FAMILIES, ("tab:green", "tab:blue", "tab:orange", "tab:red")))
+FAMILY_COLORS = dict(zip(FAMILIES, ("tab:green", "tab:blue", "tab:orange", "tab:red"), strict=True))
 CAPTIONS = {
     "ladder": "How much each layer costs to start: the median time from launch to READY per runner, on a log "
               "scale, with its 95% interval; the number at the end is the multiple of a plain process's.",
     "phases": "Where a start goes, in absolute time (log scale): launch to READY, READY to the workload's exit, "
               "and teardown, medians per runner.",
-    "memory": "Host-side peak memory of one instance (median), as each runner can measure it.",
+    "mem_peak": "Host-side peak memory of one instance (median), as each runner can measure it.",
     "distribution": "Every sample (dots) over a box of the middle half, per runner; a short box is a steady number.",
 }
 
@@ -42,11 +55,11 @@ def ladder_png(df: pd.DataFrame, order: list[str], family: dict[str, str], path:
     rows = [r for r in order if (ready["runner"] == r).any()]
     values = {r: ready.loc[ready["runner"] == r, "value"].to_numpy() for r in rows}
     medians = {r: float(pd.Series(v).median()) for r, v in values.items()}
-    base = medians.get("process")
+    base = medians.get(BASELINE)
     fig, ax = plt.subplots(figsize=(8, 0.42 * len(rows) + 1.5), dpi=110)
     for i, r in enumerate(rows):
         low, high = median_interval(values[r])
-        color = FAMILY_COLORS.get(family_of(family, r), "tab:gray")
+        color = FAMILY_COLORS.get(family_of(family, r) or "", "tab:gray")
         ax.barh(i, medians[r], color=color, alpha=0.85)
         ax.errorbar(medians[r], i, xerr=[[medians[r] - low], [high - medians[r]]], color="black", capsize=3, lw=1)
         label = f"  {fmt_number(medians[r])} ms" + (f"  ·  {fmt_number(medians[r] / base)}x" if base else "")
@@ -100,10 +113,11 @@ def phases_png(summary: pd.DataFrame, path: Path, order: list[str] | None = None
                           "teardown": med["teardown_ms"]}).loc[order].clip(lower=1e-3) if have else pd.DataFrame()
     fig, ax = plt.subplots(figsize=(8, 0.6 * len(order) + 1.6), dpi=110)
     height = 0.26
-    for k, (phase, color) in enumerate(zip(parts.columns, ("tab:blue", "tab:orange", "tab:gray"))):
+    for k, (phase, color) in enumerate(zip(parts.columns, ("tab:blue", "tab:orange", "tab:gray"), strict=True)):
         ax.barh([i + (k - 1) * height for i in range(len(order))], parts[phase], height=height, color=color, label=phase)
     for i, runner in enumerate(order):
-        ax.text(parts.loc[runner].max(), i, f"  {fmt_number(parts.loc[runner].sum())} ms in all", va="center", fontsize=7)
+        row = parts.loc[runner].to_numpy(dtype=float)
+        ax.text(row.max(), i, f"  {fmt_number(float(row.sum()))} ms in all", va="center", fontsize=7)
     ax.set_yticks(range(len(order)), order)
     if len(order):
         ax.set_xscale("log")
@@ -191,13 +205,11 @@ def _publish(staging: Path, out_dir: Path, template: str, **context) -> Path:
 
 
 # What a suite can ask its report section to draw (Suite.plots), beyond a distribution per metric.
-PLOTS = {"phases": phases_png, "memory": memory_png}
+PLOTS = {"phases": phases_png, "mem_peak": memory_png}
 
 
 def suite_plots(name: str) -> tuple[str, ...]:
     """The plots the suite declares; none for a suite this isobench no longer has (an old run)."""
-    from bench.suites import suites
-
     suite = suites().get(name)
     return suite.plots if suite else ()
 
@@ -215,7 +227,7 @@ def host_labels(metas: list[dict]) -> list[str]:
     from bench.analysis.baseline import host_key
 
     keys = [host_key(m.get("host", {})) for m in metas]
-    names = {k: m.get("host", {}).get("hostname", "host") for k, m in zip(keys, metas)}
+    names = {k: m.get("host", {}).get("hostname", "host") for k, m in zip(keys, metas, strict=True)}
     unique = len(set(names.values())) == len(names)
     return [names[k] if unique else k for k in keys]
 
@@ -228,7 +240,7 @@ def render_hosts(run_dirs: list[Path], out_dir: Path) -> Path:
     runs = [load_run(d) for d in run_dirs]
     labels = host_labels([meta for _, meta in runs])
     frames, hosts, runners = [], {}, {}
-    for (df, meta), label in zip(runs, labels):
+    for (df, meta), label in zip(runs, labels, strict=True):
         frames.append(df.assign(host=label, runner=df["runner"] + HOST_SEP + label))
         h = meta.get("host", {})
         hosts[label] = (f"{h.get('cpu_model')}, {h.get('cores')} cores, {h.get('memory_gib')} GiB, kernel "
@@ -258,8 +270,9 @@ def _render(df: pd.DataFrame, meta: dict, out_dir: Path, baseline_dir: Path | No
         ladder = {"file": "ladder.png", "caption": CAPTIONS["ladder"]}
         ladder_png(df, order, families(meta), staging / ladder["file"])
     kinds = {name: cfg.get("kind", "ours") for name, cfg in meta.get("runners", {}).items()}
-    sections = []
+    sections: list[dict] = []
     for (suite, workload), part in df[df["ok"]].groupby(["suite", "workload"], sort=False):
+        suite, workload = str(suite), str(workload)
         if suite not in {s["suite"] for s in sections}:
             sections += _overview(df[df["suite"] == suite], suite, order, staging)
         plots = []
@@ -270,6 +283,7 @@ def _render(df: pd.DataFrame, meta: dict, out_dir: Path, baseline_dir: Path | No
             plots.append({"file": f"{suite}-{workload}-{kind}.png", "metric": kind, "caption": CAPTIONS[kind]})
             PLOTS[kind](rows, staging / plots[-1]["file"], order)
         for (metric, unit), samples in part.groupby(["metric", "unit"], sort=False):
+            metric, unit = str(metric), str(unit)
             name = f"{suite}-{workload}-{metric}.png"
             distribution_png(samples, metric, unit, staging / name, order)
             plots.append({"file": name, "metric": metric, "caption": f"{metric}: {CAPTIONS['distribution']}"})
@@ -316,28 +330,25 @@ def _configuration(meta: dict, order: list[str]) -> list[dict]:
             for r in order if r in runners]
 
 
-# The headline's sections, by suite: a reader looks for "what does it cost my service" apart from the probes.
-SECTIONS = {"startup": "Start", "throughput": "Throughput", "memory": "Memory", "app": "Applications",
-            "scale": "Scale"}
-
-
 def headline_table(df: pd.DataFrame, meta: dict, order: list[str] | None = None,
                    summary: pd.DataFrame | None = None) -> dict:
     """Rows: suite/workload metric; columns: runners by family and cost; cells: "0.97x (0.95–0.99)"
     to three significant figures, and accel=tcg beside every number of a VM that ran emulated."""
-    table = headline(df[df["suite"] != "scale"])  # the scale suite adds its two rows (scale_rows)
-    scale = scale_rows(df, meta)
+    known = suites()
+    own = {s: hook for s in df["suite"].unique() if s in known and (hook := known[s].headline)}  # rows of their own
+    table = headline(df[~df["suite"].isin(list(own))])
+    extra = [{**row, "section": known[s].title} for s, hook in own.items() for row in hook(df[df["suite"] == s], meta)]
     runners = [r for r in (order or runner_order(df["runner"]))
-               if r in set(table["runner"]) or any(r in row["cells"] for row in scale)]
+               if r in set(table["runner"]) or any(r in row["cells"] for row in extra)]
     emulated = {n for n, cfg in meta.get("runners", {}).items() if cfg.get("accel") == "tcg"}
     unenforced = {n: ", ".join(part for part, how in cfg.get("envelope", {}).items() if how.startswith("not enforced"))
                   for n, cfg in meta.get("runners", {}).items()}
-    rows = {}
+    rows: dict[tuple, dict] = {}
     below = _below_resolution(summarize(df) if summary is None else summary)
     for r in table.to_dict("records"):
         row = rows.setdefault((r["suite"], r["workload"], r["metric"]),
                               {"label": f"{r['suite']}/{r['workload']}", "metric": f"{r['metric']} ({r['unit']})",
-                               "section": SECTIONS.get(r["suite"], r["suite"]), "cells": {}})
+                               "section": known[r["suite"]].title if r["suite"] in known else r["suite"], "cells": {}})
         value = vs_process(r["value"], float("nan"), "") if r["kind"] == "ratio" else vs_process(float("nan"), r["value"], r["unit"])
         spread = "" if pd.isna(r["ci_low"]) else (f" ({fmt_number(r['ci_low'])}–{fmt_number(r['ci_high'])})"
                                                    if r["kind"] == "ratio"
@@ -345,10 +356,10 @@ def headline_table(df: pd.DataFrame, meta: dict, order: list[str] | None = None,
         unresolved = below.get((r["suite"], r["workload"], r["metric"], r["runner"]))
         row["cells"][r["runner"]] = {"text": unresolved or value + spread, "tcg": r["runner"] in emulated,
                                      "unenforced": unenforced.get(r["runner"], "")}
-    for row in scale:
+    for row in extra:
         for runner, cell in row["cells"].items():
             cell.update(tcg=runner in emulated, unenforced=unenforced.get(runner, ""))
-    return {"runners": runners, "rows": list(rows.values()) + scale}
+    return {"runners": runners, "rows": list(rows.values()) + extra}
 
 
 def _below_resolution(summary: pd.DataFrame) -> dict[tuple, str]:
@@ -360,33 +371,6 @@ def _below_resolution(summary: pd.DataFrame) -> dict[tuple, str]:
         if text:
             found[(r["suite"], r["workload"], r["metric"], r["runner"])] = text
     return found
-
-
-def scale_rows(df: pd.DataFrame, meta: dict) -> list[dict]:
-    """The scale suite's headline rows, in absolute numbers: the launch rate at the highest N that
-    every runner of the burst reached, and the instance count where each runner's fill stopped."""
-    rows = []
-    rate = _burst(df)[lambda d: d["metric"] == "launch_rate_s"]
-    if len(rate):
-        reached = rate.groupby("runner")["n"].max()
-        n = int(reached.min())
-        at = rate[rate["n"] == n]
-        cells = {}
-        for runner, part in at.groupby("runner", sort=False):
-            low, high = median_interval(part["value"].to_numpy())
-            cells[runner] = {"text": f"{fmt_number(part['value'].median())}/s ({fmt_number(low)}–{fmt_number(high)})"}
-        rows.append({"section": "Scale", "label": f"scale/burst-n{n}", "metric": "launch rate (instances/s, at the highest N all reached)",
-                     "cells": cells})
-    fill = df[df["ok"] & (df["workload"] == "fill") & (df["metric"] == "instances")]
-    if len(fill):
-        notes = meta.get("rounds", {}).get("fill", {})
-        cells = {}
-        for runner, part in fill.groupby("runner", sort=False):
-            said = notes[runner].get("notes", []) if isinstance(notes.get(runner), dict) else []
-            why = "; ".join(dict.fromkeys(said))  # the same limit in every round, said once
-            cells[runner] = {"text": f"{int(part['value'].max())}" + (f" (stopped by {why})" if why else "")}
-        rows.append({"section": "Scale", "label": "scale/fill", "metric": "instances up when the fill stopped", "cells": cells})
-    return rows
 
 
 def render_history(run_dirs: list[Path], out_dir: Path) -> Path:
@@ -458,7 +442,7 @@ def cdf_png(df: pd.DataFrame, path: Path, order: list[str]) -> bool:
     cols = min(3, len(runners))
     rows = -(-len(runners) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), dpi=110, squeeze=False, sharex=True)
-    for ax, runner in zip(axes.flat, runners):
+    for ax, runner in zip(axes.flat, runners, strict=False):  # the grid may have a spare cell
         mine = ready[ready["runner"] == runner]
         for n, part in sorted(mine.groupby("n"), key=lambda item: item[0]):
             values = np.sort(part["value"].to_numpy())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -88,7 +90,7 @@ def _resolutions(table: pd.DataFrame, keys: list[str]) -> pd.Series:
 
 def below_resolution(value: float, resolution: float) -> str:
     """"below resolution (±X MiB)" for a reading within what its method resolves, else ""."""
-    if resolution != resolution or abs(value) > resolution:
+    if math.isnan(resolution) or abs(value) > resolution:
         return ""
     return f"below resolution (±{resolution:.2g} MiB)"
 
@@ -155,9 +157,9 @@ def runner_order(runners, meta: dict | None = None, cost: dict[str, float] | Non
     family = families(meta) if meta is not None else {}
     rank = {f: i for i, f in enumerate(FAMILIES)}
 
-    def key(item):
+    def key(item: tuple[int, str]) -> tuple:
         i, r = item
-        own = family.get(base_runner(r), family.get(r))
+        own = family.get(base_runner(r), family.get(r)) or ""
         return (base_runner(r) != BASELINE, rank.get(own, len(FAMILIES)) if meta is not None else 0,
                 (cost or {}).get(r, float("inf")) if cost else 0, i)
 
@@ -166,12 +168,15 @@ def runner_order(runners, meta: dict | None = None, cost: dict[str, float] | Non
 
 def startup_cost(df: pd.DataFrame) -> dict[str, float]:
     """Each runner's median ready_ms, the cost the report orders runners by (empty without it)."""
-    return one_at_a_time_ready(df).groupby("runner")["value"].median().to_dict()
+    return {str(r): float(v) for r, v in one_at_a_time_ready(df).groupby("runner")["value"].median().items()}
 
 
 def one_at_a_time_ready(df: pd.DataFrame) -> pd.DataFrame:
-    """The ok ready_ms samples of one instance started alone: the startup suite's where the run has
-    it, else a scale run's burst-n1, never a burst's, nor a workload's own start (app's python-import)."""
+    """The ok ready_ms samples of one instance started alone, from the suite of the run that ranks
+    runners (Suite.start_rank: startup's, else a scale run's burst-n1), never a burst's, nor a
+    workload's own start (app's python-import)."""
+    from bench.suites import suites
+
     ready = df[df["ok"] & (df["metric"] == "ready_ms") & (df["n"] == 1 if "n" in df.columns else True)]
-    startup = ready[ready["suite"] == "startup"]
-    return startup if len(startup) else ready[ready["suite"] == "scale"]
+    ranked = sorted((s.start_rank, s.name) for s in suites().values() if s.start_rank and (ready["suite"] == s.name).any())
+    return ready[ready["suite"] == ranked[0][1]] if ranked else ready.iloc[:0]

@@ -8,6 +8,7 @@ import secrets
 import shutil
 import time
 from pathlib import Path
+from typing import TextIO
 
 from bench.atomic import STAGING_PREFIX  # the run's staging dir holds its journal too
 from bench.errors import UsageError
@@ -90,7 +91,7 @@ class Journal:
 
     def __init__(self, results_dir: Path, run_id: str) -> None:
         self.path = staging_dir(results_dir, run_id) / self.NAME
-        self.file = None
+        self.file: TextIO | None = None
         self.dropped = False
         self.head: dict | None = None
 
@@ -106,7 +107,7 @@ class Journal:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 if self.head is not None:
                     _write_synced(self.path.with_name(self.HEAD), json.dumps(self.head, default=str).encode())
-                self.file = open(self.path, "a")
+                self.file = open(self.path, "a")  # noqa: SIM115 -- kept open across add() calls, closed by close()
             except OSError:
                 self.drop()
         if self.file is None:

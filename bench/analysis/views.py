@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from bench.suites import suites
-from bench.options import declared
+from bench.options import declared, suite_flags
 from bench.registry import availability, registered
+from bench.suites import suites
 
 
 def listing(what: str, cache_dir: str, files=()) -> dict:
@@ -18,8 +19,11 @@ def listing(what: str, cache_dir: str, files=()) -> dict:
 
     data, every = {}, catalogue(files)
     if what in ("suites", "all"):
+        flags = suite_flags(suites())
         data["suites"] = [{"name": s.name, **s.defaults(), "workloads": [w.name for w in every.values() if w.suite == s.name],
-                           "description": s.description} for s in suites().values()]
+                           "description": s.description,
+                           "options": [{"name": f["flag"], "default": f["default"], "help": f["help"]}
+                                       for f in flags if f["suite"] == s.name]} for s in suites().values()]
     if what in ("workloads", "all"):
         data["workloads"] = [{"suite": w.suite, "name": w.name, "description": w.description,
                               "metrics": [m for m, _ in w.metrics], "origin": w.origin}
@@ -59,8 +63,15 @@ def _cell(value) -> str:
     if isinstance(value, bool):
         return "[green]yes[/]" if value else "[red]no[/]"
     if isinstance(value, list):  # option dicts: name=default (`bench list --json` has type and help)
-        return ", ".join(f"{v['name']}={v['default']}" if isinstance(v, dict) else str(v) for v in value)
+        return ", ".join(f"{v['name']}={_default(v['default'])}" if isinstance(v, dict) else str(v) for v in value)
     return str(value)
+
+
+def _default(value) -> str:
+    """An option's default as typed on the command line: 1,2,4 for a tuple; auto where the host decides."""
+    if value is None:
+        return "auto"
+    return ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
 
 
 def print_checks(checks, console: Console) -> None:
@@ -119,9 +130,9 @@ def print_left_out(df, meta: dict, console: Console) -> None:
 
 def vs_process(ratio: float, diff: float, unit: str) -> str:
     """The ×proc cell: a ratio, or for DIFFERENCE_METRICS the amount above process."""
-    if ratio == ratio:
+    if not math.isnan(ratio):
         return f"{fmt_number(ratio)}x"
-    return "" if diff != diff else f"{diff:+.1f} {unit}"
+    return "" if math.isnan(diff) else f"{diff:+.1f} {unit}"
 
 
 def ordered(summary, order: list[str] | None = None):
@@ -137,9 +148,7 @@ def ordered(summary, order: list[str] | None = None):
 
 def fmt_number(value: float, missing: str = "-", digits: int = 3) -> str:
     """digits significant figures, thousands separated, never an exponent: 0.0892, 1.37, 1,400."""
-    import math
-
-    if value != value:
+    if math.isnan(value):
         return missing
     if value == 0 or math.isinf(value):
         return f"{value:g}"

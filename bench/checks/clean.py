@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.errors import UsageError
 from bench import atomic
 from bench.atomic import STAGING_PREFIX
+from bench.errors import UsageError
 from runners.base import Residue
 
 STATE_DIR = Path("/tmp")

@@ -86,7 +86,7 @@ def versions() -> dict:
     found = {"isobench": bench.__version__, "python": platform.python_version(), **versions_of(WORKLOAD_TOOLS)}
     for info in registered().values():
         try:
-            found.update({tool: v for tool, v in info.cls.versions().items() if tool not in found})
-        except Exception:  # a runner that failed to load, or a plugin's probe that broke: no version
+            found.update({tool: v for tool, v in info.loaded.versions().items() if tool not in found})
+        except Exception:  # noqa: BLE001, S112 -- a runner that failed to load (cls None) or a plugin's probe that broke: no version
             continue
     return found

@@ -117,7 +117,7 @@ def workload(name: str):
 def pinned_run(argv: list[str], cpu: int, timeout_s: float = 120, cwd: str | None = None) -> str:
     """A tool run directly on the host, on the same CPU as the envelope gives isobench's process."""
     out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout_s,
-                         cwd=cwd, preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+                         cwd=cwd, preexec_fn=lambda: os.sched_setaffinity(0, {cpu}), check=False)
     if out.returncode:
         raise MeasurementError(f"bench verify: {argv[0]} failed: {out.stdout.strip()[-200:]}")
     return out.stdout  # stdout and stderr, as isobench's instances give them
@@ -137,6 +137,7 @@ def hyperfine_ms(argv: list[str], cpu: int, runs: int) -> list[float]:
 
 
 def checks(harness: Harness, image: Image, envelope: Envelope, scratch: str) -> list[Check]:
+    assert envelope.cpuset, "verify resolves its envelope (one CPU) before the checks"
     cpu = envelope.cpuset[0]
     host, rootfs = image.host_paths, str(image.rootfs)
     stress_cpu = [*workload("cpu").argv]
@@ -216,8 +217,8 @@ def record(cache_dir: Path, verdicts: list[Verdict]) -> dict:
     """Keep the verdict where the next `bench run` finds it (meta.json, the report)."""
     from dataclasses import asdict
 
-    from bench.checks import hostinfo
     from bench.atomic import staged
+    from bench.checks import hostinfo
 
     summary = {"ok": all(v.ok for v in verdicts), "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "boot_id": Path("/proc/sys/kernel/random/boot_id").read_text().strip(),

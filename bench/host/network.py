@@ -102,10 +102,13 @@ class BridgeNetwork:
                           nested(IFLA_INFO_DATA, attr(VETH_INFO_PEER, peer)))
         body = (ifinfomsg(up=True) + attr_str(IFLA_IFNAME, host_end)
                 + attr_u32(IFLA_MASTER, self.bridge_index) + linkinfo)
+        assert self.rtnl is not None, "attach() after open()"
         self.rtnl.request(RTM_NEWLINK, body, NLM_F_CREATE | NLM_F_EXCL)
 
     def detach(self, host_end: str) -> None:
         """Delete the pair (usually already gone with the container's netns). Idempotent."""
+        if self.rtnl is None:  # never opened: nothing of ours to delete
+            return
         try:
             self.rtnl.request(RTM_DELLINK, ifinfomsg() + attr_str(IFLA_IFNAME, host_end))
         except OSError:

@@ -11,6 +11,17 @@ import signal
 import time
 
 
+def host_tool(name: str, path: str | None = None) -> str:
+    """The path of a host tool a runner's available() found (path, or looked up on PATH);
+    MeasurementError if it is not there now."""
+    from bench.errors import MeasurementError
+
+    found = path or shutil.which(name)
+    if found is None:
+        raise MeasurementError(f"{name}: not on this host's PATH")
+    return found
+
+
 def run_captured(argv: list[str], env: dict[str, str] | None = None, timeout_s: float = 30.0) -> tuple[int, str]:
     """Run a host command to its end and return (exit code, stdout and stderr); killed after
     timeout_s (code -9). posix_spawn and a pipe, not subprocess: the worker must stay lean, and

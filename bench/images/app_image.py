@@ -81,7 +81,7 @@ def build_app_image(cache_dir: Path, say=print) -> tuple[Path, str]:
         for rel in TRIMMED:
             shutil.rmtree(root / rel, ignore_errors=True)
         versions = subprocess.run(["chroot", str(root), "dpkg-query", "-W", *PACKAGES], capture_output=True,
-                                  text=True).stdout.split("\n")
+                                  text=True, check=False).stdout.split("\n")
         (staging / "build.json").write_text(json.dumps({
             "packages": [v for v in versions if v], "mirror": mirror(), "seconds": round(time.monotonic() - started)},
             indent=2))
@@ -92,7 +92,7 @@ def build_app_image(cache_dir: Path, say=print) -> tuple[Path, str]:
 def step(out, log: Path, *argv: str, env: dict | None = None) -> None:
     out.write(f"$ {' '.join(argv)}\n")
     out.flush()
-    if subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, env=env).returncode:
+    if subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, env=env, check=False).returncode:
         tail = log.read_text().strip().splitlines()[-1:]
         raise UsageError(f"app image: {argv[0]} {argv[1]} failed: {tail} (the log went with the failed build)")
 

@@ -103,7 +103,7 @@ def image_inputs(built: dict[str, str]) -> dict[str, str]:
     return inputs
 
 
-def file_digest(path: str) -> str:
+def file_digest(path: str | Path) -> str:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
@@ -125,12 +125,12 @@ def compiler() -> tuple[str, str]:
 
 def build_static(cache_dir: Path, source: Path, cc: tuple[str, str], libs: tuple[str, ...] = ()) -> str:
     """Compile one of our small static guest tools once per source text, compiler and libraries."""
-    cc, version = cc
+    compiler, version = cc
     key = hashlib.sha256(source.read_bytes() + version.encode() + " ".join(libs).encode()).hexdigest()[:16]
     binary = cache_dir / "probe" / key / f"bench-{source.stem}"
     if not binary.exists():
         with staged(binary) as tmp:
-            result = run_tool([cc, "-static", "-O2", "-o", str(tmp), str(source), *libs])
+            result = run_tool([compiler, "-static", "-O2", "-o", str(tmp), str(source), *libs])
             if result.returncode != 0:
                 raise UsageError(f"cannot build {source.name}: {result.stderr.strip().splitlines()[-1:]} (is libc6-dev installed?)")
     return str(binary)

@@ -184,9 +184,8 @@ def apply_layer(layer: tarfile.TarFile, root: Path, say=None) -> int:
         if member.isdev():
             skipped += 1
             continue
-        if target.exists() or target.is_symlink():
-            if not (member.isdir() and target.is_dir() and not target.is_symlink()):
-                _remove(target)
+        if (target.exists() or target.is_symlink()) and not (member.isdir() and target.is_dir() and not target.is_symlink()):
+            _remove(target)
         if member.isdir():
             target.mkdir(exist_ok=True)
         elif member.issym():
@@ -198,7 +197,9 @@ def apply_layer(layer: tarfile.TarFile, root: Path, say=None) -> int:
                 raise ValueError(f"a hard link to what is not a file of the image: {member.name} -> {member.linkname}")
             os.link(source, target)
         elif member.isfile():
-            with layer.extractfile(member) as data, open(target, "wb") as out:
+            data = layer.extractfile(member)
+            assert data is not None  # a regular file member always has its data
+            with data, open(target, "wb") as out:
                 shutil.copyfileobj(data, out)
         else:
             continue  # fifos and the like: nothing a workload needs from an image
@@ -246,7 +247,7 @@ def import_image(path: Path, root: Path, say=None) -> ImportedImage:
             for i, name in enumerate(names, 1):
                 with _layer_tar(src.read(name), name, path) as layer:
                     total = len(layer.getmembers())
-                    skipped += apply_layer(layer, root, lambda n: say(f"layer {i} of {len(names)}: {n} of {total} entries"))
+                    skipped += apply_layer(layer, root, lambda n, i=i, total=total: say(f"layer {i} of {len(names)}: {n} of {total} entries"))
                     say(f"layer {i} of {len(names)}: {total} entries unpacked")
         except ValueError as exc:
             shutil.rmtree(root, ignore_errors=True)

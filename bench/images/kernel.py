@@ -179,7 +179,7 @@ def init_on_alloc(cmdline: str, config: str | None) -> str | None:
             return "0"
     if config is None:
         return None
-    return "1" if re.search(r"^CONFIG_INIT_ON_ALLOC_DEFAULT_ON=y$", config, re.M) else "0"
+    return "1" if re.search(r"^CONFIG_INIT_ON_ALLOC_DEFAULT_ON=y$", config, re.MULTILINE) else "0"
 
 
 # --- the microvm kernel: built here from Debian's kernel source, with a configuration of ours ---
@@ -240,8 +240,8 @@ def microvm_build_info(cache_dir: Path) -> dict | None:
 def not_taken(fragment: str, config: str) -> list[str]:
     """Pure: the options the fragment sets that the resulting .config does not have as set (an
     option whose dependencies are off is silently dropped by kconfig)."""
-    have = dict(re.findall(r"^(CONFIG_\w+)=(.*)$", config, re.M))
-    return [f"{name}={value}" for name, value in re.findall(r"^(CONFIG_\w+)=(.*)$", fragment, re.M)
+    have = dict(re.findall(r"^(CONFIG_\w+)=(.*)$", config, re.MULTILINE))
+    return [f"{name}={value}" for name, value in re.findall(r"^(CONFIG_\w+)=(.*)$", fragment, re.MULTILINE)
             if have.get(name) != value]
 
 
@@ -274,7 +274,8 @@ def build_microvm(base: Path, say) -> float:
         compiled, last = 0, time.monotonic()
         with subprocess.Popen(["make", "-C", str(tree), f"O={out}", f"-j{jobs}", "vmlinux"], stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT) as make:
-            tail = []
+            tail: list[bytes] = []
+            assert make.stdout is not None  # PIPE
             for line in make.stdout:
                 compiled += line.lstrip().startswith(b"CC ")
                 tail = (tail + [line])[-20:]

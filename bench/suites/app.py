@@ -32,13 +32,21 @@ ATTEMPT_S = 0.01  # a connection not answered within this is tried afresh (a SYN
 RETRY_S = 0.0005  # after a refused connection (nothing listens yet), the next try
 
 
+def app_rootfs(cache_dir, say):
+    """The image this suite's workloads run in without --image: (rootfs, digest, source)."""
+    from bench.images import app_image
+
+    rootfs, digest = app_image.build_app_image(cache_dir, say=say)
+    return rootfs, digest, app_image.SOURCE
+
+
 def measure(runner, spec, workload, iteration, **_) -> list:
     """A service: launch, wait until it answers, then time its first answer (http) or load it
     with the client and read the client's output; anything else: launch to READY as startup."""
     if not workload.listen:
         return startup_measure(runner, spec, workload, iteration)
     netns, host_address = runner.server_side()
-    port_values = dict(zip((RR_PORT, IPERF_PORT), map(str, ports())))
+    port_values = dict(zip((RR_PORT, IPERF_PORT), map(str, ports()), strict=True))
     port = int(filled(workload.listen, port_values))
     spec = replace(spec, argv=spec.argv_with({**port_values, LISTEN: runner.listen_on}), server=host_address)
     failed, values = Failure(), {}
@@ -126,7 +134,7 @@ def exchange(s: socket.socket, request: bytes, deadline: float) -> bytes | None:
             chunks.append(chunk)
     except (ConnectionResetError, BrokenPipeError):
         return None
-    except socket.timeout:
+    except TimeoutError:
         raise MeasurementError("the HTTP response did not end in time") from None
     return b"".join(chunks)
 
@@ -167,5 +175,6 @@ SUITE = Suite(
     envelope={"cpus": 1.0, "memory_mib": 512},  # the throughput suite's: runners compare on equal terms
     order=25,
     parses_output=False,  # a client's output, or the suite's own clock
-    image="app",
+    image=app_rootfs,
+    title="Applications",
 )

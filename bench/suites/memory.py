@@ -5,14 +5,22 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from bench.errors import MeasurementError
 from bench.measure import Failure, launched, samples
-from bench.suites import Suite
+from bench.spec import positive_int
+from bench.suites import Suite, option
 
 SETTLE_S = 0.5  # after an idle instance is up, before its memory is read
 DENSITY = 4  # instances at once in the density workload (bench run --density N)
+
+
+@dataclass(frozen=True)
+class Options:
+    density: int = field(default=DENSITY, metadata=option(
+        "--density", f"instances at once in the density workload (default {DENSITY})", positive_int))
 
 
 def measure(runner, spec, workload, iteration, density: int = DENSITY, **_) -> list:
@@ -44,6 +52,8 @@ def idle_private_kib(runner, spec) -> int:
     with launched(runner, spec) as instance:
         instance.wait_ready(spec.timeout_s)
         time.sleep(SETTLE_S)
+        if instance.pid is None:
+            raise MeasurementError(f"{runner.name} names no host process for its instance: its memory cannot be read")
         return tree_private_kib(instance.pid)
 
 
@@ -125,4 +135,5 @@ SUITE = Suite(
     min_repeat=3, max_repeat=6, warmup=1,
     envelope={"cpus": 1.0, "memory_mib": 512},
     order=30,
+    Options=Options,
 )

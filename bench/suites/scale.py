@@ -12,13 +12,12 @@ import os
 import resource
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
-from bench.errors import MeasurementError
-from bench.measure import (Arrivals, Failure, Found, exited_ok, launched, sample_of, samples, undisturbed,
-                           wait_all_ready)
-from bench.spec import IPERF_PORT, RR_PORT, SCRATCH, SERVER, Envelope
-from bench.suites import Suite
+from bench.errors import MeasurementError, UsageError
+from bench.measure import Arrivals, Failure, Found, exited_ok, launched, sample_of, samples, undisturbed, wait_all_ready
+from bench.spec import IPERF_PORT, RR_PORT, SCRATCH, SERVER, Envelope, parse_size_mib, positive_int
+from bench.suites import Step, Suite, option
 from bench.suites.memory import SETTLE_KIB, meminfo_kib, settled_used_kib
 from bench.suites.throughput import RR_METRICS, parsed, served
 from bench.workload import RR_GUEST_PATH, builtin
@@ -98,11 +97,74 @@ def pid_max() -> int:
         return int(f.read())
 
 
-def measure(runner, spec, workload, iteration, concurrency: int = 1, memory_budget_mib: int = 0,
-            max_instances: int = MAX_INSTANCES, neighbours: int = 0, neighbour_load: str = "cpu", **_) -> list:
+def steps_of(text: str, flag: str) -> tuple[int, ...]:
+    return tuple(sorted({positive_int(s.strip(), flag) for s in text.split(",")}))
+
+
+def host_memory_mib(text: str, flag: str) -> int:
+    mib, host_mib = parse_size_mib(text), os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") >> 20
+    if mib > host_mib:
+        raise UsageError(f"{flag} {text}: more than this host's {host_mib} MiB of memory")
+    return mib
+
+
+def up_to_the_cpus(text: str, flag: str) -> int:
+    n, cpus = positive_int(text, flag), len(os.sched_getaffinity(0))
+    if n > cpus:  # each runs a load meant to keep a CPU busy: more only queue
+        raise UsageError(f"{flag} {text}: this host has {cpus} CPUs to run them on; "
+                         "more neighbours than CPUs measure the run queue, not interference")
+    return n
+
+
+def a_load(text: str, flag: str) -> str:
+    if text not in NEIGHBOUR_LOADS:
+        raise UsageError(f"{flag} {text!r}: one of {', '.join(NEIGHBOUR_LOADS)}")
+    return text
+
+
+@dataclass(frozen=True)
+class Options:
+    concurrency: tuple[int, ...] = field(default=CONCURRENCY, metadata=option(
+        "--concurrency", "the burst sizes, e.g. 1,4,16 (default 1,2,4,8,16,32)", steps_of))
+    max_instances: int = field(default=MAX_INSTANCES, metadata=option(
+        "--max-instances", f"the most instances a burst or fill starts (default {MAX_INSTANCES})", positive_int))
+    memory_budget_mib: int | None = field(default=None, metadata=option(
+        "--memory-budget", "host memory a scale run may take, e.g. 8G (default: half of what is available); "
+        "VMs count their whole guest RAM", host_memory_mib))
+    neighbours: int | None = field(default=None, metadata=option(
+        "--neighbours", "instances running the load beside the measured one (default: the CPU count)", up_to_the_cpus))
+    neighbour_load: str = field(default="cpu", metadata=option(
+        "--neighbour-load", f"what the neighbours run: {', '.join(NEIGHBOUR_LOADS)} (default cpu)", a_load))
+
+    def resolved(self) -> Options:
+        """The memory budget fixed when the run starts: half of what the host has available then."""
+        return self if self.memory_budget_mib is not None else replace(self, memory_budget_mib=default_budget_mib())
+
+
+def plan(workload, runners: list[str], status: dict, options: Options) -> tuple[list[Step], dict[str, str]]:
+    """A burst is a step per --concurrency value, labelled burst-nN, in the runners it fits: not over
+    --max-instances, and not over the memory budget (a VM reserves its whole guest RAM)."""
+    if not workload.per_n:
+        return [Step(workload, workload.name, runners)], {}
+    steps, not_run = [], {}
+    for n in options.concurrency:
+        label, fit = f"{workload.name}-n{n}", []
+        for name in runners:
+            why = too_many(n, options.max_instances, status[name].get("reserved_mib"), options.memory_budget_mib)
+            if why:
+                not_run[f"{name}/{label}"] = why
+            else:
+                fit.append(name)
+        if fit:
+            steps.append(Step(workload, label, fit, {"n": n}))
+    return steps, not_run
+
+
+def measure(runner, spec, workload, iteration, n: int = 1, memory_budget_mib: int | None = None,
+            max_instances: int = MAX_INSTANCES, neighbours: int | None = None, neighbour_load: str = "cpu", **_) -> list:
     limits = Limits(memory_budget_mib or default_budget_mib(), max_instances, runner.reserved_mib(spec.envelope))
     if workload.name == "burst":
-        return burst(runner, spec, workload, iteration, concurrency, limits)
+        return burst(runner, spec, workload, iteration, n, limits)
     if workload.name == "fill":
         return fill(runner, spec, workload, iteration, limits)
     return noisy(runner, spec, workload, iteration, neighbours or len(os.sched_getaffinity(0)), neighbour_load)
@@ -136,7 +198,7 @@ def burst(runner, spec, workload, iteration, n: int, limits: Limits) -> list:
         ready = arrivals.wait(spec.timeout_s)
         for instance in instances:
             exited_ok(instance, spec.timeout_s)
-        for instance, t_ready in zip(instances, ready):
+        for instance, t_ready in zip(instances, ready, strict=True):
             begun = time.monotonic_ns()
             undisturbed(instance.teardown)
             per_instance.append({"ready_ms": (t_ready - t0) / 1e6, "teardown_ms": (time.monotonic_ns() - begun) / 1e6})
@@ -155,7 +217,9 @@ def fill(runner, spec, workload, iteration, limits: Limits) -> list:
     has stopped moving (MemTotal - MemAvailable against before the first). What that reading can
     resolve is known once all are torn down: the host's own drift over the same time (the reading
     after against before) plus the settling tolerance, over the count (mem_resolution_mib)."""
-    starts, used, stopped = [], [], ""
+    starts: list[float] = []
+    used: list[int] = []
+    stopped: str | None = ""
     before = settled_used_kib()
     with ExitStack() as up:
         for k in range(1, limits.max_instances + 2):
@@ -173,12 +237,12 @@ def fill(runner, spec, workload, iteration, limits: Limits) -> list:
             used.append(settled_used_kib())
     drift = abs(settled_used_kib() - before)
     found = []
-    for k, (start, now) in enumerate(zip(starts, used), start=1):
+    for k, (start, now) in enumerate(zip(starts, used, strict=True), start=1):
         found += [sample_of(runner, workload, iteration, "start_ms", start, n=k),
                   sample_of(runner, workload, iteration, "mem_per_instance_mib", (now - before) / k / 1024, n=k),
                   sample_of(runner, workload, iteration, "mem_resolution_mib", (SETTLE_KIB + drift) / k / 1024, n=k)]
     reached = len(starts)
-    return Found([*found, sample_of(runner, workload, iteration, "instances", reached, n=reached)], note=stopped)
+    return Found([*found, sample_of(runner, workload, iteration, "instances", reached, n=reached)], note=stopped or "")
 
 
 def load_argv(load: str) -> tuple[str, ...]:
@@ -261,6 +325,35 @@ def neighbour_metrics(measured) -> tuple[tuple[str, str], ...]:
 
 NEIGHBOUR_METRICS = neighbour_metrics(MEASURED)
 
+def headline(df, meta: dict) -> list[dict]:
+    """The headline's rows, in absolute numbers: the launch rate at the highest N that every runner of
+    the burst reached, and the instance count where each runner's fill stopped. Called by the report
+    (parent side), with the run's samples as a DataFrame."""
+    from bench.analysis.stats import median_interval
+    from bench.analysis.views import fmt_number
+
+    rows = []
+    rate = df[df["ok"] & df["workload"].str.match(r"burst-n\d+$") & (df["metric"] == "launch_rate_s")]
+    if len(rate):
+        n = int(rate.groupby("runner")["n"].max().min())
+        cells = {}
+        for runner, part in rate[rate["n"] == n].groupby("runner", sort=False):
+            low, high = median_interval(part["value"].to_numpy())
+            cells[runner] = {"text": f"{fmt_number(part['value'].median())}/s ({fmt_number(low)}–{fmt_number(high)})"}
+        rows.append({"label": f"scale/burst-n{n}", "metric": "launch rate (instances/s, at the highest N all reached)",
+                     "cells": cells})
+    fill = df[df["ok"] & (df["workload"] == "fill") & (df["metric"] == "instances")]
+    if len(fill):
+        notes = meta.get("rounds", {}).get("fill", {})
+        cells = {}
+        for runner, part in fill.groupby("runner", sort=False):
+            said = notes[runner].get("notes", []) if isinstance(notes.get(runner), dict) else []
+            why = "; ".join(dict.fromkeys(said))  # the same limit in every round, said once
+            cells[runner] = {"text": f"{int(part['value'].max())}" + (f" (stopped by {why})" if why else "")}
+        rows.append({"label": "scale/fill", "metric": "instances up when the fill stopped", "cells": cells})
+    return rows
+
+
 SUITE = Suite(
     name="scale",
     description="many at once: bursts of N launches, filling the host to a limit, noisy neighbours",
@@ -270,4 +363,8 @@ SUITE = Suite(
     min_repeat=3, max_repeat=3, warmup=0,
     plots=("cdf", "scaling", "fill", "interference"),
     order=40,
+    Options=Options,
+    plan=plan,
+    start_rank=2,
+    headline=headline,
 )

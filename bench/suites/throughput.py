@@ -40,7 +40,8 @@ def served(runner, spec: LaunchSpec, workload: Workload, slot: int = 0) -> Itera
     if not workload.servers:
         yield spec
         return
-    servers = HostServers(*runner.server_side(), workload.servers, spec.rootfs, spec.envelope.cpu_list(), slot)
+    netns, address = runner.server_side()
+    servers = HostServers(netns, address, workload.servers, spec.rootfs, spec.envelope.cpu_list(), slot)
     try:
         servers.start()
         yield replace(spec, argv=spec.argv_with(servers.placeholders()), server=servers.address)

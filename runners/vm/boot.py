@@ -8,10 +8,14 @@ import inspect
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.errors import MeasurementError
 from runners._child import run_quietly
 from runners.base import GUEST_ENV
+
+if TYPE_CHECKING:  # for annotations only: the kernel module is imported when a VM boots
+    from bench.images.kernel import GuestKernel
 
 ROOT_MODULES = ("virtio_pci", "virtio_blk")  # what the init needs to reach the root disk
 SCRATCH_MIB = 256  # the virtio-blk scratch disk of a disk workload (fio uses 64 MiB of it)
@@ -20,7 +24,7 @@ MKFS = "/usr/sbin/mkfs.ext4"
 
 @dataclass(frozen=True)
 class BootFiles:
-    kernel: object  # bench.images.kernel.Kernel: vmlinux, release, modules
+    kernel: GuestKernel
     initrd: Path
     root_disk: Path
 

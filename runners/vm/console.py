@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from runners._child import Lines
+from runners._child import ChildInstance, Lines
 
 # Read from whole lines only (bench/guest/init.c ends each with a newline), to their end: a console
 # may put a CR before the newline, and a kernel message before the token.
@@ -22,7 +22,7 @@ def peak_rss_kib(pid: int) -> int | None:
     return int(found.group(1)) if found else None
 
 
-class GuestConsole:
+class GuestConsole(ChildInstance):
     """The guest side of the console protocol (bench/guest/init.c), for any instance whose output
     is a guest's console: "BENCH-EXIT n" is the workload's exit (t_exit is when it arrived),
     "BENCH-MEM total available" the guest's own view of its memory."""

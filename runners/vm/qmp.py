@@ -16,7 +16,8 @@ class Qmp:
 
     def __init__(self, sock: socket.socket, timeout_s: float = 10.0) -> None:
         self.sock, self.timeout_s = sock, timeout_s
-        self.buffer, self.events = b"", []
+        self.buffer = b""
+        self.events: list[dict] = []
         self._message()  # the greeting
         self.execute("qmp_capabilities")  # events are sent only from here on
 

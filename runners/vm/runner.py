@@ -14,18 +14,31 @@ import shutil
 import socket
 import time
 from pathlib import Path
+from typing import Any, ClassVar
 
 from bench.cache import instance_dir
 from bench.errors import MeasurementError
 from bench.interrupts import held
 from bench.spec import SCRATCH, LaunchSpec
 from runners._child import ChildInstance
-from runners.base import Check, Residue, Runner
+from runners.base import Check, Instance, Residue, Runner
 from runners.vm.accel import KVM_PROBE_TIMEOUT_S, cached_accel, choose_accel, host_tsc_khz, kvm_device_check
 from runners.vm.boot import BootFiles, boot_files, scratch_disk
 from runners.vm.console import GuestConsole, peak_rss_kib
-from runners.vm.domain import (CMDLINE, MACHINE, QBOOT, QEMU, SCRATCH_AT, SCRATCH_SERIAL, VmConfig, cputune_xml, destroy,
-                               domain_xml, guest_cmdline, tiny_domain_xml)
+from runners.vm.domain import (
+    CMDLINE,
+    MACHINE,
+    QBOOT,
+    QEMU,
+    SCRATCH_AT,
+    SCRATCH_SERIAL,
+    VmConfig,
+    cputune_xml,
+    destroy,
+    domain_xml,
+    guest_cmdline,
+    tiny_domain_xml,
+)
 from runners.vm.tap import Tap
 
 # libvirt's part of a domain start is ~0.15 s on a healthy host; ~10 s means it probes QEMU's
@@ -42,18 +55,19 @@ class VmRunner(Runner):
 
     Options = VmConfig
     probe_record = "kvm-probe.json"  # in the cache: the KVM verdict, per host boot and kernel
-    version_probes = {"qemu": ([QEMU, "--version"], r"version ([\w.\-]+)"),
+    version_probes: ClassVar[dict[str, tuple[list[str], str]]] = {"qemu": ([QEMU, "--version"], r"version ([\w.\-]+)"),
                       "libvirt": (["libvirtd", "--version"], r"([\d.]+)\s*$")}
-    enforcement = {"cpuset": "every vCPU pinned, emulator and I/O threads on the set (libvirt cputune)",
-                   "cpu_quota": "CFS quota on the guest's vCPUs (libvirt global_quota)",
-                   "memory": "guest RAM"}
+    enforcement: ClassVar[dict[str, str]] = {"cpuset": "every vCPU pinned, emulator and I/O threads on the set (libvirt cputune)",
+                                             "cpu_quota": "CFS quota on the guest's vCPUs (libvirt global_quota)",
+                                             "memory": "guest RAM"}
 
     def __init__(self, **options) -> None:
         self.cfg = self.Options(**options)  # a subclass may declare its own defaults
         self.tap: Tap | None = None
-        self.conn = None
+        self.conn: Any = None  # a libvirt.virConnect (the binding has no types)
         self.boot: BootFiles | None = None
-        self.accel, self.accel_reason = None, ""
+        self.accel: str | None = None
+        self.accel_reason = ""
         self.host_params: dict[str, str] = {}  # guest kernel parameters taken from the host
 
     def available(self) -> tuple[bool, str]:
@@ -65,11 +79,26 @@ class VmRunner(Runner):
             return False, f"{QEMU} or {QBOOT} missing (apt-get install qemu-system-x86)"
         try:
             self._connect()
-        except Exception as exc:  # libvirt.libvirtError: the daemon is not running
+        except Exception as exc:  # noqa: BLE001 -- libvirtError (the daemon is not running) or whatever the binding raises: not available, said why
             return False, f"cannot reach libvirt at {self.cfg.uri}: {str(exc).splitlines()[0]}"
-        return True, f"libvirt {self.conn.getLibVersion() // 1_000_000}.{self.conn.getLibVersion() // 1000 % 1000}"
+        version = self._connect().getLibVersion()
+        return True, f"libvirt {version // 1_000_000}.{version // 1000 % 1000}"
 
-    def _connect(self):
+    @property
+    def booted(self) -> BootFiles:
+        """The kernel, initramfs and root disk that prepare() made."""
+        if self.boot is None:
+            raise MeasurementError(f"{self.name}: prepare() makes the boot files before the first launch")
+        return self.boot
+
+    @property
+    def accel_chosen(self) -> str:
+        """kvm or tcg, as prepare() chose."""
+        if self.accel is None:
+            raise MeasurementError(f"{self.name}: prepare() chooses KVM or TCG before the first launch")
+        return self.accel
+
+    def _connect(self) -> Any:
         if self.conn is None:
             import libvirt
 
@@ -91,7 +120,7 @@ class VmRunner(Runner):
     def _choose_accel(self, cache_dir: Path, rootfs: str) -> tuple[str, str]:
         if self.cfg.accel != "auto":
             return self.cfg.accel, f"asked for with --option {self.name}.accel={self.cfg.accel}"
-        return choose_accel(cache_dir, f"{self.boot.kernel.release} {self._connect().getVersion()}",
+        return choose_accel(cache_dir, f"{self.booted.kernel.release} {self._connect().getVersion()}",
                             lambda: self._probe_kvm(rootfs), self.probe_record)
 
     def _probe_kvm(self, rootfs: str) -> tuple[str, str]:
@@ -100,7 +129,7 @@ class VmRunner(Runner):
         try:
             with held():  # a Ctrl-C here must not lose the probe's domain
                 inst = self._start(spec, "kvm")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 -- whatever fails a KVM guest's start (libvirtError, MeasurementError, OSError): TCG
             return "tcg", f"KVM guest failed to start: {str(exc).splitlines()[0]}"
         try:
             inst.wait_ready(KVM_PROBE_TIMEOUT_S)
@@ -124,8 +153,8 @@ class VmRunner(Runner):
         """The guest's RAM: QEMU maps all of it at start and the guest may touch all of it."""
         return envelope.memory_mib or self.cfg.default_memory_mib
 
-    def launch(self, spec: LaunchSpec) -> "VmInstance":
-        return self._start(spec, self.accel)
+    def launch(self, spec: LaunchSpec) -> GuestConsole:
+        return self._start(spec, self.accel_chosen)
 
     def doctor_checks(self, cache_dir: str) -> list[Check]:
         accel = cached_accel(cache_dir)
@@ -143,7 +172,7 @@ class VmRunner(Runner):
 
             libvirt.registerErrorHandler(lambda *_: None, None)
             conn = libvirt.open("qemu:///system")
-        except Exception:  # no libvirt here: nothing of ours there either
+        except Exception:  # noqa: BLE001 -- ImportError or libvirtError (no binding, no daemon): nothing of ours there either
             return []
         try:
             return [Residue("domain", d.name()) for d in conn.listAllDomains() if d.name().startswith("bench-")]
@@ -192,10 +221,10 @@ class VmRunner(Runner):
         start = medians.get("libvirt_start_ms")
         if start is None or start <= SLOW_LIBVIRT_START_MS:
             return []
-        return [f"{cls.name}: libvirt took {start:,.0f} ms (median) to start each domain, over "
+        return [(f"{cls.name}: libvirt took {start:,.0f} ms (median) to start each domain, over "
                 f"{SLOW_LIBVIRT_START_MS / 1000:g} s: it probes QEMU's capabilities at every start, so ready_ms "
                 "measures libvirt, not the VM. Usually /dev/kvm is not root:kvm 0660 (no udev): run `make setup` "
-                "or see `bench doctor`"]
+                "or see `bench doctor`")]
 
     def vcpus(self, envelope) -> int:
         """One vCPU per CPU of the envelope's set (ceil(--cpus)); default_cpus without --cpus."""
@@ -209,10 +238,12 @@ class VmRunner(Runner):
 
     listen_on = "0.0.0.0"  # the guest's own eth0 and loopback
 
-    def guest_address(self, instance) -> str:
+    def guest_address(self, instance: Instance) -> str:
+        if self.tap is None:
+            raise MeasurementError(f"{self.name}: no tap: the instance was launched without a network path")
         return self.tap.guest_address.split("/")[0]
 
-    def _start(self, spec: LaunchSpec, accel: str) -> "VmInstance":
+    def _start(self, spec: LaunchSpec, accel: str) -> VmInstance:
         import libvirt
 
         env = spec.envelope
@@ -225,20 +256,20 @@ class VmRunner(Runner):
                 disk = scratch_disk(state / "scratch.img")
                 argv = spec.argv_with({SCRATCH: SCRATCH_AT})
             tap = self.tap if spec.server else None
-            modules = self.boot.modules(*(["virtio_net"] if tap else []))
+            modules = self.booted.modules(*(["virtio_net"] if tap else []))
             listener.bind(str(state / "console.sock"))
             listener.listen(1)
             vcpus = self.vcpus(env)
             cmdline = guest_cmdline(argv, modules, SCRATCH_SERIAL if disk else None,
                                     tap.guest_address if tap else None, vcpus, self.host_params)
             xml = domain_xml(spec.name, accel, vcpus,
-                             env.memory_mib or self.cfg.default_memory_mib, str(self.boot.kernel.vmlinux),
-                             str(self.boot.initrd), str(self.boot.root_disk), cmdline, str(state / "console.sock"), disk,
+                             env.memory_mib or self.cfg.default_memory_mib, str(self.booted.kernel.vmlinux),
+                             str(self.booted.initrd), str(self.booted.root_disk), cmdline, str(state / "console.sock"), disk,
                              tap.name if tap else None, self.cfg.cpu_readback,
                              cputune_xml(vcpus, env.cpu_list(), env.quota_us()))
             started = time.monotonic_ns()
             try:
-                domain = self.conn.createXML(xml, 0)  # transient: gone once destroyed; QEMU runs the guest
+                domain = self._connect().createXML(xml, 0)  # transient: gone once destroyed; QEMU runs the guest
             except libvirt.libvirtError as exc:  # QEMU refused: KVM asked for where it does not work, ...
                 raise MeasurementError(f"libvirt could not start {spec.name}: {str(exc).splitlines()[0]}") from None
             start_ms = (time.monotonic_ns() - started) / 1e6
@@ -303,7 +334,7 @@ class VmInstance(GuestConsole, ChildInstance):
                 return False
 
     def _sample_hwm(self) -> None:
-        self.hwm_kib = max(self.hwm_kib, peak_rss_kib(self.pid) or 0)
+        self.hwm_kib = max(self.hwm_kib, peak_rss_kib(self.child) or 0)
 
     def mem_peak_mib(self) -> float | None:
         return self.hwm_kib / 1024 if self.hwm_kib else None

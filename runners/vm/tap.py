@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-
 # The guest's eth0, fixed: the host knows it before the guest is up (a permanent neighbour entry),
 # so that a connection tried while the guest boots is not held up by ARP's 1 s retries (first-response).
 GUEST_MAC = "52:54:00:62:6e:02"

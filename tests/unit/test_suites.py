@@ -31,18 +31,16 @@ def test_runners_that_lack_what_a_workload_needs_are_left_out_with_the_reason():
 def test_a_burst_is_a_step_per_concurrency_and_a_vm_leaves_out_the_bursts_its_guest_ram_cannot_fit():
     from dataclasses import replace
 
-    from bench.run import RunOptions
-    from bench.spec import Envelope
+    from bench.suites import suites
 
-    opts = RunOptions("scale", None, None, None, None, Envelope(), None, None, False, None,
-                      concurrency=(1, 4, 16), memory_budget_mib=4096, max_instances=8)
+    scale = suites()["scale"].settings({"concurrency": (1, 4, 16), "memory_budget_mib": 4096, "max_instances": 8})
     status = {"process": {"provides": []}, "vm": {"provides": ["scratch", "server"], "reserved_mib": 512}}
-    plan, not_run = plan_runs(workloads("burst"), ["process", "vm"], status, opts)
+    plan, not_run = plan_runs(workloads("burst"), ["process", "vm"], status, {"scale": scale})
     assert [(step.label, step.runners, step.extra) for step in plan] == [
-        ("burst-n1", ["process", "vm"], {"concurrency": 1}), ("burst-n4", ["process", "vm"], {"concurrency": 4})]
+        ("burst-n1", ["process", "vm"], {"n": 1}), ("burst-n4", ["process", "vm"], {"n": 4})]
     assert not_run == {"process/burst-n16": "16 at once is over --max-instances 8",
                        "vm/burst-n16": "16 at once is over --max-instances 8"}
-    plan, not_run = plan_runs(workloads("burst"), ["vm"], status, replace(opts, max_instances=64))
+    plan, not_run = plan_runs(workloads("burst"), ["vm"], status, {"scale": replace(scale, max_instances=64)})
     assert [step.label for step in plan] == ["burst-n1", "burst-n4"]
     assert not_run == {"vm/burst-n16": "16 x 512 MiB guest RAM is over the memory budget of 4096 MiB"}
 
