@@ -28,7 +28,22 @@ def build_parser() -> Parser:
     p = Parser(prog="bench", description="isobench: what does isolation cost?")
     p.add_argument("--version", action="version", version=f"isobench {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for add in (add_run, add_exec, add_list, add_doctor, add_verify, add_report, add_compare, add_baseline, add_export,
+                add_kernel, add_clean):
+        add(sub)
+    return p
 
+
+def results_dir(parser, reports: bool = False, baselines: bool = False) -> None:
+    """The folders a command reads or writes, the same flags everywhere."""
+    parser.add_argument("--results-dir", default="results", type=Path)
+    if reports:
+        parser.add_argument("--reports-dir", default="reports", type=Path)
+    if baselines:
+        parser.add_argument("--baselines-dir", type=Path, help="default: <cache>/baselines")
+
+
+def add_run(sub) -> None:
     r = sub.add_parser("run", help="measure suites in runners, store results, write a report")
     r.add_argument("--suite", help=f"{', '.join(suites())} or all (comma-separated); without it, the "
                                    "--workload-file ones")
@@ -48,44 +63,54 @@ def build_parser() -> Parser:
                                     "(default: every CPU, highest first); the same for every runner")
     r.add_argument("--memory", help="memory per environment, e.g. 512M")
     for flag in suite_flags(suites()):  # each suite's own options (Suite.Options)
-        r.add_argument(flag["flag"], dest=flag["dest"], metavar=flag["field"].upper(), help=f"{flag['suite']} suite: {flag['help']}")
+        r.add_argument(flag["flag"], dest=flag["dest"], metavar=flag["field"].upper(),
+                       help=f"{flag['suite']} suite: {flag['help']}")
     r.add_argument("--cache", default="warm", help="warm (default), or cold: sync and drop the page cache before "
                    "each sample of a startup-like suite")
-    r.add_argument("--results-dir", default="results", type=Path)
-    r.add_argument("--reports-dir", default="reports", type=Path)
+    results_dir(r, reports=True)
     r.add_argument("--no-report", action="store_true")
     r.add_argument("--option", action="append", default=[], metavar="RUNNER.KEY=VALUE",
                    help="a runner option, e.g. container.network=none (repeatable)")
 
+
+def add_exec(sub) -> None:
     x = sub.add_parser("exec", help="run one command in one fresh instance; its exit code is passed on")
     x.add_argument("--runner", required=True)
-    x.add_argument("--cpus")
-    x.add_argument("--cpuset")
-    x.add_argument("--memory")
-    x.add_argument("--pids")
+    for flag in ("--cpus", "--cpuset", "--memory", "--pids"):
+        x.add_argument(flag)
     x.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="a runner option, e.g. network=none (repeatable)")
     x.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARG...]")
 
+
+def add_list(sub) -> None:
     ls = sub.add_parser("list", help="suites, runners or workloads")
     ls.add_argument("what", nargs="?", default="all", choices=["suites", "runners", "workloads", "all"])
     ls.add_argument("--json", action="store_true")
     ls.add_argument("--workload-file", action="append", default=[], metavar="FILE", type=Path,
                     help="list the workloads of this file too (checks it); repeatable")
 
+
+def add_doctor(sub) -> None:
     sub.add_parser("doctor", help="what this host can and cannot run, and why")
 
+
+def add_verify(sub) -> None:
     v = sub.add_parser("verify", help="check the harness against independent tools here (exit 1 if off)")
     v.add_argument("--checks", help="comma-separated: startup, cpu, syscall, disk, net, container floor, bwrap")
     v.add_argument("--json", action="store_true")
 
+
+def add_report(sub) -> None:
     rep = sub.add_parser("report", help="(re)build the HTML report of a stored run")
     rep.add_argument("runs", nargs="+", metavar="RUN")
-    rep.add_argument("--results-dir", default="results", type=Path)
+    results_dir(rep)
     rep.add_argument("--baseline", metavar="RUN", help="compare the run against this one in its report")
     rep.add_argument("--out", type=Path, help="folder for the report (default: reports/<run_id>, "
                                               "or reports/history-<last run> for several runs)")
 
+
+def add_compare(sub) -> None:
     cmp = sub.add_parser("compare", help="regressions between two stored runs (exit 1 if any)",
                          usage="bench compare BASE NEW | --baseline-of-host NEW [--threshold PCT] [--json]")
     cmp.add_argument("runs", nargs="+", metavar="RUN")
@@ -95,9 +120,10 @@ def build_parser() -> Parser:
     cmp.add_argument("--json", action="store_true")
     cmp.add_argument("--cross-host", action="store_true",
                      help="compare runs from different machines (refused without it, as pyperf does)")
-    cmp.add_argument("--results-dir", default="results", type=Path)
-    cmp.add_argument("--baselines-dir", type=Path, help="default: <cache>/baselines")
+    results_dir(cmp, baselines=True)
 
+
+def add_baseline(sub) -> None:
     bl = sub.add_parser("baseline", help="rolling per-host baselines: the last good runs of each machine")
     blsub = bl.add_subparsers(dest="action", required=True, metavar="update|show")
     up = blsub.add_parser("update", help="add good runs to their host's baseline (the newest --window stay)")
@@ -107,23 +133,27 @@ def build_parser() -> Parser:
     show.add_argument("--json", action="store_true")
     show.add_argument("--host-of", metavar="RUN", help="only the host this run came from (exit 1 if it has none)")
     for b in (up, show):
-        b.add_argument("--results-dir", default="results", type=Path)
-        b.add_argument("--baselines-dir", type=Path, help="default: <cache>/baselines")
+        results_dir(b, baselines=True)
 
+
+def add_export(sub) -> None:
     ex = sub.add_parser("export", help="a stored run as csv, json or pytest-benchmark JSON")
     ex.add_argument("run", metavar="RUN")
     ex.add_argument("--format", required=True, choices=["csv", "json", "pytest-benchmark"])
-    ex.add_argument("--results-dir", default="results", type=Path)
+    results_dir(ex)
 
+
+def add_kernel(sub) -> None:
     k = sub.add_parser("kernel", help="the microvm guest kernel, built from Debian's source with our configuration")
     ksub = k.add_subparsers(dest="action", required=True, metavar="build")
     kb = ksub.add_parser("build", help="build it into the cache (once: again only when the source or config changes)")
     kb.add_argument("--force", action="store_true", help="build it again even if cached")
+
+
+def add_clean(sub) -> None:
     c = sub.add_parser("clean", help="remove every leftover of ours from this host")
     c.add_argument("--dry-run", action="store_true")
-    c.add_argument("--results-dir", default="results", type=Path)
-    c.add_argument("--reports-dir", default="reports", type=Path)
-    return p
+    results_dir(c, reports=True)
 
 
 def envelope_from(args) -> Envelope:

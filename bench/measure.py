@@ -72,11 +72,16 @@ def tail(output: bytes, limit: int = 300) -> str:
 
 
 class Found(list):
-    """A measurement's samples, and what the run should record beside them (why a fill stopped)."""
+    """A measurement's samples, and what the run should record beside them (why a fill stopped).
+    A suite's measure() returns one, or a plain list of samples (of), which says nothing beside."""
 
     def __init__(self, samples=(), note: str = "") -> None:
         super().__init__(samples)
         self.note = note
+
+    @classmethod
+    def of(cls, samples: list[Sample]) -> Found:
+        return samples if isinstance(samples, Found) else cls(samples)
 
 
 def samples(runner: Runner, workload: Workload, iteration: int, values: Mapping[str, float | None], error: str,

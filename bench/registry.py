@@ -79,3 +79,8 @@ def load_target(target: str) -> type[Runner]:
 
     module, _, attr = target.partition(":")
     return getattr(importlib.import_module(module), attr)
+
+
+def runner_name(label: str) -> str:
+    """The registered runner behind a label: "container:seccomp=none" -> "container"."""
+    return label.split(":", 1)[0]

@@ -13,7 +13,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from bench.analysis import store
-from bench.analysis.stats import interval_pct
 from bench.checks import hostinfo
 from bench.checks.verify import last_verdict
 from bench.client import WorkerClient, WorkerDied
@@ -21,7 +20,8 @@ from bench.errors import MeasurementError, UsageError
 from bench.images.image import build_image
 from bench.images.user_image import build_user_image
 from bench.options import convert
-from bench.registry import registered
+from bench.registry import registered, runner_name
+from bench.schedule import Schedule, Turn
 from bench.spec import Envelope
 from bench.suites import Step, suites
 from bench.workload import Workload, select
@@ -66,11 +66,6 @@ def choose_runners(arg: str | None) -> list[str] | None:
     return list(dict.fromkeys(wanted))
 
 
-def runner_name(label: str) -> str:
-    """The registered runner behind a label: "container:seccomp=none" -> "container"."""
-    return label.split(":", 1)[0]
-
-
 def variant_options(label: str) -> dict[str, str]:
     options = {}
     for item in label.split(":")[1:]:
@@ -93,55 +88,6 @@ def runner_options(labels, given: dict) -> dict:
         if raw:
             found[label] = convert(name, registered()[name].loaded, raw)
     return found
-
-
-@dataclass
-class Rounds:
-    """How many rounds one runner gets for one workload, and why they stopped: --repeat N forces N;
-    otherwise rounds are added until every metric's median has its 95% interval within ±precision,
-    from min_repeat on, up to max_repeat (pyperf and hyperfine decide by the data too)."""
-
-    warmup: int
-    min_repeat: int
-    max_repeat: int
-    precision: float | None  # None with a forced --repeat
-    n: int = 0
-    stopped: str = ""
-    widest: float = float("nan")  # the widest interval, ± share of its median, when it stopped
-    forced_by: str = "--repeat"  # what fixed the rounds, without a precision
-    notes: list[str] = field(default_factory=list)  # what the measurements said of themselves (a fill's limit)
-
-    def done(self, values: dict[str, list[float]], failed: int) -> bool:
-        """Called after each measured round with the runner's values so far, per metric."""
-        if self.n < self.min_repeat:
-            return False
-        widths = [interval_pct(v) for v in values.values() if v]
-        self.widest = max(widths, default=float("nan"))
-        if self.precision is None:
-            self.stopped = f"{self.forced_by} {self.n}"
-        elif not widths and failed:
-            self.stopped = f"every sample failed in {self.n} rounds"
-        elif self.widest <= self.precision:
-            self.stopped = f"precision reached: every median within ±{self.widest:.1%} (95%)"
-        elif self.n >= self.max_repeat:
-            self.stopped = f"max-repeat {self.max_repeat} reached, widest interval ±{self.widest:.1%}"
-        return bool(self.stopped)
-
-    def as_meta(self) -> dict:
-        return {"n": self.n, "warmup": self.warmup, "stopped": self.stopped,
-                "widest_interval_pct": None if self.widest != self.widest else round(100 * self.widest, 2),
-                **({"notes": self.notes} if self.notes else {})}
-
-
-def rounds(workload: Workload, runner: str, opts: RunOptions) -> Rounds:
-    defaults = suites()[workload.suite].defaults()
-    warmup = opts.warmup if opts.warmup is not None else defaults["warmup"]
-    if opts.repeat is not None:
-        return Rounds(warmup, opts.repeat, opts.repeat, None)
-    if workload.repeat is not None:
-        return Rounds(warmup, workload.repeat, workload.repeat, None, forced_by="the workload's own rounds:")
-    limit = opts.max_repeat or min(defaults["max_repeat"], registered()[runner_name(runner)].loaded.max_repeat)
-    return Rounds(warmup, min(defaults["min_repeat"], limit), limit, opts.precision)
 
 
 def active_runners(status: dict, wanted: list[str] | None) -> list[str]:
@@ -207,9 +153,8 @@ def _run(opts, console, workloads, wanted, started, run_id) -> tuple[int, Path |
     settings = suite_settings(workloads, opts.suite_options)
     image = run_image(opts, workloads, console)
     client = WorkerClient()
-    samples: list[dict] = []
-    rounds_meta: dict = {}
     journal = store.Journal(opts.results_dir, run_id)
+    recorder, schedule = Recorder(journal), Schedule([], opts)
     interrupted, died = None, None
     try:
         targets = {n: registered()[runner_name(n)].target for n in (wanted or registered())}
@@ -223,7 +168,8 @@ def _run(opts, console, workloads, wanted, started, run_id) -> tuple[int, Path |
         meta = head_meta(opts, workloads, image, status, names, not_run, started, run_id, settings)
         journal.begin(meta)
         try:
-            measure_all(client, plan, opts, run_id, console, samples, rounds_meta, journal, settings)
+            schedule = Schedule(plan, opts)
+            measure_all(client, schedule, recorder, opts, run_id, console, settings)
         except KeyboardInterrupt as exc:
             interrupted = signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT
             client.interrupt()  # the worker tears its current instance down, then exits
@@ -234,12 +180,13 @@ def _run(opts, console, workloads, wanted, started, run_id) -> tuple[int, Path |
         journal.close()
     meta.update({
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "rounds": {w: {n: r.as_meta() for n, r in p.items()} for w, p in rounds_meta.items()},
-        "warnings": runner_warnings(samples, names), "incomplete": bool(interrupted or died),
+        "rounds": schedule.as_meta(),
+        "warnings": runner_warnings(recorder.samples, names), "incomplete": bool(interrupted or died),
         **({"interrupted_by": interrupted.name} if interrupted else {}), **({"worker_died": died} if died else {}),
     })
     stopped = f"interrupted by {interrupted.name}" if interrupted else died
     code = 128 + interrupted if interrupted else 1
+    samples = recorder.samples
     if stopped and not samples:
         journal.drop()
         if died:
@@ -349,62 +296,54 @@ def plan_runs(workloads: list[Workload], names: list[str], status: dict, setting
     return plan, not_run
 
 
-def measure_all(client, plan, opts, run_id, console, samples: list[dict], rounds_meta: dict, journal, settings) -> None:
-    """Round-robin over the runners still measuring, the order reversed every other round, so that
-    drift on the host hits them alike; a runner leaves once its Rounds are done. Samples are kept (and
-    journalled) as they complete, so that an interrupted run keeps them. rounds_meta gets why each
-    runner stopped."""
-    todo = [(step, {name: rounds(step.workload, name, opts) for name in step.runners}) for step in plan]
-    total = sum(r.warmup + r.max_repeat for _, plans in todo for r in plans.values())
-    n = 0
+class Recorder:
+    """What the run keeps of each reply: its samples, journalled as they come so that an interrupted
+    run keeps them; per runner and step, the values of the declared metrics and the failures that
+    decide its rounds (Schedule asks so_far), and what the measurement said of itself (a fill's limit)."""
+
+    def __init__(self, journal: store.Journal) -> None:
+        self.journal = journal
+        self.samples: list[dict] = []
+        self._values: dict[tuple[str, str], dict[str, list[float]]] = {}
+        self._failed: dict[tuple[str, str], int] = {}
+
+    def record(self, turn: Turn, reply: dict) -> None:
+        if turn.round < 0:  # a warm-up round: measured, not kept
+            return
+        turn.rounds.n += 1
+        self.samples.extend(reply["samples"])
+        self.journal.add(reply["samples"])
+        if reply.get("note"):
+            turn.rounds.notes.append(reply["note"])
+        key, declared = (turn.step.label, turn.runner), {metric for metric, _ in turn.step.workload.metrics}
+        values = self._values.setdefault(key, {})
+        for sample in reply["samples"]:  # a runner's extra metrics are diagnostics
+            if sample["ok"] and sample["metric"] in declared:
+                values.setdefault(sample["metric"], []).append(sample["value"])
+            elif not sample["ok"]:
+                self._failed[key] = self._failed.get(key, 0) + 1
+
+    def so_far(self, label: str, runner: str) -> tuple[dict[str, list[float]], int]:
+        """The declared metrics' values and the count of failed samples of one runner in one step."""
+        return self._values.get((label, runner), {}), self._failed.get((label, runner), 0)
+
+
+def measure_all(client: WorkerClient, schedule: Schedule, recorder: Recorder, opts: RunOptions, run_id: str,
+                console: Console, settings: dict) -> None:
+    """Each turn of the schedule measured by the worker and recorded, under a progress bar whose
+    total shrinks as runners reach their precision early."""
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("eta"), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("measuring", total=total)
-        for step, plans in todo:
-            workload = step.workload
-            rounds_meta[step.label] = plans
-            values: dict[str, dict[str, list[float]]] = {name: {} for name in plans}
-            declared = {metric for metric, _ in workload.metrics}
-            failed = dict.fromkeys(plans, 0)
-            active = list(plans)
-            rnd = -max(r.warmup for r in plans.values())
-            while active:
-                for name in round_order(active, rnd):
-                    r = plans[name]
-                    if rnd < -r.warmup:
-                        continue
-                    n += 1
-                    progress.update(task, description=f"{workload.suite}/{step.label} {name} "
-                                    + ("(warm-up)" if rnd < 0 else f"round {rnd + 1}"))
-                    reply = client.request(op="measure", suite=workload.suite, workload=workload.name,
-                                           runner=name, iteration=rnd, name=f"bench-{run_id}-{n}",
-                                           params=params(step, opts, settings))
-                    if rnd >= 0:
-                        r.n += 1
-                        samples.extend(reply["samples"])
-                        journal.add(reply["samples"])
-                        if reply.get("note"):
-                            r.notes.append(reply["note"])
-                        for sample in reply["samples"]:  # a runner's extra metrics are diagnostics
-                            if sample["ok"] and sample["metric"] in declared:
-                                values[name].setdefault(sample["metric"], []).append(sample["value"])
-                            elif not sample["ok"]:
-                                failed[name] += 1
-                    progress.advance(task)
-                rnd += 1
-                for name in [a for a in active if rnd > 0 and plans[a].done(values[a], failed[a])]:
-                    active.remove(name)
-                    total -= plans[name].max_repeat - plans[name].n
-                    progress.update(task, total=total)
-
-
-def round_order(names: list[str], rnd: int) -> list[str]:
-    """The round's order: as given, then reversed, alternately (ABBA), so that each runner follows
-    each other as often as it precedes it. A VM started right after another VM's teardown ran 10 to
-    30% slower here (the host still frees the last guest's memory), which a fixed order charged to
-    one runner alone."""
-    return list(names) if rnd % 2 == 0 else names[::-1]
+        task = progress.add_task("measuring", total=schedule.total)
+        for n, turn in enumerate(schedule.turns(recorder.so_far), 1):
+            progress.update(task, total=schedule.total, description=f"{turn.step.workload.suite}/{turn.step.label} "
+                            f"{turn.runner} " + ("(warm-up)" if turn.round < 0 else f"round {turn.round + 1}"))
+            reply = client.request(op="measure", suite=turn.step.workload.suite, workload=turn.step.workload.name,
+                                   runner=turn.runner, iteration=turn.round, name=f"bench-{run_id}-{n}",
+                                   params=params(turn.step, opts, settings))
+            recorder.record(turn, reply)
+            progress.advance(task)
 
 
 def runner_warnings(samples: list[dict], names: list[str]) -> list[str]:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from bench import interrupts
 from bench.errors import UsageError
 from bench.host import linux
+from bench.measure import Found
 from bench.spec import Envelope, LaunchSpec
 from bench.suites import suites
 
@@ -74,11 +75,11 @@ class Worker:
         params = dict(msg.get("params", {}))
         if params.pop("cache", "warm") == "cold" and suite.cold_start:
             linux.drop_page_cache()  # untimed: before the sample's clock starts
-        samples = suite.measure(self.runners[msg["runner"]], spec, workload, msg["iteration"], **params)
+        found = Found.of(suite.measure(self.runners[msg["runner"]], spec, workload, msg["iteration"], **params))
         reap_orphans()
         # labelled as the run knows the runner: a variant (container:seccomp=none) is a runner of its own
-        return {"op": "samples", "samples": [{**s.to_dict(), "runner": msg["runner"]} for s in samples],
-                "note": getattr(samples, "note", "")}
+        return {"op": "samples", "samples": [{**s.to_dict(), "runner": msg["runner"]} for s in found],
+                "note": found.note}
 
     def close(self) -> None:
         for runner in self.runners.values():

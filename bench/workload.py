@@ -69,7 +69,7 @@ class Server:
     ready: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Workload:
     name: str
     suite: str
@@ -249,10 +249,11 @@ def load_file(path: Path, origin: str | None = None) -> Workload:
     for i, server in enumerate(servers):
         if not server.argv[0].startswith("@ROOTFS@/") and not host_program(server.argv[0]):
             raise bad(f"servers[{i}].argv", f"{server.argv[0]}: no such program on this host")
-    return Workload(name, suite_name, argv, take(data, "description", str, bad, ""), metrics, parser,
-                    float(timeout), marker, scratch, servers, take(data, "per_n", bool, bad, False),
-                    repeat, extract, origin or str(path), hashlib.sha256(text.encode()).hexdigest(),
-                    take(data, "order", int, bad, 50), listen, tuple(client), http)
+    return Workload(name=name, suite=suite_name, argv=argv, description=take(data, "description", str, bad, ""),
+                    metrics=metrics, parser=parser, timeout_s=float(timeout), marker=marker, scratch=scratch,
+                    servers=servers, per_n=take(data, "per_n", bool, bad, False), repeat=repeat, extract=extract,
+                    origin=origin or str(path), digest=hashlib.sha256(text.encode()).hexdigest(),
+                    order=take(data, "order", int, bad, 50), listen=listen, client=tuple(client), http=http)
 
 
 def known_placeholders(key: str, args, bad) -> None:

@@ -86,8 +86,9 @@ def test_sigkill_mid_throughput_in_a_container_and_a_vm_then_bench_clean(tmp_pat
 
 
 def run_tool(factory, argv, timeout_s=30):
-    return measure_in_process(factory, Workload("w", "throughput", tuple(argv), "", (("syscalls_s", "calls/s"),),
-                                              "parse_bench_syscall", timeout_s=timeout_s))
+    return measure_in_process(factory, Workload(name="w", suite="throughput", argv=tuple(argv), description="",
+                                                metrics=(("syscalls_s", "calls/s"),), parser="parse_bench_syscall",
+                                                timeout_s=timeout_s))
 
 
 def test_a_hanging_workload_is_killed_at_its_timeout(factory):

@@ -76,15 +76,15 @@ def test_memory_suite_charges_a_vm_more_than_a_container_and_a_process_nothing(t
 
 
 def test_a_tool_that_fails_gives_ok_false_with_its_output(factory):
-    broken = Workload("broken", "throughput", ("/usr/bin/stress-ng", "--no-such-stressor"), "fails",
-                      (("cpu_ops_s", "ops/s"),), "parse_stress_ng_rate", timeout_s=30)
+    broken = Workload(name="broken", suite="throughput", argv=("/usr/bin/stress-ng", "--no-such-stressor"),
+                      description="fails", metrics=(("cpu_ops_s", "ops/s"),), parser="parse_stress_ng_rate", timeout_s=30)
     sample = measure_in_process(factory, broken)
     assert not sample.ok and "exit code" in sample.error and "no-such-stressor" in sample.error
 
 
 def test_garbage_output_is_not_a_number(factory):
-    garbage = Workload("garbage", "throughput", ("/bin/echo", "hello"), "prints garbage",
-                       (("syscalls_s", "calls/s"),), "parse_bench_syscall", timeout_s=30)
+    garbage = Workload(name="garbage", suite="throughput", argv=("/bin/echo", "hello"), description="prints garbage",
+                       metrics=(("syscalls_s", "calls/s"),), parser="parse_bench_syscall", timeout_s=30)
     sample = measure_in_process(factory, garbage)
     assert not sample.ok and "no syscalls_per_s line" in sample.error and "hello" in sample.error
 

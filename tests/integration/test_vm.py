@@ -88,7 +88,8 @@ def test_a_hanging_guest_is_recorded_not_fatal(tmp_path, vm, image):
     from bench.suites.startup import measure as measure_startup
     from bench.workload import Workload
 
-    hang = Workload("hang", "startup", ("/bin/sleep", "600"), "never ready", (("ready_ms", "ms"),))
+    hang = Workload(name="hang", suite="startup", argv=("/bin/sleep", "600"), description="never ready",
+                    metrics=(("ready_ms", "ms"),))
     spec = LaunchSpec("bench-test-vmhang2", hang.argv, str(image.rootfs), timeout_s=5)
     samples = measure_startup(vm, spec, hang, 0)
     assert [s.ok for s in samples] == [False] and "no READY within 5 s" in samples[0].error

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bench.run import Rounds
+from bench.schedule import Rounds
 from bench.analysis.stats import interval_pct, median_interval
 
 
@@ -61,7 +61,7 @@ def test_a_runner_whose_every_sample_fails_stops_at_min_repeat():
 
 
 def test_the_order_alternates_so_each_runner_follows_each_other_as_often_as_it_precedes_it():
-    from bench.run import round_order
+    from bench.schedule import round_order
 
     names = ["process", "vm", "qemu"]
     flat = [name for rnd in range(4) for name in round_order(names, rnd)]
