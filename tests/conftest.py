@@ -1,4 +1,5 @@
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -9,15 +10,86 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data"
 BENCH = [sys.executable, "-m", "bench.cli"]
+# Where a failing test leaves its evidence (Evidence.save); artifacts/ is git-ignored.
+ARTIFACTS = Path(os.environ.get("ISOBENCH_ARTIFACTS", ROOT / "artifacts"))
 # What the lean worker must never import: each makes every fork from it dearer (bench/worker.py).
 FAT = ("pandas", "numpy", "matplotlib", "rich", "scipy", "jinja2", "psutil", "pyarrow", "subprocess",
        "threading", "importlib.metadata")
 
 
-def bench(*args, cwd=ROOT, timeout: float = 600, **kw) -> subprocess.CompletedProcess:
-    """`bench ARGS...` as a user runs it, from the checkout, its output captured as text. The one
-    way tests run the CLI; env=, check=, input= pass through to subprocess.run."""
-    return subprocess.run([*BENCH, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout, **kw)
+class Evidence:
+    """What a failing test leaves for a person to read, as Firecracker's fixtures save a failed
+    microVM's logs: every bench command it ran with its output, every instance's output (a VM's
+    console), and the journal and meta.json of every results dir a command wrote to. Saved under
+    artifacts/<test>/ only when the test failed."""
+
+    def __init__(self) -> None:
+        self.commands: list[tuple[list[str], int | None, str, str]] = []
+        self.instances: list[tuple[str, object]] = []
+        self.results_dirs: list[Path] = []
+
+    def command(self, argv: list[str], code: int | None, out: str, err: str) -> None:
+        self.commands.append((argv, code, out, err))
+        if "--results-dir" in argv[:-1]:
+            self.results_dirs.append(Path(argv[argv.index("--results-dir") + 1]))
+
+    def save(self, where: Path) -> Path:
+        shutil.rmtree(where, ignore_errors=True)
+        where.mkdir(parents=True)
+        if self.commands:
+            (where / "commands.log").write_text("".join(
+                f"$ bench {' '.join(argv)}\nexit code {code}\n--- stdout\n{out}\n--- stderr\n{err}\n\n"
+                for argv, code, out, err in self.commands))
+        for i, (name, instance) in enumerate(self.instances, 1):
+            text = instance.console_text(instance.output).decode(errors="replace")
+            (where / f"instance-{i}-{name}.log").write_text(text)
+        for results in dict.fromkeys(self.results_dirs):
+            for found in [*results.glob(".bench-tmp-*/samples.jsonl"), *results.glob(".bench-tmp-*/meta.head.json"),
+                          *results.glob("*/meta.json")]:
+                if found.parent.is_symlink():  # results/latest: the same run again
+                    continue
+                target = where / "results" / found.relative_to(results)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(found, target)
+        return where
+
+
+_evidence: Evidence | None = None  # the running test's (the evidence fixture), None outside a test
+FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.failed:
+        item.stash[FAILED] = True
+    return report
+
+
+@pytest.fixture(autouse=True)
+def evidence(request):
+    """Every test's Evidence; a failed test's is saved to artifacts/<test id>/ and named in its output."""
+    global _evidence
+    _evidence = Evidence()
+    try:
+        yield _evidence
+    finally:
+        kept, _evidence = _evidence, None
+        if request.node.stash.get(FAILED, False):
+            where = kept.save(ARTIFACTS / re.sub(r"[^\w.-]+", "_", request.node.nodeid).strip("_"))
+            print(f"\nevidence of the failure: {where}")
+
+
+def bench(*args, cwd=ROOT, timeout: float = 600, check: bool = False, **kw) -> subprocess.CompletedProcess:
+    """`bench ARGS...` as a user runs it, from the checkout, its output captured as text (and kept as
+    the test's evidence). The one way tests run the CLI; env=, input= pass through to subprocess.run."""
+    argv = list(map(str, args))
+    out = subprocess.run([*BENCH, *argv], cwd=cwd, capture_output=True, text=True, timeout=timeout, **kw)
+    if _evidence is not None:
+        _evidence.command(argv, out.returncode, out.stdout, out.stderr)
+    if check:
+        out.check_returncode()
+    return out
 
 
 @pytest.fixture
@@ -66,6 +138,8 @@ class RunnerFactory:
         instance = runner.launch(LaunchSpec(name, tuple(argv), str(self.image.rootfs), self.image.host_paths,
                                             envelope or Envelope(), marker=marker, **spec))
         self.instances.append(instance)
+        if _evidence is not None:
+            _evidence.instances.append((name, instance))
         return instance
 
     def run(self, runner, script: str, envelope=None, timeout_s: float = 60, **spec):
@@ -178,6 +252,8 @@ def kill_run_then_clean(results_dir: Path, runners: str, when,
     import signal
     import subprocess
 
+    if _evidence is not None:
+        _evidence.results_dirs.append(Path(results_dir))
     proc = subprocess.Popen([*BENCH, "run", *suite, "--runners", runners,
                              "--results-dir", str(results_dir), "--no-report"], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
