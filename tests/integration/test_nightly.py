@@ -47,10 +47,15 @@ def test_a_simulated_night(tmp_path):
     results, store = tmp_path / "results", str(tmp_path / "baselines")
     startup = ("--suite", "startup", "--runners", "process,container", "--repeat", "10")
     first, second, third = (run(results, *startup) for _ in range(3))
-    assert bench("baseline", "update", first, second, "--baselines-dir", store).returncode == 0
+    # The night judged is the middle one, its baseline the runs before and after it: this host drifts
+    # by 10% and more within minutes (docs/log/2026-12-05-one-source.md), and a baseline of two runs
+    # taken just before learns no drift at all, so a third run after them was once called a
+    # regression of the container's ready_ms (1.16x) with nothing changed. Bracketed, the drift the
+    # baseline learns covers the night it judges, as a window of real nights does.
+    assert bench("baseline", "update", first, third, "--baselines-dir", store).returncode == 0
     shown = json.loads(bench("baseline", "show", "--json", "--baselines-dir", store).stdout)
     assert [len(runs) for runs in shown.values()] == [2]
-    out = bench("compare", "--baseline-of-host", third, "--baselines-dir", store, "--json")
+    out = bench("compare", "--baseline-of-host", second, "--baselines-dir", store, "--json")
     assert out.returncode == 0, out.stdout + out.stderr
     assert {v["verdict"] for v in json.loads(out.stdout)} <= {"no change", "inconclusive", "improvement"}
 

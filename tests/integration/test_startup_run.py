@@ -31,7 +31,7 @@ def test_bench_run_startup_process_chroot(tmp_path):
     report = tmp_path / "reports" / run_dir.name
     assert str(report / "index.html") in out.stdout
     images = sorted(p.name for p in report.glob("*.png"))
-    expected = {f"startup-probe-{m}.png" for m in ("ready_ms", "exit_ms", "teardown_ms", "mem_peak_mib", "phases", "memory")}
+    expected = {f"startup-probe-{m}.png" for m in ("ready_ms", "exit_ms", "teardown_ms", "mem_peak_mib", "phases", "mem_peak")}
     assert set(images) == expected | {"ladder.png"}
     html = (report / "index.html").read_text()
     assert all(name in html for name in images)
