@@ -51,12 +51,17 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
     return kind, fields
 
 
+def kept(run_id: str, runs: Path) -> Path:
+    """The folder of a kept run; UsageError for a run the page cites but docs/runs/ lacks."""
+    if not (runs / run_id).is_dir():
+        raise UsageError(f"run {run_id} is cited but not kept under {runs}")
+    return runs / run_id
+
+
 def load(run_id: str, runs: Path):
     from bench.analysis.store import load_run
 
-    if not (runs / run_id).is_dir():
-        raise UsageError(f"run {run_id} is cited but not kept under {runs}")
-    return load_run(runs / run_id)
+    return load_run(kept(run_id, runs))
 
 
 def render(spec: str, runs: Path = RUNS) -> str:
@@ -123,7 +128,7 @@ def summary_block(fields: dict[str, str], runs: Path) -> str:
     from bench.analysis.views import print_summary
 
     run_id = fields["run"]
-    load(run_id, runs)
+    kept(run_id, runs)  # print_summary and the transcript read the run themselves
     out = io.StringIO()
     print_summary(runs / run_id, Console(file=out, width=160, color_system=None, highlight=False))
     lines = cut(out.getvalue(), fields.get("workload"), fields.get("metrics"), fields.get("runners"))
@@ -171,7 +176,7 @@ def compare_block(fields: dict[str, str], runs: Path) -> str:
 def transcript_block(fields: dict[str, str], runs: Path) -> str:
     """A command's real output, kept beside its run, with the summary rows cut to the metrics kept."""
     run_id = fields["run"]
-    load(run_id, runs)
+    kept(run_id, runs)  # print_summary and the transcript read the run themselves
     text = (runs / run_id / TRANSCRIPT).read_text()
     lines = cut(text, None, fields.get("keep"))
     return "```\n" + "\n".join(lines) + "\n```\n"

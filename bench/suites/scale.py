@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from bench.errors import MeasurementError, UsageError
 from bench.measure import Arrivals, Failure, Found, exited_ok, launched, sample_of, samples, undisturbed, wait_all_ready
 from bench.spec import IPERF_PORT, RR_PORT, SCRATCH, SERVER, Envelope, parse_size_mib, positive_int
-from bench.suites import Step, Suite, option
+from bench.suites import Step, Suite, one_step, option
 from bench.suites.memory import SETTLE_KIB, meminfo_kib, settled_used_kib
 from bench.suites.throughput import RR_METRICS, parsed, served
 from bench.workload import RR_GUEST_PATH, builtin
@@ -145,7 +145,7 @@ def plan(workload, runners: list[str], status: dict, options: Options) -> tuple[
     """A burst is a step per --concurrency value, labelled burst-nN, in the runners it fits: not over
     --max-instances, and not over the memory budget (a VM reserves its whole guest RAM)."""
     if not workload.per_n:
-        return [Step(workload, workload.name, runners)], {}
+        return one_step(workload, runners, status, options)
     steps, not_run = [], {}
     for n in options.concurrency:
         label, fit = f"{workload.name}-n{n}", []
