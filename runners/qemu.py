@@ -5,17 +5,23 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import ClassVar
 
-from bench.spec import LaunchSpec
+from bench.cache import instance_dir
+from bench.spec import SCRATCH, LaunchSpec
 from runners.base import Residue, processes_of
 from runners.process import ProcessRunner, TaskInstance
 from runners.vm import VmRunner
 from runners.vm.console import GuestConsole, peak_rss_kib
-from runners.vm.domain import MACHINE, QBOOT, QEMU, ROOT_SERIAL, ROOT_SLOT, guest_cmdline
+from runners.vm.boot import scratch_disk
+from runners.vm.domain import (MACHINE, NET_SLOT, QBOOT, QEMU, ROOT_SERIAL, ROOT_SLOT, SCRATCH_AT, SCRATCH_SERIAL,
+                               SCRATCH_SLOT, guest_cmdline)
+from runners.vm.tap import GUEST_MAC, Tap
 
 
 class QemuInstance(GuestConsole, TaskInstance):
@@ -55,6 +61,7 @@ class QemuRunner(VmRunner):
     max_repeat = 10  # an expensive start: fewer rounds at most
     kind = "peer"
     description = "the vm runner's guest started by qemu-system directly, without libvirt"
+    provides = frozenset({"scratch", "server"})  # the vm runner's: a scratch disk, a virtio NIC on a tap
 
     def __init__(self, **options) -> None:
         super().__init__(**options)
@@ -87,21 +94,32 @@ class QemuRunner(VmRunner):
         with contextlib.suppress(ProcessLookupError):
             os.kill(int(residue.name), signal.SIGKILL)
 
-    # The machine, and the root disk on it; a subclass with another machine says its own.
+    # The machine, and the devices on it; a subclass with another machine says its own.
     machine: tuple[str, ...] = ("-M", MACHINE, "-bios", QBOOT)
     root_device = f"virtio-blk-pci,drive=root,serial={ROOT_SERIAL},bus=pcie.0,addr={ROOT_SLOT}"
+    scratch_device = f"virtio-blk-pci,drive=scratch,serial={SCRATCH_SERIAL},bus=pcie.0,addr={SCRATCH_SLOT}"
+    net_device = f"virtio-net-pci,netdev=net,mac={GUEST_MAC},bus=pcie.0,addr={NET_SLOT}"
     extra_cmdline = ""
 
-    def qemu_argv(self, spec: LaunchSpec, *extra_cmdline: str) -> list[str]:
+    def qemu_argv(self, spec: LaunchSpec, *extra_cmdline: str, disk: str | None = None, tap: Tap | None = None) -> list[str]:
+        """disk: a scratch disk image (virtio-blk, the host's page cache bypassed, as the vm runner's);
+        tap: the tap its virtio NIC is on (the guest takes the tap's second address)."""
         env = spec.envelope
         vcpus = self.vcpus(env)
-        cmdline = " ".join([guest_cmdline(spec.argv, self.booted.modules(), vcpus=vcpus, host=self.host_params),
+        modules = self.booted.modules(*(["virtio_net"] if tap else []))
+        cmdline = " ".join([guest_cmdline(spec.argv, modules, SCRATCH_SERIAL if disk else None,
+                                          tap.guest_address if tap else None, vcpus=vcpus, host=self.host_params),
                             *filter(None, [self.extra_cmdline, *extra_cmdline])])
         argv = [QEMU, *self.machine, "-accel", self.accel_chosen, "-m", str(env.memory_mib or self.cfg.default_memory_mib),
                 "-smp", str(vcpus), "-nodefaults", "-no-user-config", "-display", "none",
                 "-kernel", str(self.booted.kernel.vmlinux), "-initrd", str(self.booted.initrd),
                 "-drive", f"file={self.booted.root_disk},if=none,id=root,format=raw,readonly=on",
                 "-device", self.root_device, "-append", cmdline, "-serial", "stdio", "-no-reboot", "-name", spec.name]
+        if disk:
+            argv += ["-drive", f"file={disk},if=none,id=scratch,format=raw,cache=none,aio=native",
+                     "-device", self.scratch_device]
+        if tap:
+            argv += ["-netdev", f"tap,id=net,ifname={tap.name},script=no,downscript=no", "-device", self.net_device]
         return argv + (["-cpu", "host"] if self.accel == "kvm" else [])
 
     def spawn(self, spec: LaunchSpec, argv: list[str], instance_cls: type[QemuInstance] = QemuInstance, **kwargs) -> QemuInstance:
@@ -110,7 +128,22 @@ class QemuRunner(VmRunner):
         return self.spawner.spawn(QEMU, argv, replace(spec, envelope=env), instance_cls, **kwargs)
 
     def launch(self, spec: LaunchSpec) -> QemuInstance:
-        return self.spawn(spec, self.qemu_argv(spec))
+        """A disk and a network workload get what the vm runner gives them: a scratch disk of their
+        own (own or volume: a VM's writable storage is a disk either way) and the runner's tap."""
+        state = Path(self.cfg.state_dir) / spec.name
+        disk = None
+        if spec.scratch:
+            instance_dir(state)
+            disk = scratch_disk(state / "scratch.img")
+            spec = replace(spec, argv=spec.argv_with({SCRATCH: SCRATCH_AT}))
+        cleanup = (lambda: shutil.rmtree(state, ignore_errors=True)) if disk else None
+        try:
+            argv = self.qemu_argv(spec, disk=disk, tap=self.tap if spec.server else None)
+        except BaseException:
+            if cleanup:
+                cleanup()
+            raise
+        return self.spawn(spec, argv, on_teardown=cleanup)
 
     def close(self) -> None:
         super().close()

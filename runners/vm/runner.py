@@ -39,7 +39,7 @@ from runners.vm.domain import (
     guest_cmdline,
     tiny_domain_xml,
 )
-from runners.vm.tap import Tap
+from runners.vm.tap import Tap, own_tap
 
 # libvirt's part of a domain start is ~0.15 s on a healthy host; ~10 s means it probes QEMU's
 # capabilities again on every start (see kvm_device_check).
@@ -233,7 +233,7 @@ class VmRunner(Runner):
     def server_side(self) -> tuple[str | None, str]:
         """The host end of our own tap: traffic crosses virtio-net and the tap, nothing else."""
         if self.tap is None:
-            self.tap = Tap(f"bench-tap{os.getpid() % 100000}", self.cfg.subnet)
+            self.tap = own_tap(self.cfg.subnet)
         return None, self.tap.host_address
 
     listen_on = "0.0.0.0"  # the guest's own eth0 and loopback

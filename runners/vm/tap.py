@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
 # The guest's eth0, fixed: the host knows it before the guest is up (a permanent neighbour entry),
 # so that a connection tried while the guest boots is not held up by ARP's 1 s retries (first-response).
 GUEST_MAC = "52:54:00:62:6e:02"
+
+
+_TAPS = itertools.count()  # taps made by this process: each runner of a run has its own
+
+
+def own_tap(subnet: str) -> Tap:
+    """A tap of this process's own: the k-th one made here is named bench-t<pid>-k and takes the
+    k-th /30 (or whatever size subnet has) after subnet, so that the vm, qemu and microvm runners
+    of one run never meet on a name or an address."""
+    import ipaddress
+
+    k = next(_TAPS)
+    net = ipaddress.ip_network(subnet)
+    shifted = ipaddress.ip_network(f"{net.network_address + k * net.num_addresses}/{net.prefixlen}")
+    return Tap(f"bench-t{os.getpid() % 100000}-{k % 100}", str(shifted))
 
 
 class Tap:

@@ -18,6 +18,16 @@ def test_it_runs_the_same_rootfs_and_passes_exit_codes(runner):
     assert "same-rootfs" in out.stdout.splitlines()
 
 
+@pytest.mark.parametrize("runner", ["vm", "qemu", "microvm", "vm-restore", "uml"])
+def test_the_guests_timers_tick(runner):
+    """A sleep returns in every guest: a microvm without the 8259 got no timer interrupt, so its
+    `sleep 1` (and fio, and any service that waits with a timeout) never returned, while every
+    start that did not wait on a timer looked fine."""
+    out = bench("exec", "--runner", runner, "--", "sh", "-c", "sleep 0.2 && echo slept; exit 7")
+    assert out.returncode == 7, out.stderr
+    assert "slept" in out.stdout.replace("\r", "").splitlines()
+
+
 def test_each_restored_copy_runs_the_argv_it_is_handed(factory):
     """One snapshot, two restores: the argv arrives after the snapshot was taken, over the console."""
     runner = factory.runner(VmRestoreRunner)
