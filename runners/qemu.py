@@ -17,10 +17,20 @@ from bench.spec import SCRATCH, LaunchSpec
 from runners.base import Residue, processes_of
 from runners.process import ProcessRunner, TaskInstance
 from runners.vm import VmRunner
-from runners.vm.console import GuestConsole, peak_rss_kib
 from runners.vm.boot import scratch_disk
-from runners.vm.domain import (MACHINE, NET_SLOT, QBOOT, QEMU, ROOT_SERIAL, ROOT_SLOT, SCRATCH_AT, SCRATCH_SERIAL,
-                               SCRATCH_SLOT, guest_cmdline)
+from runners.vm.console import GuestConsole, peak_rss_kib
+from runners.vm.domain import (
+    MACHINE,
+    NET_SLOT,
+    QBOOT,
+    QEMU,
+    ROOT_SERIAL,
+    ROOT_SLOT,
+    SCRATCH_AT,
+    SCRATCH_SERIAL,
+    SCRATCH_SLOT,
+    guest_cmdline,
+)
 from runners.vm.tap import GUEST_MAC, Tap
 
 
