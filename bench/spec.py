@@ -77,6 +77,7 @@ class LaunchSpec:
     timeout_s: float = 30.0
     scratch: str | None = None  # "own" (the environment's writable storage) or "volume" (a host dir handed in)
     server: str | None = None  # the address of host-side servers the workload talks to (network workloads)
+    publish: tuple[int, ...] = ()  # ports a service listens on, for a runner that maps them (docker -p)
 
     def argv_with(self, values: dict[str, str]) -> tuple[str, ...]:
         """argv with placeholders (SCRATCH, SERVER...) replaced by what they are in this environment."""

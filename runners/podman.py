@@ -7,9 +7,12 @@ from pathlib import Path
 from typing import ClassVar
 
 from bench.host.tools import host_tool
+from bench.spec import LaunchSpec
 from runners.docker import DockerRunner
+from runners.process import ProcessRunner
 
 CAP_SYS_RESOURCE = 24
+RUN_OPTIONS = ["--cgroup-manager", "cgroupfs", "--runtime", "runc", "--network", "none"]
 
 
 def has_capability(cap: int) -> bool:
@@ -26,12 +29,25 @@ class PodmanRunner(DockerRunner):
     version_probes: ClassVar[dict[str, tuple[list[str], str]]] = {"podman": (["podman", "--version"], r"version ([\w.\-]+)")}
     description = "podman run --network none of the guest rootfs, imported as an image"
 
+    Options = None  # none of docker's: no daemon of ours to give it a network, so none
+
+    def __init__(self) -> None:
+        super().__init__(network="none")
+
     @classmethod
     def cli(cls) -> str | None:
         return shutil.which("podman")
 
-    def run_options(self) -> list[str]:
-        return ["--cgroup-manager", "cgroupfs", "--runtime", "runc", "--network", "none"]
+    @classmethod
+    def command(cls) -> list[str]:
+        return [cls.client()]
+
+    def run_options(self, spec: LaunchSpec) -> list[str]:
+        return RUN_OPTIONS
+
+    def config(self) -> dict:
+        return {**ProcessRunner.config(self), "spawn": f"{self.cli()} run {' '.join(RUN_OPTIONS)}",
+                "image": self.tag, "mem_peak": "not measured: " + self.cannot_measure["mem_peak_mib"]}
 
     def available(self) -> tuple[bool, str]:
         if self.cli() is None:

@@ -107,6 +107,32 @@ if ! pgrep -x dockerd >/dev/null; then
 fi
 for _ in $(seq 100); do [[ -S /var/run/docker.sock ]] && break; sleep 0.1; done
 
+# isobench's own dockerd, the one the docker runner talks to: its own data root, exec root, socket
+# and containerd namespace, and Docker's defaults otherwise (the default bridge, iptables NAT and
+# docker-proxy for -p, ip forwarding), all inside a network namespace of ours, isobench-docker. Its
+# bridge, rules and proxies live there, and the host's namespace stays as it was. 10.215.255.1 (on
+# its lo: this kernel has no dummy links) is that namespace's own address, the one -p publishes on
+# and clients connect to, as they would to a Docker host's address: not 127.0.0.1, which Docker's
+# NAT rules leave to docker-proxy alone. runners/docker.py names the same paths.
+ISOBENCH_DOCKER_NETNS=isobench-docker
+ISOBENCH_DOCKER_SOCK=/run/isobench/docker.sock
+if ! docker -H "unix://$ISOBENCH_DOCKER_SOCK" version >/dev/null 2>&1; then
+    [[ -e /run/netns/$ISOBENCH_DOCKER_NETNS ]] || ip netns add "$ISOBENCH_DOCKER_NETNS"
+    ip -n "$ISOBENCH_DOCKER_NETNS" link set lo up
+    ip -n "$ISOBENCH_DOCKER_NETNS" addr replace 10.215.255.1/32 dev lo
+    mkdir -p /run/isobench /var/lib/isobench
+    rm -f "$ISOBENCH_DOCKER_SOCK" /run/isobench/dockerd.pid
+    # nsenter --net, not `ip netns exec`: that also gives the daemon a mount namespace of its own,
+    # where the containers' mounts would be out of containerd's and runc's sight.
+    setsid nsenter --net="/run/netns/$ISOBENCH_DOCKER_NETNS" -- dockerd \
+        --host "unix://$ISOBENCH_DOCKER_SOCK" --pidfile /run/isobench/dockerd.pid \
+        --data-root /var/lib/isobench/docker --exec-root /run/isobench/docker \
+        --containerd /run/containerd/containerd.sock --containerd-namespace isobench \
+        --containerd-plugins-namespace isobench-plugins --bip 10.215.0.1/24 \
+        >/var/log/isobench-dockerd.log 2>&1 </dev/null &
+    for _ in $(seq 100); do docker -H "unix://$ISOBENCH_DOCKER_SOCK" version >/dev/null 2>&1 && break; sleep 0.1; done
+fi
+
 PYTHON=${PYTHON:-python3}
 if [[ ! -x .venv/bin/python ]]; then
     echo "setup: creating .venv with $($PYTHON --version)"

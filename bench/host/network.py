@@ -8,6 +8,7 @@ once with iproute2; per-instance links go straight through rtnetlink (an `ip` ex
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import socket
@@ -45,15 +46,17 @@ def ip(*args: str) -> None:
 class BridgeNetwork:
     """The harness side: owns bench-net and its bridge; attaches and detaches instances."""
 
-    def __init__(self, subnet: str = DEFAULT_SUBNET) -> None:
+    def __init__(self, subnet: str = DEFAULT_SUBNET, suffix: str = "") -> None:
         # One per measuring process: concurrent runs never share (or delete) each other's bridge.
-        self.netns = f"{NETNS_PREFIX}-{os.getpid()}"
+        self.netns = f"{NETNS_PREFIX}-{os.getpid()}{suffix}"
         self.subnet = ipaddress.ip_network(subnet)
         if not self.subnet.is_private:
             raise ValueError(f"subnet {subnet} is not a private range")
         self.gateway = self.subnet.network_address + 1
         self.rtnl: NetlinkSocket | None = None
         self.bridge_index = 0
+        self.users = 0  # the peer runners sharing it (shared_bridge); the last one's release closes it
+        self.handed = 0  # addresses handed out by next_address()
 
     def ensure(self) -> None:
         """Create bench-net and its bridge unless they exist; open a netlink socket inside it."""
@@ -92,6 +95,22 @@ class BridgeNetwork:
         hosts = self.subnet.num_addresses - 3
         return f"{self.subnet.network_address + 2 + n % hosts}/{self.subnet.prefixlen}"
 
+    def next_address(self) -> str:
+        """The next instance address, for runners that share this bridge."""
+        self.handed += 1
+        return self.address(self.handed)
+
+    @property
+    def path(self) -> str:
+        return str(NETNS_DIR / self.netns)
+
+    def release(self) -> None:
+        """A runner sharing it (shared_bridge) is done; the last one closes it."""
+        self.users -= 1
+        if self.users <= 0:
+            self.close()
+            _SHARED.pop(self.netns, None)
+
     def attach(self, pid: int, host_end: str) -> None:
         """A veth pair: host_end (up, on the bridge) in bench-net, its peer eth0 in pid's netns.
 
@@ -121,6 +140,34 @@ class BridgeNetwork:
             self.rtnl = None
         if (NETNS_DIR / self.netns).exists():
             ip("netns", "delete", self.netns)
+
+
+PEER_SUBNET = "10.216.0.0/16"
+_SHARED: dict[str, BridgeNetwork] = {}
+
+
+def shared_bridge() -> BridgeNetwork:
+    """The bridge the peer runtimes of this process share (lxc, nspawn, runc, crun, gvisor, bwrap):
+    bench-net-<pid>-peers with its bench-br0 on PEER_SUBNET, made on the first need. Each runner
+    that takes it calls release() once."""
+    net = BridgeNetwork(PEER_SUBNET, "-peers")
+    net = _SHARED.setdefault(net.netns, net)
+    net.users += 1
+    return net
+
+
+@contextlib.contextmanager
+def inside(netns_path: str):
+    """This thread in the network namespace at netns_path meanwhile: a child spawned here is born there."""
+    home = os.open("/proc/self/ns/net", os.O_RDONLY)
+    target = os.open(netns_path, os.O_RDONLY)
+    try:
+        setns(target, CLONE_NEWNET)
+        yield
+    finally:
+        setns(home, CLONE_NEWNET)
+        os.close(home)
+        os.close(target)
 
 
 def leftover_netns() -> list[str]:

@@ -48,7 +48,8 @@ def measure(runner, spec, workload, iteration, **_) -> list:
     netns, host_address = runner.server_side()
     port_values = dict(zip((RR_PORT, IPERF_PORT), map(str, ports()), strict=True))
     port = int(filled(workload.listen, port_values))
-    spec = replace(spec, argv=spec.argv_with({**port_values, LISTEN: runner.listen_on}), server=host_address)
+    spec = replace(spec, argv=spec.argv_with({**port_values, LISTEN: runner.listen_on}), server=host_address,
+                   publish=(port,))
     failed, values = Failure(), {}
     t_launch = time.monotonic_ns()
     with failed.recorded(), launched(runner, spec) as instance:

@@ -34,9 +34,11 @@ def test_declared_options_carry_type_default_and_help():
     assert by_name["default_cpus"]["type"] == "int" and by_name["default_cpus"]["default"] == 1
     assert by_name["kernel"]["type"] == "str or none" and by_name["kernel"]["help"]
     assert [o["name"] for o in declared(ProcessRunner)] == ["cgroup"]
+    from runners.bwrap import BwrapRunner
     from runners.docker import DockerRunner
 
-    assert declared(DockerRunner) == []  # a peer built on the process runner takes none of its options
+    assert declared(BwrapRunner) == []  # a peer built on the process runner takes none of its options
+    assert [o["name"] for o in declared(DockerRunner)] == ["network", "storage", "state_dir"]  # but its own
 
 
 def test_a_variant_is_a_runner_with_options_of_its_own_beside_the_plain_one():
@@ -81,3 +83,22 @@ def test_a_runner_that_cannot_enforce_part_of_the_envelope_says_so():
     assert ProcessRunner().enforced(Envelope(cpus=0.5, cpuset=(1,))) == {
         "cpuset": "CPU affinity (sched_setaffinity before posix_spawn)",
         "cpu_quota": "a cgroup of its own, CFS quota (no namespaces)"}
+
+
+def test_docker_takes_the_bridge_only_where_a_workload_has_a_network_path():
+    """auto: a start stays --network none (startup and scale figures stay comparable); a workload
+    with host-side servers or a service gets the default bridge, its port published on the daemon
+    namespace's own address, never 0.0.0.0."""
+    from bench.spec import LaunchSpec
+    from runners.docker import HOST_ADDRESS, DockerRunner
+
+    plain = LaunchSpec("bench-x", ("/bin/true",), "/r")
+    service = LaunchSpec("bench-x", ("/bin/true",), "/r", server=HOST_ADDRESS, publish=(10001,))
+    auto, host, none = DockerRunner(), DockerRunner(network="host"), DockerRunner(network="none")
+    assert auto.run_options(plain) == ["--network", "none"]
+    assert auto.run_options(service) == ["--network", "bridge", f"--publish={HOST_ADDRESS}:10001:10001"]
+    assert host.run_options(service) == ["--network", "host"]
+    assert "server" in auto.provides and "server" not in none.provides
+    assert (auto.listen_on, host.listen_on) == ("0.0.0.0", "127.0.0.1")
+    with pytest.raises(ValueError, match="network must be"):
+        DockerRunner(network="nat")
