@@ -13,11 +13,15 @@ import contextlib
 import shutil
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.cache import instance_dir
 from bench.spec import SCRATCH, LaunchSpec
 from runners.base import Tool
 from runners.process import ProcessRunner, TaskInstance
+
+if TYPE_CHECKING:  # for annotations only: the network module is imported on the first network workload
+    from bench.host.network import BridgeNetwork
 
 SCRATCH_AT = "/tmp/scratch"  # on the sandbox's tmpfs /tmp, where bwrap can make the mount point
 
@@ -30,7 +34,7 @@ class BwrapRunner(ProcessRunner):
 
     def __init__(self, **options) -> None:
         super().__init__(**options)
-        self.net = None  # the peers' shared bridge namespace, taken on the first network workload
+        self.net: BridgeNetwork | None = None  # the peers' shared bridge namespace, taken on the first network workload
 
     def server_side(self) -> tuple[str | None, str]:
         if self.net is None:
