@@ -285,7 +285,9 @@ def plan_runs(workloads: list[Workload], names: list[str], status: dict, setting
         for name in names:
             missing = sorted(w.needs() - set(status[name].get("provides", ())))
             if missing:
-                not_run[f"{name}/{w.name}"] = f"{name} does not provide {' or '.join(NEED_WORDS[m] for m in missing)}"
+                why = [status[name].get("lacks", {}).get(m) for m in missing]
+                not_run[f"{name}/{w.name}"] = "; ".join(filter(None, why)) or (
+                    f"{name} does not provide {' or '.join(NEED_WORDS[m] for m in missing)}")
             else:
                 able.append(name)
         if able:

@@ -57,7 +57,7 @@ class Worker:
                 runner.prepare(msg["rootfs"], msg["image_digest"], msg["cache_dir"])
                 runner.prepare_envelope(Envelope.from_dict(msg["envelope"]))
             report[name] = {"available": ok, "reason": reason, "config": runner.config() if ok else {},
-                            "provides": sorted(runner.provides),
+                            "provides": sorted(runner.provides), "lacks": runner.lacks,
                             "reserved_mib": runner.reserved_mib(Envelope.from_dict(msg["envelope"])) if ok else None,
                             "enforced": runner.enforced(Envelope.from_dict(msg["envelope"]))}
             if ok:

@@ -20,16 +20,19 @@ from typing import TYPE_CHECKING, ClassVar
 
 from bench.cache import instance_dir
 from bench.errors import MeasurementError
-from bench.spec import LaunchSpec
+from bench.spec import SCRATCH, LaunchSpec
 from runners.base import Residue, Runner, Tool, processes_of
 
 if TYPE_CHECKING:  # for annotations only: the vm runner's boot module is imported by prepare()
     from runners.vm.boot import BootFiles
 from runners.process import ProcessRunner
 from runners.qemu import QemuInstance
-from runners.vm.domain import packed_argv
+from runners.vm.boot import scratch_disk
+from runners.vm.domain import SCRATCH_AT, packed_argv
+from runners.vm.tap import GUEST_MAC, Tap, own_tap
 
 UML = "/usr/bin/linux.uml"
+UML_SUBNET = "10.218.0.0/30"  # its tap's: host end .1, the guest's eth0 .2
 DEFAULT_MEMORY_MIB = 512  # as the vm runner's guest, when --memory is not given
 # Quiet, as the vm runner's guest. Debian's UML kernel benchmarks its RAID6 and XOR routines at every
 # boot for md and btrfs, which no workload here uses: 0.8 of its 1.3 s to READY (1,256-1,369 ms with
@@ -72,9 +75,24 @@ class UmlRunner(Runner):
                                              "cpu_quota": "the process runner's cgroup around them, CFS quota",
                                              "memory": "guest RAM (mem=)"}
 
+    provides = frozenset({"scratch", "server"})  # a ubd scratch disk; a tap through UML's vector driver
+    listen_on = "0.0.0.0"  # the guest's own eth0 and loopback
+
     def __init__(self) -> None:
         self.spawner = ProcessRunner()
         self.boot: BootFiles | None = None
+        self.tap: Tap | None = None
+
+    def server_side(self) -> tuple[str | None, str]:
+        """The host end of a tap of our own, as the VM runners': nothing but the guest behind it."""
+        if self.tap is None:
+            self.tap = own_tap(UML_SUBNET)
+        return None, self.tap.host_address
+
+    def guest_address(self, instance) -> str:
+        if self.tap is None:
+            raise MeasurementError("uml: no tap: the instance was launched without a network path")
+        return self.tap.guest_address.split("/")[0]
 
     def available(self) -> tuple[bool, str]:
         if not os.access(UML, os.X_OK):
@@ -100,9 +118,19 @@ class UmlRunner(Runner):
         instance_dir(state)
         if self.boot is None:
             raise MeasurementError("uml: prepare() makes the root disk and initramfs before the first launch")
+        devices = []
+        if spec.scratch:  # own or volume: its writable storage is a disk either way, as a VM's
+            devices += [f"ubd1={scratch_disk(state / 'scratch.img')}", "bench.scratch=/dev/ubdb"]
+            spec = replace(spec, argv=spec.argv_with({SCRATCH: SCRATCH_AT}))
+        if spec.server is not None:
+            self.server_side()
+            assert self.tap is not None
+            # The vector driver on our tap, with the MAC the tap has a permanent neighbour entry for (a random
+            # one got no replies); the guest calls it vec0, and our init names it eth0.
+            devices += [f"vec0:transport=tap,ifname={self.tap.name},mac={GUEST_MAC}", f"bench.net={self.tap.guest_address}"]
         argv = [UML, f"mem={env.memory_mib or DEFAULT_MEMORY_MIB}M", f"ubd0r={self.boot.root_disk}",
                 f"initrd={self.boot.initrd}", "con=null", "con0=null,fd:1", f"umid={spec.name}", f"uml_dir={state}",
-                *CMDLINE, "bench.root=/dev/ubda", "bench.poweroff", f"bench.argv={packed_argv(spec.argv)}"]
+                *CMDLINE, "bench.root=/dev/ubda", "bench.poweroff", *devices, f"bench.argv={packed_argv(spec.argv)}"]
         # Guest RAM is the memory envelope: a memory cgroup around UML as well would count it twice.
         return self.spawner.spawn(UML, argv, replace(spec, envelope=replace(env, memory_mib=None)), UmlInstance,
                                   on_teardown=lambda: shutil.rmtree(state, ignore_errors=True))
@@ -125,3 +153,6 @@ class UmlRunner(Runner):
 
     def close(self) -> None:
         self.spawner.close()
+        if self.tap is not None:
+            self.tap.remove()
+            self.tap = None

@@ -4,7 +4,7 @@ It mounts the guest rootfs (the same tree as every runner's: an ext4 disk with s
 read-only) and runs the workload chrooted into it. Everything comes on the kernel command line:
   bench.argv=BASE64   the workload's argv, NUL-separated
   bench.modules=A,B   kernel modules to load from /lib/modules, dependencies first
-  bench.scratch=SER   a virtio disk (by serial) to mount at /mnt/scratch
+  bench.scratch=SER   a virtio disk (by serial) to mount at /mnt/scratch, or /dev/NAME (UML's ubdb)
   bench.net=A/P       eth0's address (the host's tap is the only peer: no default route)
   bench.root=DEV      the root disk's device, where it has no serial to be found by (UML's ubda)
   bench.poweroff      power off, not reset, when no host is there any more (UML restarts on a reset)
@@ -162,7 +162,8 @@ static void configure_network(const char *address)
     if (pid == 0) {
         if (chroot(ROOT) == 0 && chdir("/") == 0)
             execl(access("/.bench/busybox", X_OK) == 0 ? "/.bench/busybox" : "/bin/sh", "sh", "-c",
-                  "ip link set lo up && ip addr add \"$1\" dev eth0 && ip link set eth0 up", "sh", address, (char *)NULL);
+                  "ip link set lo up && { ! ip link show vec0 >/dev/null 2>&1 || ip link set vec0 name eth0; } && "
+                  "ip addr add \"$1\" dev eth0 && ip link set eth0 up", "sh", address, (char *)NULL);
         _exit(127);
     }
     int status;
@@ -250,7 +251,9 @@ int main(void)
         configure_network(net);
     if (scratch && try_mount("tmpfs", ROOT "/mnt", "tmpfs", 0, "size=64k") == 0) {  /* the root is read-only */
         mkdir(ROOT "/mnt/scratch", 0755);
-        if (find_disk(scratch, dev, sizeof dev) == 0)
+        if (!strncmp(scratch, "/dev/", 5))  /* a device named outright: UML's ubdb has no serial */
+            try_mount(scratch, ROOT "/mnt/scratch", "ext4", 0, NULL);
+        else if (find_disk(scratch, dev, sizeof dev) == 0)
             try_mount(dev, ROOT "/mnt/scratch", "ext4", 0, NULL);
     }
     fflush(stdout);

@@ -7,6 +7,8 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +27,19 @@ static int fail(const char *what)
 {
 	perror(what);
 	return 1;
+}
+
+/* A blocking read of one byte. gVisor's host network (runsc 20221219, --network=host) returned
+   EAGAIN from a blocking socket's read; wait for the byte and read again, as for EINTR. */
+static ssize_t read_byte(int fd, char *c)
+{
+	for (;;) {
+		ssize_t got = read(fd, c, 1);
+		if (got >= 0 || (errno != EAGAIN && errno != EINTR))
+			return got;
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		poll(&p, 1, -1);
+	}
 }
 
 static struct sockaddr_in address(const char *host, const char *port)
@@ -86,7 +101,7 @@ static int client(struct sockaddr_in sa, double seconds)
 			return fail("realloc");
 		for (int i = 0; i < 100; i++, n++) {
 			sent = now();
-			if (write(fd, &c, 1) != 1 || read(fd, &c, 1) != 1)
+			if (write(fd, &c, 1) != 1 || read_byte(fd, &c) != 1)
 				return fail("transaction");
 			rtt[n] = (now() - sent) * 1e6;
 		}
