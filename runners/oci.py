@@ -266,8 +266,13 @@ class OciRunner(ProcessRunner):
         self.close_network()
 
     def close_network(self) -> None:
+        """Let go of the peers' namespace; the last runner to do so also drops the CNI leases."""
         if self.net is not None:
             self.net.release()
+            if self.net.users <= 0:
+                from bench.host.cni import lease_dir
+
+                shutil.rmtree(lease_dir(), ignore_errors=True)
             self.net = None
 
     def _delete(self, name: str, bundle: Path, killed: bool = False, cni=None, root: str | None = None) -> None:

@@ -33,7 +33,12 @@ def network_config() -> dict:
     return {"cniVersion": CNI_VERSION, "name": "bench", "type": "bridge", "bridge": CNI_BRIDGE, "isGateway": True,
             "ipMasq": False, "hairpinMode": False,
             "ipam": {"type": "host-local", "ranges": [[{"subnet": CNI_SUBNET}]], "routes": [{"dst": "0.0.0.0/0"}],
-                     "dataDir": f"/tmp/bench-cni-{os.getpid()}"}}
+                     "dataDir": lease_dir()}}
+
+
+def lease_dir() -> str:
+    """Where host-local keeps this process's address leases."""
+    return f"/tmp/bench-cni-{os.getpid()}"
 
 
 def gateway() -> str:
