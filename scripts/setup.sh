@@ -23,6 +23,7 @@ APT_PACKAGES=(
     user-mode-linux                       # the uml peer: a Linux kernel as a host process
     linux-source-6.1 flex bison bc libelf-dev   # the microvm runner's kernel, built by `bench kernel build`
     podman lxc systemd-container
+    containernetworking-plugins iptables nftables   # CNI bridge/host-local for runc, crun, gvisor; rules checked by tests
     chromium chromium-driver              # the real-browser test of a generated report
     vagrant vagrant-libvirt               # `vagrant validate` of vagrant/Vagrantfile
 )
