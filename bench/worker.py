@@ -82,8 +82,15 @@ class Worker:
                 "note": found.note}
 
     def close(self) -> None:
+        """Close every runner, even after one of them failed to (its error is raised at the end)."""
+        failed: BaseException | None = None
         for runner in self.runners.values():
-            runner.close()
+            try:
+                runner.close()
+            except Exception as exc:  # noqa: BLE001 -- the others still close; the first error is raised after
+                failed = failed or exc
+        if failed:
+            raise failed
 
 
 def main() -> None:

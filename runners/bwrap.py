@@ -60,10 +60,10 @@ class BwrapRunner(ProcessRunner):
             return self.spawn(argv[0], argv, spec, on_teardown=cleanup)
 
     def close(self) -> None:
-        super().close()
         if self.net is not None:
             self.net.release()
             self.net = None
+        super().close()
 
 
 def bwrap_argv(rootfs: str, name: str, argv, share_net: bool = False, binds: dict[str, str] | None = None) -> list[str]:

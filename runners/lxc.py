@@ -1,22 +1,45 @@
 """LXC as a peer: lxc-execute of the workload on the same rootfs, with an empty network and the
-envelope as cgroup limits, from a config file written per instance."""
+envelope as cgroup limits, from a config file written per instance.
+
+A workload with a network path gets LXC's own veth (lxc.net.0.type = veth) on the peers' bridge, in
+a namespace of ours where lxc-execute is started; the address and gateway go in the config as LXC's
+users write them. Not with lxc.net.0.link: LXC looks the bridge up in /sys/class/net, which shows
+the host's namespace (sysfs shows the namespace of whoever mounted it), and failed "bridge interface
+doesn't exist"; its up hook (lxc.net.0.script.up) puts the host end on the bridge over netlink. A disk workload gets an overlay root of its own (the writable
+layer; LXC's dir: rootfs would write into the shared image) or a host dir bound in (storage=volume)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from bench.cache import instance_dir
 from bench.host.tools import host_tool
-from bench.spec import CFS_PERIOD_US, LaunchSpec
-from runners.base import StateDir, Tool
+from bench.spec import CFS_PERIOD_US, SCRATCH, LaunchSpec
+from runners.base import Tool
+from runners.layer import LAYER_SCRATCH, VOLUME_AT, check_storage, overlay_root, unmount, volume_dir
+from runners.oci import OciOptions
 from runners.process import ProcessRunner, TaskInstance
 
+if TYPE_CHECKING:  # for annotations only: the network module is imported on the first network workload
+    from bench.host.network import BridgeNetwork
 
-def lxc_config(spec: LaunchSpec, cgroup_version: int) -> str:
-    """Pure: the container's config file."""
-    lines = [f"lxc.rootfs.path = dir:{spec.rootfs}", "lxc.net.0.type = empty", f"lxc.uts.name = {spec.name[:63]}"]
+
+def lxc_config(spec: LaunchSpec, cgroup_version: int, net: tuple[str, str, str] | None = None,
+               root: str | None = None, volume: str | None = None) -> str:
+    """Pure: the container's config file. net: (up hook, address/prefix, gateway) for a veth whose
+    host end the hook puts on the bridge; root: a writable root instead of the image; volume: a host
+    dir bound at VOLUME_AT."""
+    network = (["lxc.net.0.type = veth", f"lxc.net.0.script.up = {net[0]}", "lxc.net.0.flags = up",
+                "lxc.net.0.name = eth0", f"lxc.net.0.ipv4.address = {net[1]}", f"lxc.net.0.ipv4.gateway = {net[2]}"]
+               if net else ["lxc.net.0.type = empty"])
+    lines = [f"lxc.rootfs.path = dir:{root or spec.rootfs}", *network, f"lxc.uts.name = {spec.name[:63]}"]
+    if volume:
+        lines.append(f"lxc.mount.entry = {volume} {VOLUME_AT.lstrip('/')} none bind,create=dir 0 0")
     env, v1 = spec.envelope, cgroup_version == 1
     if env.memory_mib:
         lines.append(f"lxc.cgroup{'' if v1 else '2'}.memory.{'limit_in_bytes' if v1 else 'max'} = {env.memory_mib << 20}")
@@ -36,16 +59,47 @@ class LxcRunner(ProcessRunner):
     tool = Tool("lxc-execute", "lxc", r"^([\d.]+)")
     description = "lxc-execute on the guest rootfs, empty network, envelope as cgroup limits"
 
-    Options = StateDir
+    Options = OciOptions  # state_dir and storage, as the OCI runtimes'
+    provides = frozenset({"scratch", "server"})
+    listen_on = "0.0.0.0"  # its own eth0 and loopback
     enforcement: ClassVar[dict[str, str]] = {"cpuset": "cpuset cgroup (lxc.cgroup.cpuset.cpus)", "cpu_quota": "cpu cgroup (lxc.cgroup)",
                                              "memory": "memory cgroup (lxc.cgroup)"}
 
-    def __init__(self, state_dir: str = "/tmp") -> None:
+    def __init__(self, state_dir: str = "/tmp", storage: str = "layer") -> None:
         super().__init__()
         self.state_dir = Path(state_dir)
+        self.storage = check_storage(storage)
+        self.net: BridgeNetwork | None = None
+        self.addresses: dict[int, str] = {}
+
+    def server_side(self) -> tuple[str | None, str]:
+        """The peers' bridge namespace and the bridge's own address (the containers' gateway)."""
+        if self.net is None:
+            from bench.host.network import shared_bridge
+
+            self.net = shared_bridge()
+            self.net.ensure()
+        return self.net.path, str(self.net.gateway)
+
+    def guest_address(self, instance) -> str:
+        return self.addresses[id(instance)]
+
+    def up_hook(self) -> Path:
+        """LXC's network up hook for this process, written once: its 5th argument is the veth's host end."""
+        from bench.host.network import BRIDGE
+
+        hook = Path("/tmp") / f"bench-lxc-up-{os.getpid()}.sh"
+        if not hook.exists():
+            hook.write_text(f'#!/bin/sh\nexec /usr/sbin/ip link set "$5" master {BRIDGE} up\n')
+            hook.chmod(0o700)
+        return hook
 
     def close(self) -> None:
         """LXC leaves an lxc.pivot cgroup in every hierarchy; take it away once nothing uses it."""
+        if self.net is not None:
+            self.net.release()
+            self.net = None
+        (Path("/tmp") / f"bench-lxc-up-{os.getpid()}.sh").unlink(missing_ok=True)
         super().close()
         for pivot in Path("/sys/fs/cgroup").glob("*/lxc.pivot"):
             try:
@@ -58,12 +112,39 @@ class LxcRunner(ProcessRunner):
 
     def launch(self, spec: LaunchSpec) -> TaskInstance:
         from bench.host.cgroups import detect
+        from bench.host.network import inside
 
         state = self.state_dir / spec.name
         instance_dir(state)
-        (state / "lxc.conf").write_text(lxc_config(spec, detect().version))
-        lxc = host_tool("lxc-execute")
-        argv = [lxc, "-n", spec.name, "-P", str(state), "-f", str(state / "lxc.conf"), "--", *spec.argv]
-        instance = self.spawn(lxc, argv, spec)
-        instance.on_teardown = lambda: shutil.rmtree(state, ignore_errors=True)
+        root = volume = net = None
+        try:
+            if spec.scratch:
+                if spec.scratch == "volume" or self.storage == "volume":
+                    volume = volume_dir(state)
+                else:
+                    root = overlay_root(spec.rootfs, state)
+                spec = replace(spec, argv=spec.argv_with({SCRATCH: VOLUME_AT if volume else LAYER_SCRATCH}))
+            if spec.server is not None:
+                _, gateway = self.server_side()
+                assert self.net is not None
+                net = (str(self.up_hook()), self.net.next_address(), gateway)
+            (state / "lxc.conf").write_text(lxc_config(spec, detect().version, net, root, volume))
+            lxc = host_tool("lxc-execute")
+            argv = [lxc, "-n", spec.name, "-P", str(state), "-f", str(state / "lxc.conf"), "--", *spec.argv]
+            self._listener()  # the taskstats socket, opened in the host's namespace before any setns
+            with inside(self.net.path) if net and self.net else contextlib.nullcontext():
+                instance = self.spawn(lxc, argv, spec)
+        except BaseException:
+            unmount(root)
+            shutil.rmtree(state, ignore_errors=True)
+            raise
+        if net:
+            self.addresses[id(instance)] = net[1].split("/")[0]
+
+        def teardown() -> None:
+            self.addresses.pop(id(instance), None)
+            unmount(root)
+            shutil.rmtree(state, ignore_errors=True)
+
+        instance.on_teardown = teardown
         return instance

@@ -1,13 +1,53 @@
 """systemd-nspawn as a peer, on the same rootfs (read-only, private network, loopback only). Without
 systemd as init there are no scope units: it starts inside the process runner's envelope (CPU affinity, and
-a cgroup for a quota or a memory limit)."""
+a cgroup for a quota or a memory limit).
+
+A workload with a network path gets nspawn's own veth on a bridge (--network-bridge), the peers'
+bridge in a namespace of ours, where systemd-nspawn is started. nspawn leaves the container's end
+(host0) to the container's systemd-networkd, which a workload has not: a shell in the image gives
+host0 its address and route before it execs the workload, as networkd would. A disk workload gets
+an overlay root of its own (the writable layer) or a host dir bound in (storage=volume)."""
 
 from __future__ import annotations
 
+import contextlib
+import select
+import shutil
+import signal
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bench.cache import instance_dir
 from bench.host.tools import host_tool
-from bench.spec import LaunchSpec
+from bench.spec import SCRATCH, LaunchSpec
 from runners.base import Tool
+from runners.layer import LAYER_SCRATCH, VOLUME_AT, check_storage, overlay_root, unmount, volume_dir
+from runners.oci import OciOptions
 from runners.process import ProcessRunner, TaskInstance
+
+if TYPE_CHECKING:  # for annotations only: the network module is imported on the first network workload
+    from bench.host.network import BridgeNetwork
+
+STOP_GRACE_S = 5.0  # how long nspawn may take to kill its container's pid 1 and exit on SIGTERM
+
+
+class NspawnInstance(TaskInstance):
+    """Killing systemd-nspawn itself leaves its container running: the container's pid 1 is not its
+    child in any way the kernel ends with it (a service, torn down while loaded, outlived it in the
+    envelope's cgroup). On SIGTERM nspawn sends its --kill-signal (SIGKILL without --boot) to the
+    container's pid 1 and exits, so teardown asks that first, and kills only an nspawn that hangs."""
+
+    def teardown(self) -> None:
+        if not self._torn_down and self.t_exit is None:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self.pidfd, signal.SIGTERM)
+            select.select([self.pidfd], [], [], STOP_GRACE_S)
+        super().teardown()
+
+
+# What networkd would do for host0, then the workload: $1 the address/prefix, $2 the gateway.
+NETWORKD = 'ip addr add "$1" dev host0 && ip link set host0 up && ip route add default via "$2" && shift 2 && exec "$@"'
 
 
 class NspawnRunner(ProcessRunner):
@@ -15,10 +55,79 @@ class NspawnRunner(ProcessRunner):
     description = "systemd-nspawn --read-only --private-network on the guest rootfs"
     tool = Tool("systemd-nspawn", "systemd-container", r"systemd (\d+)",
                 spawn="systemd-nspawn --register=no --keep-unit --pipe")
+    Options = OciOptions  # state_dir and storage
+    provides = frozenset({"scratch", "server"})
+    listen_on = "0.0.0.0"  # its own host0 and loopback
 
-    def launch(self, spec: LaunchSpec) -> TaskInstance:
-        # --register=no and --keep-unit: no machined and no transient scope, which need systemd as init.
-        argv = [host_tool("systemd-nspawn"), "-D", spec.rootfs, "--register=no", "--keep-unit", "--quiet", "--pipe",
-                "--private-network", "--read-only", "--timezone=off", "--resolv-conf=off",
-                f"--hostname={spec.name[:63]}", *spec.argv]
-        return self.spawn(argv[0], argv, spec)
+    def __init__(self, state_dir: str = "/tmp", storage: str = "layer") -> None:
+        super().__init__()
+        self.state_dir = Path(state_dir)
+        self.storage = check_storage(storage)
+        self.net: BridgeNetwork | None = None
+        self.addresses: dict[int, str] = {}
+
+    def server_side(self) -> tuple[str | None, str]:
+        """The peers' bridge namespace and the bridge's own address (the containers' gateway)."""
+        if self.net is None:
+            from bench.host.network import shared_bridge
+
+            self.net = shared_bridge()
+            self.net.ensure()
+        return self.net.path, str(self.net.gateway)
+
+    def guest_address(self, instance) -> str:
+        return self.addresses[id(instance)]
+
+    def launch(self, spec: LaunchSpec) -> NspawnInstance:
+        from bench.host.network import BRIDGE, inside
+
+        state = self.state_dir / spec.name
+        root = volume = address = None
+        options = ["--read-only"]
+        argv = list(spec.argv)
+        if spec.scratch:
+            instance_dir(state)
+            if spec.scratch == "volume" or self.storage == "volume":
+                volume = volume_dir(state)
+                options.append(f"--bind={volume}:{VOLUME_AT}")
+            else:
+                root, options = overlay_root(spec.rootfs, state), []
+            argv = list(spec.argv_with({SCRATCH: VOLUME_AT if volume else LAYER_SCRATCH}))
+        try:
+            if spec.server is not None:
+                _, gateway = self.server_side()
+                assert self.net is not None
+                address = self.net.next_address()
+                options.append(f"--network-bridge={BRIDGE}")
+                argv = ["/bin/sh", "-c", NETWORKD, "sh", address, gateway, *argv]
+            else:
+                options.append("--private-network")
+            # --register=no and --keep-unit: no machined and no transient scope, which need systemd as init.
+            command = [host_tool("systemd-nspawn"), "-D", root or spec.rootfs, "--register=no", "--keep-unit", "--quiet",
+                       "--pipe", *options, "--timezone=off", "--resolv-conf=off", f"--hostname={spec.name[:63]}",
+                       f"--machine={spec.name[:64]}", *argv]
+            self._listener()  # the taskstats socket, opened in the host's namespace before any setns
+            with inside(self.net.path) if address and self.net else contextlib.nullcontext():
+                instance = self.spawn(command[0], command, replace(spec, argv=tuple(argv)), NspawnInstance)
+        except BaseException:
+            unmount(root)
+            shutil.rmtree(state, ignore_errors=True)
+            raise
+        if address:
+            self.addresses[id(instance)] = address.split("/")[0]
+
+        def teardown() -> None:
+            self.addresses.pop(id(instance), None)
+            unmount(root)
+            shutil.rmtree(state, ignore_errors=True)
+
+        instance.on_teardown = teardown
+        return instance
+
+    def close(self) -> None:
+        try:
+            if self.net is not None:
+                self.net.release()
+                self.net = None
+        finally:
+            super().close()

@@ -22,8 +22,7 @@ if TYPE_CHECKING:  # for annotations only: cgroups are detected at the first lau
     from bench.host.network import BridgeNetwork
 from runners.base import GUEST_ENV, Residue, installed
 from runners.container import DOCKER_CAPS, MASKED_PROC, READONLY_PROC
-
-MNT_DETACH = 2
+from runners.layer import LAYER_SCRATCH, VOLUME_AT, check_storage, overlay_root, unmount, volume_dir
 from runners.process import ProcessRunner, TaskInstance
 from runners.seccomp import oci_seccomp
 
@@ -74,9 +73,6 @@ def oci_config(spec: LaunchSpec, cgroups_path: str, netns: str | None = None, ro
     }
 
 
-VOLUME_AT = "/mnt/volume"
-LAYER_SCRATCH = "/scratch"
-STORAGES = ("layer", "volume")
 
 
 @dataclass
@@ -87,8 +83,7 @@ class OciOptions:
                 "or volume (a host dir bound in)"})
 
     def __post_init__(self) -> None:
-        if self.storage not in STORAGES:
-            raise ValueError(f"storage must be {' or '.join(STORAGES)}, not {self.storage!r}")
+        check_storage(self.storage)
 
 
 class OciRunner(ProcessRunner):
@@ -220,32 +215,16 @@ class OciRunner(ProcessRunner):
         return self.spawn(runtime, argv, spec)
 
     def _storage(self, spec: LaunchSpec, bundle: Path) -> tuple[str | None, str | None]:
-        """(a writable root, a volume's host dir) for a disk workload: an overlay of the image with
-        /scratch in its upper dir, or a host dir to bind."""
+        """(a writable root, a volume's host dir) for a disk workload."""
         if spec.scratch == "volume" or self.storage == "volume":
-            volume = bundle / "volume"
-            volume.mkdir()
-            return None, str(volume)
-        from bench.host import linux
-
-        upper, work, root = bundle / "upper", bundle / "work", bundle / "rootfs"
-        for d in (upper, work, root):
-            d.mkdir()
-        (upper / LAYER_SCRATCH.strip("/")).mkdir()
-        linux.mount("overlay", str(root), "overlay", 0, f"lowerdir={spec.rootfs},upperdir={upper},workdir={work}")
-        return str(root), None
+            return None, volume_dir(bundle)
+        return overlay_root(spec.rootfs, bundle), None
 
     @staticmethod
     def _undo(bundle: Path, cni, root: str | None) -> None:
         if cni:
             cni.remove()
-        if root:
-            from bench.host import linux
-
-            try:
-                linux.umount(root, MNT_DETACH)
-            except OSError:
-                pass
+        unmount(root)
         shutil.rmtree(bundle, ignore_errors=True)
 
     @classmethod

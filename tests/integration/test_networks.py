@@ -12,7 +12,7 @@ from tests.conftest import bench, kill_run_then_clean, sampled
 
 pytestmark = pytest.mark.integration
 
-RUNNERS = ("docker", "docker:network=host", "runc", "bwrap", "uml", "microvm", "gvisor")
+RUNNERS = ("docker", "docker:network=host", "runc", "bwrap", "lxc", "nspawn", "uml", "microvm", "gvisor")
 WORKLOADS = ("disk", "net", "redis")
 
 
@@ -72,7 +72,7 @@ def test_a_run_leaves_the_host_network_namespace_as_it_found_it(peers_run):
         assert after[part] == before[part], part
 
 
-@pytest.mark.parametrize("runner", ["docker", "runc"])
+@pytest.mark.parametrize("runner", ["docker", "runc", "nspawn"])
 def test_a_killed_networked_run_leaves_nothing_after_bench_clean(tmp_path, runner):
     """Killed while its service is loaded: the container, its CNI namespace or bridge veth, the
     leases and the volume all go with `bench clean`."""
