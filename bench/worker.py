@@ -47,6 +47,7 @@ class Worker:
         from bench.workload import Workload
 
         report = {}
+        needs = {frozenset(Workload.from_dict(w).needs()) for w in msg["workloads"]}
         for name, target in msg["runners"].items():
             try:
                 runner = load_target(target)(**msg.get("options", {}).get(name, {}))
@@ -55,7 +56,7 @@ class Worker:
             ok, reason = runner.available()
             if ok:
                 runner.prepare(msg["rootfs"], msg["image_digest"], msg["cache_dir"])
-                runner.prepare_envelope(Envelope.from_dict(msg["envelope"]))
+                runner.prepare_envelope(Envelope.from_dict(msg["envelope"]), needs)
             report[name] = {"available": ok, "reason": reason, "config": runner.config() if ok else {},
                             "provides": sorted(runner.provides), "lacks": runner.lacks,
                             "reserved_mib": runner.reserved_mib(Envelope.from_dict(msg["envelope"])) if ok else None,

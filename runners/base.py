@@ -180,9 +180,10 @@ class Runner(ABC):
     def prepare(self, rootfs: str, image_digest: str, cache_dir: str) -> None:  # noqa: B027 -- optional: most runners have nothing to do here
         """Heavy one-time work before the first launch (a VM's kernel and initramfs); not timed."""
 
-    def prepare_envelope(self, envelope) -> None:  # noqa: B027 -- optional: most runners have nothing to do here
+    def prepare_envelope(self, envelope, needs=()) -> None:  # noqa: B027 -- optional: most runners have nothing to do here
         """One-time work that depends on the run's envelope (a VM snapshot of that size), after
-        prepare() and before config(); not timed."""
+        prepare() and before config(); not timed. needs: what the run's workloads need, one
+        frozenset of Workload.needs() per kind of workload (a snapshot with a disk and a NIC)."""
 
     def config(self) -> dict:
         """The resolved configuration recorded in meta.json."""

@@ -111,9 +111,11 @@ class QemuRunner(VmRunner):
     net_device = f"virtio-net-pci,netdev=net,mac={GUEST_MAC},bus=pcie.0,addr={NET_SLOT}"
     extra_cmdline = ""
 
-    def qemu_argv(self, spec: LaunchSpec, *extra_cmdline: str, disk: str | None = None, tap: Tap | None = None) -> list[str]:
+    def qemu_argv(self, spec: LaunchSpec, *extra_cmdline: str, disk: str | None = None, tap: Tap | None = None,
+                  overlay: bool = False) -> list[str]:
         """disk: a scratch disk image (virtio-blk, the host's page cache bypassed, as the vm runner's);
-        tap: the tap its virtio NIC is on (the guest takes the tap's second address)."""
+        overlay: its writes go to a temporary overlay of QEMU's own (snapshot=on), the image stays as
+        it was; tap: the tap its virtio NIC is on (the guest takes the tap's second address)."""
         env = spec.envelope
         vcpus = self.vcpus(env)
         modules = self.booted.modules(*(["virtio_net"] if tap else []))
@@ -126,7 +128,8 @@ class QemuRunner(VmRunner):
                 "-drive", f"file={self.booted.root_disk},if=none,id=root,format=raw,readonly=on",
                 "-device", self.root_device, "-append", cmdline, "-serial", "stdio", "-no-reboot", "-name", spec.name]
         if disk:
-            argv += ["-drive", f"file={disk},if=none,id=scratch,format=raw,cache=none,aio=native",
+            argv += ["-drive", f"file={disk},if=none,id=scratch,format=raw,cache=none,aio=native"
+                     + (",snapshot=on" if overlay else ""),
                      "-device", self.scratch_device]
         if tap:
             argv += ["-netdev", f"tap,id=net,ifname={tap.name},script=no,downscript=no", "-device", self.net_device]

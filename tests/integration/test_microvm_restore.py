@@ -39,6 +39,25 @@ def test_each_restored_copy_runs_the_argv_it_is_handed(factory):
     assert len(runner.snapshots) == 1
 
 
+def test_guests_restored_from_one_snapshot_do_not_see_each_others_writes(factory):
+    """The scratch disk the snapshot saw is under a temporary overlay in each restore: what one
+    writes there, the next never finds."""
+    from bench.spec import SCRATCH
+
+    runner = factory.runner(VmRestoreRunner)
+    runner.prepare_envelope(Envelope(), [frozenset({"scratch"})])
+    # Read from the disk, not the page cache the snapshot holds; and written through to the disk.
+    script = (f"echo 3 > /proc/sys/vm/drop_caches; ls {SCRATCH}; echo mine > {SCRATCH}/written && sync && "
+              f"cat {SCRATCH}/written")
+    first = factory.run(runner, script, scratch="own")
+    second = factory.run(runner, script, scratch="own")
+    for code, output, _ in (first, second):
+        lines = output.replace("\r", "").splitlines()
+        assert code == 0 and "mine" in lines, output
+        assert "written" not in lines, output  # ls found nothing the other restore wrote
+    assert len(runner.snapshots) == 2  # the plain one and the one with a disk
+
+
 def test_a_run_records_the_kernel_the_machine_and_the_snapshot(tmp_path):
     out = bench("run", "--suite", "startup", "--runners", "process,microvm,vm-restore", "--repeat", "2", "--warmup", "0",
                 "--memory", "256M", "--results-dir", tmp_path, "--no-report")
