@@ -153,6 +153,7 @@ class Runner(ABC):
     provides: frozenset[str] = frozenset()  # a runner whose variants differ sets its own per instance
     # Why it lacks one of those on this host, where it would provide it elsewhere ({"server": why}):
     # the reason a workload that needs it is not run, in meta.json's not_run.
+    paths: ClassVar[str] = ""  # what a disk and a network workload get in it, in words (`bench list runners`)
     lacks: dict[str, str] = {}  # noqa: RUF012 -- read only; an instance that lacks something sets its own
     family: ClassVar[str] = "containers"  # one of FAMILIES: where the report puts it
     # The most rounds --precision adds for this runner (a VM's start costs seconds, a process's a ms).

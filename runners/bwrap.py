@@ -27,6 +27,7 @@ SCRATCH_AT = "/tmp/scratch"  # on the sandbox's tmpfs /tmp, where bwrap can make
 
 
 class BwrapRunner(ProcessRunner):
+    paths = "disk: a host dir bound in (no writable layer); network: --share-net in a netns of ours; a start stays --unshare-all"
     name, kind, family = "bwrap", "peer", "sandboxes"
     description = "bubblewrap --unshare-all on the guest rootfs (--share-net in a netns of ours for a network path)"
     tool = Tool("bwrap", "bubblewrap", r"bubblewrap ([\w.\-]+)", spawn="bwrap --unshare-all --die-with-parent")

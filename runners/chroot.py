@@ -24,6 +24,7 @@ def host_busybox() -> str | None:
 
 
 class ChrootRunner(ProcessRunner):
+    paths = "disk: a dir inside the jail; network: the host's loopback"
     name = "chroot"
     family = "process-like"
     description = "child process chroot()ed into the guest rootfs (busybox chroot)"

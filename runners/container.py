@@ -51,6 +51,8 @@ POLICY_ARGS = (f"--devices={','.join(DEVICES)}", f"--readonly={','.join(READONLY
 class ContainerConfig:
     network: str = field(default="bridge", metadata={"help": "bridge (a veth into our bridge) or none (loopback only)"})
     subnet: str = field(default="10.213.0.0/16", metadata={"help": "the bridge's private subnet"})
+    storage: str = field(default="layer", metadata={
+        "help": "where a disk workload writes: layer (the overlay's upper dir) or volume (a host dir bound in)"})
     volume: str | None = field(default=None, metadata={
         "help": "host dir bind-mounted at /mnt/volume (default: a fresh one for disk-volume)"})
     state_dir: str = field(default="/tmp", metadata={"help": "where per-instance upper/work dirs go"})
@@ -65,6 +67,8 @@ class ContainerConfig:
     def __post_init__(self) -> None:
         if self.seccomp not in ("default", "none"):
             raise ValueError(f"seccomp must be default or none, not {self.seccomp!r}")
+        if self.storage not in ("layer", "volume"):
+            raise ValueError(f"storage must be layer or volume, not {self.storage!r}")
         if self.network not in ("bridge", "none"):
             raise ValueError(f"network must be bridge or none, not {self.network!r}")
         self.upper_size_mib  # noqa: B018 -- parsed once here so that a bad size is refused before a launch
@@ -78,6 +82,7 @@ class ContainerConfig:
 
 
 class ContainerRunner(Runner):
+    paths = "disk: the overlay's upper dir (a volume: a host dir bound in); network: a veth into our bridge (network=none: loopback only)"
     name = "container"
     family = "containers"
     description = "namespaces (pid, mnt, uts, ipc, net, cgroup) + cgroup limits + overlay root + veth"
@@ -136,6 +141,8 @@ class ContainerRunner(Runner):
         inst = ContainerInstance(spec.name, spec.marker, host_end)
         inst.address = self.net.address(self.launched) if self.net else None
         base = Path(self.cfg.state_dir) / spec.name
+        if spec.scratch and self.cfg.storage == "volume":
+            spec = replace(spec, scratch="volume")
         dirs = overlay_dirs(base, spec.scratch == "volume")
         address = inst.address
         if spec.scratch:  # own: /tmp, on the overlay (its writes land in the upper dir); or the volume

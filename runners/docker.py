@@ -65,6 +65,7 @@ def docker_cli() -> str | None:
 
 class DockerRunner(ProcessRunner):
     """Also the base of podman's runner: the same CLI, another engine."""
+    paths = "disk: the container's writable layer (storage=volume: -v host dir); network: the default bridge, -p (NAT), in isobench's dockerd netns (network=host; none); a start stays --network none"
 
     name = "docker"
     family = "containers"

@@ -37,6 +37,7 @@ class GvisorOptions:
 
 
 class GvisorRunner(OciRunner):
+    paths = "disk: an overlay root (storage=volume: a host dir); network: the CNI-wired netns through gVisor's netstack (network=host: the host kernel's stack there)"
     name, kind, family = "gvisor", "peer", "sandboxes"
     description = "gVisor's runsc run on the runc runner's OCI bundle: a user-space kernel"
     runtime = "runsc"

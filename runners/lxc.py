@@ -55,6 +55,7 @@ def lxc_config(spec: LaunchSpec, cgroup_version: int, net: tuple[str, str, str] 
 
 
 class LxcRunner(ProcessRunner):
+    paths = "disk: an overlay root (storage=volume: a host dir); network: LXC's veth on our bridge; a start stays lxc.net type empty"
     name, kind, family = "lxc", "peer", "containers"
     tool = Tool("lxc-execute", "lxc", r"^([\d.]+)")
     description = "lxc-execute on the guest rootfs, empty network, envelope as cgroup limits"

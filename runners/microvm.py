@@ -35,6 +35,7 @@ class MicrovmConfig(VmConfig):
 
 
 class MicrovmRunner(QemuRunner):
+    paths = "disk: a virtio-blk disk (virtio-mmio); network: virtio-net (virtio-mmio) on a tap of ours"
     name = "microvm"
     kind = "ours"
     description = "our microvm kernel (built from Debian's source) on QEMU's microvm machine, started directly"

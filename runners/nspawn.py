@@ -51,6 +51,7 @@ NETWORKD = 'ip addr add "$1" dev host0 && ip link set host0 up && ip route add d
 
 
 class NspawnRunner(ProcessRunner):
+    paths = "disk: an overlay root (storage=volume: --bind); network: --network-bridge on our bridge; a start stays --private-network"
     name, kind, family = "nspawn", "peer", "containers"
     description = "systemd-nspawn --read-only --private-network on the guest rootfs"
     tool = Tool("systemd-nspawn", "systemd-container", r"systemd (\d+)",

@@ -93,6 +93,7 @@ class OciRunner(ProcessRunner):
     (bench.host.cni), as containerd would; one without stays in an empty one (loopback only). A disk
     workload writes into an overlay root made for the instance (the image below, an upper dir of its
     own), as containerd's snapshotter gives it, or into a host dir bound in (storage=volume)."""
+    paths = "disk: an overlay root (storage=volume: a host dir bound in); network: a netns wired by the CNI bridge + host-local plugins; a start stays in an empty netns"
 
     runtime = "runc"
     kind = "peer"

@@ -23,6 +23,7 @@ def has_capability(cap: int) -> bool:
 
 
 class PodmanRunner(DockerRunner):
+    paths = "disk: the container's writable layer; network: none"
     name = "podman"
     family = "containers"
     max_repeat = 10  # an expensive start: fewer rounds at most

@@ -38,6 +38,7 @@ class ProcessOptions:
 
 
 class ProcessRunner(Runner):
+    paths = "disk: a host dir (/tmp/bench-NAME); network: the host's loopback"
     name = "process"
     family = "process-like"
     description = "plain child process (posix_spawn); the baseline"

@@ -66,6 +66,7 @@ class QemuInstance(GuestConsole, TaskInstance):
 
 
 class QemuRunner(VmRunner):
+    paths = "disk: a virtio-blk disk; network: virtio-net on a tap of ours"
     name = "qemu"
     family = "VMs"
     max_repeat = 10  # an expensive start: fewer rounds at most

@@ -50,6 +50,7 @@ class Snapshot:
 
 
 class VmRestoreRunner(QemuRunner):
+    paths = "disk: the snapshot's virtio-blk disk under an overlay per restore; network: the snapshot's NIC on a tap (one restore at a time)"
     name = "vm-restore"
     kind = "ours"
     description = "the qemu peer's guest restored from a snapshot taken once per run (QEMU migration to a file)"

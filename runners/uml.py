@@ -67,6 +67,7 @@ class UmlInstance(QemuInstance):
 
 
 class UmlRunner(Runner):
+    paths = "disk: a ubd disk (ubdb); network: a tap through the vector driver"
     name, kind, family = "uml", "peer", "sandboxes"
     description = "user-mode Linux: Debian's linux.uml kernel as a host process, the vm runner's initramfs and root disk"
     tool = Tool("linux.uml", "user-mode-linux", r"^(\S+)", f"{UML} mem=M ubd0r=ROOT initrd=INITRAMFS con0=null,fd:1")

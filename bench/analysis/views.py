@@ -37,6 +37,7 @@ def listing(what: str, cache_dir: str, files=()) -> dict:
                                     "available": ok, "reason": reason,
                                     "description": info.cls.description if info.cls else "",
                                     "envelope": unenforced(info.cls.enforcement) if info.cls else "?",
+                                    "disk and network": info.cls.paths or "none" if info.cls else "?",
                                     "options": declared(info.cls) if info.cls else []})
     return data
 

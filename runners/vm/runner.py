@@ -47,6 +47,7 @@ SLOW_LIBVIRT_START_MS = 1000.0
 
 
 class VmRunner(Runner):
+    paths = "disk: a virtio-blk disk; network: virtio-net on a tap of ours"
     name = "vm"
     family = "VMs"
     max_repeat = 10  # an expensive start: fewer rounds at most

@@ -74,5 +74,6 @@ def test_list_json_gives_suites_in_run_order_and_each_runner_with_its_contract(c
     assert data["runners"] == [{"name": "toy", "kind": "peer", "family": "sandboxes", "available": False,
                                 "reason": "toys run nowhere", "description": "a toy",
                                 "envelope": "not: cpu_quota (not enforced: no cgroups), memory (not enforced: none)",
+                                "disk and network": "none",
                                 "options": []}]
     assert data["workloads"][0]["metrics"] == ["ready_ms", "exit_ms", "teardown_ms", "mem_peak_mib"]
