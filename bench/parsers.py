@@ -105,3 +105,25 @@ def parse_net(text: str) -> dict[str, float]:
     except (json.JSONDecodeError, KeyError) as exc:
         raise ValueError(f"no iperf3 JSON result after bench-rr's line ({type(exc).__name__}: {exc})") from None
     return {**rr, "net_gbit_s": bits / 1e9}
+
+
+_SYSBENCH_TPS = re.compile(r"transactions:\s+\d+\s+\((?P<tps>[\d.]+) per sec\.\)")
+_SYSBENCH_P95 = re.compile(r"95th percentile:\s+(?P<ms>[\d.]+)")
+_SYSBENCH_BUCKET = re.compile(r"^\s*(?P<ms>[\d.]+) \|\**\s+(?P<count>\d+)\s*$", re.MULTILINE)
+
+
+def parse_sysbench(text: str) -> dict[str, float]:
+    """sysbench OLTP's `run` with --percentile=95 --histogram=on: transactions/s, and the 95th and
+    99th percentile of a transaction's latency in us (the 99th from the histogram: the smallest
+    bucket value at or below which 99% of the transactions fall)."""
+    tps, p95 = _SYSBENCH_TPS.search(text), _SYSBENCH_P95.search(text)
+    buckets = [(float(m["ms"]), int(m["count"])) for m in _SYSBENCH_BUCKET.finditer(text)]
+    if not tps or not p95 or not buckets:
+        raise ValueError("no sysbench transactions, 95th percentile or histogram in the output")
+    total, seen, p99 = sum(c for _, c in buckets), 0, buckets[-1][0]
+    for ms, count in sorted(buckets):
+        seen += count
+        if seen >= 0.99 * total:
+            p99 = ms
+            break
+    return {"mariadb_tps": float(tps["tps"]), "mariadb_p95_us": float(p95["ms"]) * 1000, "mariadb_p99_us": p99 * 1000}

@@ -92,6 +92,8 @@ SCRATCH = "@SCRATCH@"  # the directory a disk test writes to
 SERVER = "@SERVER@"  # the address of the host-side servers a network workload talks to
 RR_PORT, IPERF_PORT = "@PORT1@", "@PORT2@"  # two ports of this run's own for host-side servers
 ROOTFS = "@ROOTFS@"  # the image's tree on the host, in a host-side server's argv (@ROOTFS@/bin/bench-rr)
+IMAGE = "@IMAGE@"  # where the image's own files are, as the workload sees them: "" inside (so @IMAGE@/var/lib/x is
+# /var/lib/x), the image's tree on the host for the process runner, which runs on the host (Runner.image_root)
 HOST_L3 = "@HOST_L3@"  # the host's last-level cache size, so that stream sizes its arrays alike everywhere
 
 

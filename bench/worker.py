@@ -18,7 +18,7 @@ from bench import interrupts
 from bench.errors import UsageError
 from bench.host import linux
 from bench.measure import Found
-from bench.spec import Envelope, LaunchSpec
+from bench.spec import IMAGE, Envelope, LaunchSpec
 from bench.suites import suites
 
 if TYPE_CHECKING:  # for annotations only: the worker loads runner classes by name
@@ -71,12 +71,14 @@ class Worker:
     def measure(self, msg: dict) -> dict:
         suite = suites()[msg["suite"]]
         workload = self.workloads[msg["workload"]]
-        spec = LaunchSpec(name=msg["name"], argv=workload.argv, marker=workload.marker.encode() if workload.marker else None,
+        runner = self.runners[msg["runner"]]
+        argv = tuple(arg.replace(IMAGE, runner.image_root(self.base["rootfs"])) for arg in workload.argv)
+        spec = LaunchSpec(name=msg["name"], argv=argv, marker=workload.marker.encode() if workload.marker else None,
                           timeout_s=workload.timeout_s, scratch=workload.scratch, **self.base)
         params = dict(msg.get("params", {}))
         if params.pop("cache", "warm") == "cold" and suite.cold_start:
             linux.drop_page_cache()  # untimed: before the sample's clock starts
-        found = Found.of(suite.measure(self.runners[msg["runner"]], spec, workload, msg["iteration"], **params))
+        found = Found.of(suite.measure(runner, spec, workload, msg["iteration"], **params))
         reap_orphans()
         # labelled as the run knows the runner: a variant (container:seccomp=none) is a runner of its own
         return {"op": "samples", "samples": [{**s.to_dict(), "runner": msg["runner"]} for s in found],

@@ -155,7 +155,7 @@ class BadWorkloadFile(UsageError):
 MAX_FILE_BYTES = 1 << 20  # a workload is a few lines; anything this big is no workload file
 # The placeholders each list may hold (docs/workloads.md); any other @WORD@ is a typo that would
 # reach the program as it stands.
-PLACEHOLDERS = {"argv": ("@SCRATCH@", "@SERVER@", "@PORT1@", "@PORT2@", "@LISTEN@", "@HOST_L3@"),
+PLACEHOLDERS = {"argv": ("@SCRATCH@", "@SERVER@", "@PORT1@", "@PORT2@", "@LISTEN@", "@HOST_L3@", "@IMAGE@"),
                 "servers": ("@SERVER@", "@PORT1@", "@PORT2@", "@ROOTFS@"),
                 "client": ("@GUEST@", "@PORT1@", "@PORT2@", HERE, WORKLOADS)}
 _PLACEHOLDER = re.compile(r"@[A-Z][A-Z0-9_]*@")

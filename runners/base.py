@@ -194,6 +194,10 @@ class Runner(ABC):
     def launch(self, spec: LaunchSpec) -> Instance:
         """Create the environment and start the workload in it."""
 
+    def image_root(self, rootfs: str) -> str:
+        """What @IMAGE@ is in a workload's argv: "" in every environment that runs in the image's tree."""
+        return ""
+
     def server_side(self) -> tuple[str | None, str]:
         """Where a network workload's host-side servers run: (network namespace path or None for the
         host's, the address they listen on and the environment connects to). Needs "server"."""

@@ -79,6 +79,11 @@ class ProcessRunner(Runner):
         argv, cleanup = with_scratch(spec, self.state_dir / spec.name, None) if spec.scratch else (spec.argv, None)
         return self.spawn(host_path(spec, argv[0]), host_argv(spec, argv), spec, on_teardown=cleanup)
 
+    def image_root(self, rootfs: str) -> str:
+        """The plain process runs the host's programs in the host's tree: the image's files are at its
+        rootfs there. Every runner built on this one runs in the image."""
+        return rootfs if self.name == "process" else ""
+
     def server_side(self) -> tuple[str | None, str]:
         return None, "127.0.0.1"  # loopback: the host's own network stack, nothing in between
 

@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
     busybox-static stress-ng fio iperf3 e2fsprogs   # the guest image and its workloads (mkfs for a VM's scratch disk)
     patchelf                                        # --image: our tools get their own libraries under /.bench
-    nginx-light redis-server python3-minimal libpython3.11-stdlib   # the app suite's services, as plain processes too
-    wrk redis-tools debootstrap                     # its host-side clients; debootstrap builds its image
+    nginx-light redis-server mariadb-server python3-minimal libpython3.11-stdlib   # the app suite's services, as plain processes too
+    wrk redis-tools sysbench debootstrap            # its host-side clients; debootstrap builds its image
     gcc libc6-dev                         # the static READY probe
     libseccomp-dev                        # Docker's default seccomp policy compiled for our container
     python3-venv python3-dev              # .venv; libvirt-python builds from source (no wheels)

@@ -1,10 +1,15 @@
-"""The app suite's image: Debian 12 (debootstrap minbase) with nginx-light, redis-server and
-python3-minimal from Debian's packages, the same apt sources as the host's, so that the servers in
+"""The app suite's image: Debian 12 (debootstrap minbase) with nginx-light, redis-server,
+mariadb-server and python3-minimal from Debian's packages, the same apt sources as the host's, so that the servers in
 the image are the versions a plain process runs on the host. Built by `make setup` (python -m
 bench.images.app_image), or on the first app run; cached by the package list and the host's sources.
 
 No daemon starts while it is built (a policy-rc.d that says no), and the apt lists, docs and
 locales are left out. Every run puts our layer on top of it as it does for --image.
+
+MariaDB's data directory is prepared here once, outside every timing: mariadb-install-db, a user
+the host-side client logs in as, and sysbench's OLTP table loaded by the host's sysbench (through
+the build server's socket). The mariadb workload copies it into the instance's scratch and starts
+the server on the copy, as an application that brings its data would.
 """
 
 from __future__ import annotations
@@ -22,9 +27,15 @@ from bench.atomic import staged
 from bench.errors import UsageError
 
 # libpython3.11-stdlib: python3-minimal's interpreter has no json, http or email without it.
-PACKAGES = ("nginx-light", "redis-server", "python3-minimal", "libpython3.11-stdlib")
+PACKAGES = ("nginx-light", "redis-server", "mariadb-server", "python3-minimal", "libpython3.11-stdlib")
+MARIADB_SEED = "var/lib/bench-mariadb"  # in the image: the prepared data directory
+# What every MariaDB start is given, in the build as in the workload (bench/workloads/mariadb.toml):
+# no native AIO (gVisor has none to give, so no runner gets it) and a small redo log.
+MARIADB_SETTINGS = ("--innodb-use-native-aio=0", "--innodb-log-file-size=16M", "--innodb-buffer-pool-size=128M")
+SYSBENCH = "/usr/bin/sysbench"
+OLTP = ("oltp_read_write", "--db-driver=mysql", "--mysql-db=sbtest", "--tables=1", "--table-size=10000")
 RELEASE = "bookworm"
-BUILD_VERSION = "1"  # bump when how it is built changes
+BUILD_VERSION = "2"  # bump when how it is built changes
 DEBOOTSTRAP = "/usr/sbin/debootstrap"
 SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -78,6 +89,7 @@ def build_app_image(cache_dir: Path, say=print) -> tuple[Path, str]:
             step(out, log, "chroot", str(root), "apt-get", "install", "-y", "-qq", "--no-install-recommends",
                  *PACKAGES, env=env)
             policy.unlink()
+            seed_mariadb(out, log, root, env)
         for rel in TRIMMED:
             shutil.rmtree(root / rel, ignore_errors=True)
         versions = subprocess.run(["chroot", str(root), "dpkg-query", "-W", *PACKAGES], capture_output=True,
@@ -87,6 +99,42 @@ def build_app_image(cache_dir: Path, say=print) -> tuple[Path, str]:
             indent=2))
     say(f"app image: built in {time.monotonic() - started:.0f} s: {final / 'rootfs'}")
     return final / "rootfs", final.name
+
+
+def seed_mariadb(out, log: Path, root: Path, env: dict) -> None:
+    """MariaDB's data directory with sysbench's table, made once in the image (a server started in
+    the build's chroot on a socket only, loaded from the host, shut down)."""
+    if not os.access(SYSBENCH, os.X_OK):
+        raise UsageError("the app image's MariaDB data is loaded with sysbench, which is not installed: run `make setup`")
+    sock = "/run/bench-mariadb-build.sock"
+    # --force and --skip-name-resolve: the build's chroot resolves no host name, and no grant names one.
+    step(out, log, "chroot", str(root), "mariadb-install-db", "--force", "--skip-name-resolve", "--user=root",
+         f"--datadir=/{MARIADB_SEED}", "--auth-root-authentication-method=socket", "--skip-test-db", *MARIADB_SETTINGS,
+         env=env)
+    (root / "run").mkdir(exist_ok=True)
+    server = subprocess.Popen(["chroot", str(root), "mariadbd", "--user=root", f"--datadir=/{MARIADB_SEED}",
+                               f"--socket={sock}", "--pid-file=/run/bench-mariadb-build.pid", "--skip-networking",
+                               "--skip-name-resolve", *MARIADB_SETTINGS],
+                              stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while subprocess.run(["chroot", str(root), "mariadb-admin", f"--socket={sock}", "--silent", "ping"],
+                             capture_output=True, env=env, check=False).returncode:
+            if server.poll() is not None or time.monotonic() > deadline:
+                out.flush()
+                said = log.read_text().strip().splitlines()[-3:]
+                raise UsageError(f"app image: the build's MariaDB did not start: {said} (the log went with the failed build)")
+            time.sleep(0.1)
+        step(out, log, "chroot", str(root), "mariadb", f"--socket={sock}", "-e",
+             "CREATE DATABASE sbtest; CREATE USER bench@'%' IDENTIFIED BY 'bench'; GRANT ALL ON sbtest.* TO bench@'%';",
+             env=env)
+        step(out, log, SYSBENCH, *OLTP, f"--mysql-socket={root / sock.lstrip('/')}", "--mysql-user=root", "prepare")
+        step(out, log, "chroot", str(root), "mariadb-admin", f"--socket={sock}", "shutdown", env=env)
+        server.wait(timeout=60)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
 
 
 def step(out, log: Path, *argv: str, env: dict | None = None) -> None:

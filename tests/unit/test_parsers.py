@@ -87,3 +87,14 @@ def test_net_failures_are_errors(data_dir):
         parse_net("connect: Connection refused\n")
     with pytest.raises(ValueError, match="no rr_us line with percentiles"):  # a bench-rr of before percentiles
         parse_net("rr_us 49.61 transactions 20200 seconds 1.002\n" + refused)
+
+
+def test_sysbench_oltp_rate_and_percentiles(data_dir):
+    """Real `sysbench oltp_read_write --percentile=95 --histogram=on run` output against MariaDB: the
+    99th percentile is the histogram bucket where 99% of the 1,173 transactions are reached."""
+    from bench.parsers import parse_sysbench
+
+    found = parse_sysbench((data_dir / "sysbench-oltp-histogram.txt").read_text())
+    assert found == {"mariadb_tps": 1169.17, "mariadb_p95_us": 5470.0, "mariadb_p99_us": 7430.0}
+    with pytest.raises(ValueError, match="no sysbench"):
+        parse_sysbench("FATAL: unable to connect to MySQL server")
