@@ -354,12 +354,30 @@ def headline_table(df: pd.DataFrame, meta: dict, order: list[str] | None = None,
                                                    if r["kind"] == "ratio"
                                                    else f" ({r['ci_low']:+.1f} to {r['ci_high']:+.1f})")
         unresolved = below.get((r["suite"], r["workload"], r["metric"], r["runner"]))
-        row["cells"][r["runner"]] = {"text": unresolved or value + spread, "tcg": r["runner"] in emulated,
+        row["cells"][r["runner"]] = {"text": unresolved or value + spread, "value": unresolved or value,
+                                     "spread": "" if unresolved else spread.strip(), "tcg": r["runner"] in emulated,
                                      "unenforced": unenforced.get(r["runner"], "")}
     for row in extra:
         for runner, cell in row["cells"].items():
             cell.update(tcg=runner in emulated, unenforced=unenforced.get(runner, ""))
-    return {"runners": runners, "rows": list(rows.values()) + extra}
+    every = list(rows.values()) + extra
+    return {"runners": runners, "rows": every, "groups": family_groups(runners, meta, every)}
+
+
+def family_groups(runners: list[str], meta: dict, rows: list[dict]) -> list[dict]:
+    """The headline cut into one table per family (process-like, containers, sandboxes, VMs), each
+    with its own runners as columns and only the rows where one of them has a number: fourteen
+    runners side by side fell off a 1280-pixel window, a family's few do not."""
+    from bench.analysis.stats import families
+    from bench.registry import runner_name
+
+    family = families(meta)
+    groups: dict[str, list[str]] = {}
+    for r in runners:
+        groups.setdefault(family.get(runner_name(r), family.get(r)) or "other", []).append(r)
+    return [{"family": name, "runners": members,
+             "rows": [row for row in rows if any(m in row["cells"] for m in members)]}
+            for name, members in groups.items()]
 
 
 def _below_resolution(summary: pd.DataFrame) -> dict[tuple, str]:

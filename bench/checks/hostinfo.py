@@ -67,6 +67,9 @@ def fingerprint() -> dict:
         "thp": _bracketed(_read("/sys/kernel/mm/transparent_hugepage/enabled")) or "n/a",
         "virtualized": collect_virtualized(),
         "kvm_device": os.path.exists("/dev/kvm"),
+        # Every namespace's TCP takes it: with BBR, which paces, a corked 4 KiB nginx response at a
+        # 1500-byte MTU ran at half the rate it had with cubic (docs/app.md).
+        "tcp_congestion_control": _read("/proc/sys/net/ipv4/tcp_congestion_control") or "n/a",
     }
 
 

@@ -69,3 +69,23 @@ def test_run_report_and_history_in_a_real_browser(tmp_path, browser):
     check_page(browser, tmp_path / "vs" / "index.html", "report-vs-baseline.png")
     bench_ok("report", str(first), str(second), "--out", str(tmp_path / "history"))
     check_page(browser, tmp_path / "history" / "index.html", "history.png")
+
+
+def test_the_headline_reads_in_a_1280_pixel_window(tmp_path, browser):
+    """Fourteen runners' columns fell off a 1280-pixel window: one table per family now, each of
+    which fits, and so does the page (no sideways scrolling). The kept run with the most runners."""
+    import json
+
+    run = max((ROOT / "docs" / "runs").iterdir(),
+              key=lambda d: len(json.loads((d / "meta.json").read_text()).get("runners", {})))
+    bench_ok("report", str(run), "--out", str(tmp_path / "report"))
+    browser.set_window_size(1280, 1600)
+    browser.get((tmp_path / "report" / "index.html").as_uri())
+    width = browser.execute_script("return window.innerWidth")
+    tables = browser.execute_script("return Array.from(document.querySelectorAll('table.headline'))"
+                                    ".map(t => [t.caption.textContent, t.getBoundingClientRect().right])")
+    assert len(tables) >= 3, tables  # process-like, containers, sandboxes, VMs: those the run has
+    assert all(right <= width for _, right in tables), (width, tables)
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= width
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "headline-1280.png"))
