@@ -101,13 +101,24 @@ def headline_block(fields: dict[str, str], runs: Path) -> str:
         rows = sorted((r for r in rows if key(r) in wanted), key=lambda r: wanted.index(key(r)))
     base = process_cells(df)
     emulated = {r for row in rows for r, cell in row["cells"].items() if cell.get("tcg")}
+    not_run = {k: why for _, m in loaded for k, why in m.get("not_run", {}).items()}
     lines = ["| | " + " | ".join(f"{r} (tcg)" if r in emulated else r for r in runners) + " |",
              "| --- |" + " --- |" * len(runners)]
+    reasons: dict[str, list[str]] = {}  # why, in a note under the table: the runner/workload pairs it covers
     for row in rows:
         at = (row["label"], row["metric"].split(" (")[0])
-        cells = [row["cells"].get(r, {}).get("text") or (base.get(at, "") if r == "process" else "") for r in runners]
+        cells = []
+        for r in runners:
+            text = row["cells"].get(r, {}).get("text") or (base.get(at, "") if r == "process" else "")
+            why = not_run.get(f"{r}/{row['label'].split('/', 1)[1]}") if not text else None
+            if why:
+                pairs = reasons.setdefault(why, [])
+                pairs.append(f"{r}/{row['label'].split('/', 1)[1]}")
+                text = f"not run ({chr(ord('a') + list(reasons).index(why))})"
+            cells.append(text)
         lines.append(f"| {row['label']} {row['metric']} | " + " | ".join(REASON.sub(r" (\1)", INTERVAL.sub("", c)) for c in cells) + " |")
-    return "\n".join(lines) + "\n"
+    notes = [f"({chr(ord('a') + i)}) {', '.join(dict.fromkeys(pairs))}: {why}" for i, (why, pairs) in enumerate(reasons.items())]
+    return "\n".join(lines) + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")
 
 
 def process_cells(df) -> dict[tuple[str, str], str]:

@@ -48,13 +48,16 @@ def test_disk_and_net_in_a_vm(tmp_path):
     assert meta["runners"]["vm"]["accel"] in ("kvm", "tcg")
 
 
-def test_peers_without_scratch_or_servers_are_left_out_and_say_why(tmp_path):
-    out = bench("run", "--suite", "throughput", "--workloads", "disk,syscall", "--runners", "process,bwrap",
+def test_a_runner_without_a_network_path_is_left_out_and_says_why(tmp_path):
+    """Every runner has a disk and a network path now; a variant without one (docker:network=none)
+    leaves the network workload out, and the run says why."""
+    out = bench("run", "--suite", "throughput", "--workloads", "net,syscall", "--runners", "process,docker:network=none",
                 "--repeat", "1", "--results-dir", str(tmp_path), "--no-report", timeout=300)
     assert out.returncode == 0, out.stderr
     df, meta = load_run((tmp_path / "latest").resolve())
-    assert set(df[df["runner"] == "bwrap"]["workload"]) == {"syscall"}
-    assert meta["not_run"] == {"bwrap/disk": "bwrap does not provide a scratch directory or disk"}
+    assert set(df[df["runner"] == "docker:network=none"]["workload"]) == {"syscall"}
+    assert meta["not_run"] == {
+        "docker:network=none/net": "docker:network=none does not provide a network path to host-side servers"}
 
 
 def test_memory_suite_charges_a_vm_more_than_a_container_and_a_process_nothing(tmp_path):
