@@ -118,12 +118,13 @@ class OciRunner(ProcessRunner):
     def server_side(self) -> tuple[str | None, str]:
         """The peers' namespace and the CNI bridge's gateway address; the bridge is made here, before
         the first ADD, so that host-side servers can listen on it (the plugin takes it as it finds it)."""
-        from bench.host.cni import CNI_BRIDGE, CNI_SUBNET, gateway
+        from bench.host.cni import CNI_BRIDGE, CNI_SUBNET, gateway, lease_dir
         from bench.host.network import ip, shared_bridge
 
         if self.net is None:
             self.net = shared_bridge()
             self.net.ensure()
+            self.net.on_close["cni leases"] = lambda: shutil.rmtree(lease_dir(), ignore_errors=True)
             if CNI_BRIDGE not in bridges_in(self.net.netns):
                 prefix = CNI_SUBNET.split("/")[1]
                 ip("-n", self.net.netns, "link", "add", CNI_BRIDGE, "type", "bridge")
@@ -246,13 +247,9 @@ class OciRunner(ProcessRunner):
         self.close_network()
 
     def close_network(self) -> None:
-        """Let go of the peers' namespace; the last runner to do so also drops the CNI leases."""
+        """Let go of the peers' namespace (the CNI leases go with it, whoever lets go last)."""
         if self.net is not None:
             self.net.release()
-            if self.net.users <= 0:
-                from bench.host.cni import lease_dir
-
-                shutil.rmtree(lease_dir(), ignore_errors=True)
             self.net = None
 
     def _delete(self, name: str, bundle: Path, killed: bool = False, cni=None, root: str | None = None) -> None:

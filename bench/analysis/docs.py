@@ -110,15 +110,25 @@ def headline_block(fields: dict[str, str], runs: Path) -> str:
         cells = []
         for r in runners:
             text = row["cells"].get(r, {}).get("text") or (base.get(at, "") if r == "process" else "")
-            why = not_run.get(f"{r}/{row['label'].split('/', 1)[1]}") if not text else None
+            workload = row["label"].split("/", 1)[1]
+            why, said = (not_run.get(f"{r}/{workload}"), "not run") if not text else (None, "")
+            if not text and not why:  # it ran and failed: its first error, in a line
+                errors = df[(df["runner"] == r) & (df["workload"] == workload) & ~df["ok"]]["error"]
+                why, said = (" ".join(str(errors.iloc[0]).split()) if len(errors) else None), "failed"
             if why:
                 pairs = reasons.setdefault(why, [])
-                pairs.append(f"{r}/{row['label'].split('/', 1)[1]}")
-                text = f"not run ({chr(ord('a') + list(reasons).index(why))})"
+                pairs.append(f"{r}/{workload}")
+                text = f"{said} ({chr(ord('a') + list(reasons).index(why))})"
             cells.append(text)
         lines.append(f"| {row['label']} {row['metric']} | " + " | ".join(REASON.sub(r" (\1)", INTERVAL.sub("", c)) for c in cells) + " |")
-    notes = [f"({chr(ord('a') + i)}) {', '.join(dict.fromkeys(pairs))}: {why}" for i, (why, pairs) in enumerate(reasons.items())]
+    notes = [f"({chr(ord('a') + i)}) {', '.join(dict.fromkeys(pairs))}: {clipped(why)}"
+             for i, (why, pairs) in enumerate(reasons.items())]
     return "\n".join(lines) + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")
+
+
+def clipped(text: str, most: int = 150) -> str:
+    """A reason as a note under a table: its first `most` characters (the run's meta.json has it all)."""
+    return text if len(text) <= most else text[:most].rstrip() + "…"
 
 
 def process_cells(df) -> dict[tuple[str, str], str]:

@@ -13,6 +13,7 @@ import ipaddress
 import os
 import socket
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.host.linux import CLONE_NEWNET, setns
@@ -56,6 +57,7 @@ class BridgeNetwork:
         self.rtnl: NetlinkSocket | None = None
         self.bridge_index = 0
         self.users = 0  # the peer runners sharing it (shared_bridge); the last one's release closes it
+        self.on_close: dict[str, Callable[[], None]] = {}  # what goes with it, by name (the CNI leases)
         self.handed = 0  # addresses handed out by next_address()
 
     def ensure(self) -> None:
@@ -110,6 +112,8 @@ class BridgeNetwork:
         if self.users <= 0:
             self.close()
             _SHARED.pop(self.netns, None)
+            for then in self.on_close.values():
+                then()
 
     def attach(self, pid: int, host_end: str) -> None:
         """A veth pair: host_end (up, on the bridge) in bench-net, its peer eth0 in pid's netns.
