@@ -13,6 +13,12 @@ from bench.analysis.stats import median_ratio
 
 ALPHA = 0.05
 HIGHER_IS_BETTER_UNITS = ("/s",)  # ops/s, MiB/s, calls/s, forks/s, Gbit/s: more is better
+# The smallest change that counts in absolute terms, per unit. A process's peak RSS counts the file
+# pages fault-around maps, and it moves by whole runs with host state no run controls: the static
+# probe read 548 KiB in one run and 576 or 584 KiB in every sample of another with nothing changed,
+# and by hand 548, 584 or 648 KiB depending on how its page cache was filled
+# (docs/log/2026-12-05-the-night-and-the-page-cache.md). 5% of half a MiB would call that a regression.
+ABSOLUTE_FLOOR = {"MiB": 0.125}
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,12 @@ def judge(base: np.ndarray, new: np.ndarray, unit: str, threshold: float) -> tup
     return verdict, float(p), float(ci.low), float(ci.high)
 
 
+def floor(unit: str, base_median: float) -> float:
+    """ABSOLUTE_FLOOR of this unit as a fraction of the base median (0 where the unit has none)."""
+    least = ABSOLUTE_FLOOR.get(unit, 0.0)
+    return least / abs(base_median) if least and base_median else 0.0
+
+
 def compare(base: pd.DataFrame, new: pd.DataFrame, threshold: float,
             tolerances: dict | None = None) -> list[Verdict]:
     """tolerances: per (suite, workload, runner, metric, unit), a larger threshold learned from a
@@ -72,8 +84,8 @@ def compare(base: pd.DataFrame, new: pd.DataFrame, threshold: float,
         if key not in groups_new:
             continue
         a, b = group["value"].to_numpy(), groups_new[key]
-        limit = max(threshold, (tolerances or {}).get(key, 0.0))
         suite, workload, runner, metric, unit = map(str, key)
+        limit = max(threshold, (tolerances or {}).get(key, 0.0), floor(unit, float(np.median(a))))
         verdict, p, low, high = judge(a, b, unit, limit)
         verdicts.append(Verdict(suite, workload, runner, metric, unit, float(np.median(a)), float(np.median(b)), float(np.median(b) / np.median(a)),
                                 low, high, p, len(a), len(b), verdict, limit))

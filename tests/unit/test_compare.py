@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from bench.cli import main
-from bench.analysis.compare import judge
+from bench.analysis.compare import compare, judge
 from bench.spec import Sample
 from bench.analysis.store import write_run
 
@@ -31,6 +31,25 @@ def test_run_to_run_drift_with_tight_runs_is_not_a_regression():
     new = np.array([1105.0, 1077, 1000, 984, 956])
     verdict, p, low, high = judge(base, new, "ops/s", 0.05)
     assert p < 0.05 and verdict == "inconclusive"
+
+
+def peaks(run, kib):
+    import pandas as pd
+    return pd.DataFrame([Sample("startup", "probe", "process", i, "mem_peak_mib", k / 1024, "MiB").to_dict() | {"run_id": run}
+                         for i, k in enumerate(kib)])
+
+
+def test_a_few_pages_of_peak_memory_are_not_a_regression_but_a_quarter_mib_is():
+    # A whole run of the process probe at 576 KiB against its baseline's 548 KiB (CI, 2026-12-05):
+    # every sample equal, so the interval has no width, and 5.1% cleared the 5% threshold.
+    base = peaks("a", [548] * 20)
+    (same,) = compare(base, peaks("b", [576] * 10), 0.05)
+    assert same.verdict == "no change" and same.threshold == pytest.approx(128 / 548)
+    (grown,) = compare(base, peaks("c", [548 + 256] * 10), 0.05)
+    assert grown.verdict == "regression"
+    big = lambda run, mib: peaks(run, [mib * 1024] * 10)  # noqa: E731
+    (vm,) = compare(big("a", 200), big("b", 220), 0.05)  # a VM's 10% is far above a floor of 128 KiB
+    assert vm.verdict == "regression" and vm.threshold == 0.05
 
 
 def test_one_sample_is_inconclusive():
