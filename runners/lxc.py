@@ -15,18 +15,16 @@ import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from bench.cache import instance_dir
 from bench.host.tools import host_tool
 from bench.spec import CFS_PERIOD_US, SCRATCH, LaunchSpec
 from runners.base import Tool
-from runners.layer import LAYER_SCRATCH, VOLUME_AT, check_storage, overlay_root, unmount, volume_dir
+from runners.bridged import OnPeersBridge
+from runners.layer import LAYER_SCRATCH, VOLUME_AT, overlay_root, unmount, volume_dir
 from runners.oci import OciOptions
-from runners.process import ProcessRunner, TaskInstance
-
-if TYPE_CHECKING:  # for annotations only: the network module is imported on the first network workload
-    from bench.host.network import BridgeNetwork
+from runners.process import TaskInstance
 
 
 def lxc_config(spec: LaunchSpec, cgroup_version: int, net: tuple[str, str, str] | None = None,
@@ -54,7 +52,7 @@ def lxc_config(spec: LaunchSpec, cgroup_version: int, net: tuple[str, str, str] 
     return "\n".join(lines) + "\n"
 
 
-class LxcRunner(ProcessRunner):
+class LxcRunner(OnPeersBridge):
     paths = "disk: an overlay root (storage=volume: a host dir); network: LXC's veth on our bridge; a start stays lxc.net type empty"
     name, kind, family = "lxc", "peer", "containers"
     tool = Tool("lxc-execute", "lxc", r"^([\d.]+)")
@@ -65,25 +63,6 @@ class LxcRunner(ProcessRunner):
     listen_on = "0.0.0.0"  # its own eth0 and loopback
     enforcement: ClassVar[dict[str, str]] = {"cpuset": "cpuset cgroup (lxc.cgroup.cpuset.cpus)", "cpu_quota": "cpu cgroup (lxc.cgroup)",
                                              "memory": "memory cgroup (lxc.cgroup)"}
-
-    def __init__(self, state_dir: str = "/tmp", storage: str = "layer") -> None:
-        super().__init__()
-        self.state_dir = Path(state_dir)
-        self.storage = check_storage(storage)
-        self.net: BridgeNetwork | None = None
-        self.addresses: dict[int, str] = {}
-
-    def server_side(self) -> tuple[str | None, str]:
-        """The peers' bridge namespace and the bridge's own address (the containers' gateway)."""
-        if self.net is None:
-            from bench.host.network import shared_bridge
-
-            self.net = shared_bridge()
-            self.net.ensure()
-        return self.net.path, str(self.net.gateway)
-
-    def guest_address(self, instance) -> str:
-        return self.addresses[id(instance)]
 
     def up_hook(self) -> Path:
         """LXC's network up hook for this process, written once: its 5th argument is the veth's host end."""
@@ -97,9 +76,6 @@ class LxcRunner(ProcessRunner):
 
     def close(self) -> None:
         """LXC leaves an lxc.pivot cgroup in every hierarchy; take it away once nothing uses it."""
-        if self.net is not None:
-            self.net.release()
-            self.net = None
         (Path("/tmp") / f"bench-lxc-up-{os.getpid()}.sh").unlink(missing_ok=True)
         super().close()
         for pivot in Path("/sys/fs/cgroup").glob("*/lxc.pivot"):
@@ -126,9 +102,7 @@ class LxcRunner(ProcessRunner):
                     root = overlay_root(spec.rootfs, state)
                 spec = replace(spec, argv=spec.argv_with({SCRATCH: VOLUME_AT if volume else LAYER_SCRATCH}))
             if spec.server is not None:
-                _, gateway = self.server_side()
-                assert self.net is not None
-                net = (str(self.up_hook()), self.net.next_address(), gateway)
+                net = (str(self.up_hook()), *self.next_on_bridge())
             (state / "lxc.conf").write_text(lxc_config(spec, detect().version, net, root, volume))
             lxc = host_tool("lxc-execute")
             argv = [lxc, "-n", spec.name, "-P", str(state), "-f", str(state / "lxc.conf"), "--", *spec.argv]
@@ -139,13 +113,4 @@ class LxcRunner(ProcessRunner):
             unmount(root)
             shutil.rmtree(state, ignore_errors=True)
             raise
-        if net:
-            self.addresses[id(instance)] = net[1].split("/")[0]
-
-        def teardown() -> None:
-            self.addresses.pop(id(instance), None)
-            unmount(root)
-            shutil.rmtree(state, ignore_errors=True)
-
-        instance.on_teardown = teardown
-        return instance
+        return self.kept(instance, net[1] if net else None, root, state)

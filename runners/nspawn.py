@@ -15,19 +15,15 @@ import select
 import shutil
 import signal
 from dataclasses import replace
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from bench.cache import instance_dir
 from bench.host.tools import host_tool
 from bench.spec import SCRATCH, LaunchSpec
 from runners.base import Tool
-from runners.layer import LAYER_SCRATCH, VOLUME_AT, check_storage, overlay_root, unmount, volume_dir
+from runners.bridged import OnPeersBridge
+from runners.layer import LAYER_SCRATCH, VOLUME_AT, overlay_root, unmount, volume_dir
 from runners.oci import OciOptions
-from runners.process import ProcessRunner, TaskInstance
-
-if TYPE_CHECKING:  # for annotations only: the network module is imported on the first network workload
-    from bench.host.network import BridgeNetwork
+from runners.process import TaskInstance
 
 STOP_GRACE_S = 5.0  # how long nspawn may take to kill its container's pid 1 and exit on SIGTERM
 
@@ -50,7 +46,7 @@ class NspawnInstance(TaskInstance):
 NETWORKD = 'ip addr add "$1" dev host0 && ip link set host0 up && ip route add default via "$2" && shift 2 && exec "$@"'
 
 
-class NspawnRunner(ProcessRunner):
+class NspawnRunner(OnPeersBridge):
     paths = "disk: an overlay root (storage=volume: --bind); network: --network-bridge on our bridge; a start stays --private-network"
     name, kind, family = "nspawn", "peer", "containers"
     description = "systemd-nspawn --read-only --private-network on the guest rootfs"
@@ -59,25 +55,6 @@ class NspawnRunner(ProcessRunner):
     Options = OciOptions  # state_dir and storage
     provides = frozenset({"scratch", "server"})
     listen_on = "0.0.0.0"  # its own host0 and loopback
-
-    def __init__(self, state_dir: str = "/tmp", storage: str = "layer") -> None:
-        super().__init__()
-        self.state_dir = Path(state_dir)
-        self.storage = check_storage(storage)
-        self.net: BridgeNetwork | None = None
-        self.addresses: dict[int, str] = {}
-
-    def server_side(self) -> tuple[str | None, str]:
-        """The peers' bridge namespace and the bridge's own address (the containers' gateway)."""
-        if self.net is None:
-            from bench.host.network import shared_bridge
-
-            self.net = shared_bridge()
-            self.net.ensure()
-        return self.net.path, str(self.net.gateway)
-
-    def guest_address(self, instance) -> str:
-        return self.addresses[id(instance)]
 
     def launch(self, spec: LaunchSpec) -> NspawnInstance:
         from bench.host.network import BRIDGE, inside
@@ -96,9 +73,7 @@ class NspawnRunner(ProcessRunner):
             argv = list(spec.argv_with({SCRATCH: VOLUME_AT if volume else LAYER_SCRATCH}))
         try:
             if spec.server is not None:
-                _, gateway = self.server_side()
-                assert self.net is not None
-                address = self.net.next_address()
+                address, gateway = self.next_on_bridge()
                 options.append(f"--network-bridge={BRIDGE}")
                 argv = ["/bin/sh", "-c", NETWORKD, "sh", address, gateway, *argv]
             else:
@@ -114,21 +89,4 @@ class NspawnRunner(ProcessRunner):
             unmount(root)
             shutil.rmtree(state, ignore_errors=True)
             raise
-        if address:
-            self.addresses[id(instance)] = address.split("/")[0]
-
-        def teardown() -> None:
-            self.addresses.pop(id(instance), None)
-            unmount(root)
-            shutil.rmtree(state, ignore_errors=True)
-
-        instance.on_teardown = teardown
-        return instance
-
-    def close(self) -> None:
-        try:
-            if self.net is not None:
-                self.net.release()
-                self.net = None
-        finally:
-            super().close()
+        return self.kept(instance, address, root, state)
