@@ -5,6 +5,7 @@ the platform that intercepts them (KVM where a probe start works, ptrace otherwi
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -64,7 +65,8 @@ class GvisorRunner(OciRunner):
                 Path(cache_dir) / "runsc-kvm-probe.json", f"runsc {version}", lambda: self._probe_kvm(rootfs),
                 fallback="ptrace")
         if self.network == "sandbox":
-            self.netstack = self._netstack_verdict(Path(cache_dir) / "runsc-netstack-probe.json", version, rootfs)
+            verdict = self._netstack_verdict(Path(cache_dir) / "runsc-netstack-probe.json", version, rootfs)
+            self.netstack = re.sub(r"/proc/\d+/", "/proc/PID/", verdict)  # the same words from run to run
             if self.netstack:
                 self.provides = frozenset({"scratch"})
                 self.lacks = {"server": f"runsc {version}'s netstack (--network=sandbox) refuses every netns of ours "
