@@ -72,9 +72,10 @@ def test_a_run_leaves_the_host_network_namespace_as_it_found_it(peers_run):
         assert after[part] == before[part], part
 
 
-@pytest.mark.parametrize("runner", ["docker", "runc", "nspawn"])
+@pytest.mark.parametrize("runner", ["docker", "runc", "nspawn", "uml", "microvm"])
 def test_a_killed_networked_run_leaves_nothing_after_bench_clean(tmp_path, runner):
-    """Killed while its service is loaded: the container, its CNI namespace or bridge veth, the
-    leases and the volume all go with `bench clean`."""
+    """Killed while its service is loaded, one runner of each family that networks: the container,
+    its CNI namespace or bridge veth, the leases and the volume, a sandbox's or a VM's tap and
+    scratch disk all go with `bench clean`."""
     suite = ("--suite", "app", "--workloads", "redis", "--repeat", "500", "--warmup", "0")
     assert kill_run_then_clean(tmp_path, runner, sampled(tmp_path, runner), suite) == "0 leftovers found"
