@@ -35,7 +35,7 @@ class MicrovmConfig(VmConfig):
 
 
 class MicrovmRunner(QemuRunner):
-    paths = "disk: a virtio-blk disk (virtio-mmio); network: virtio-net (virtio-mmio) on a tap of ours"
+    paths = "disk: a virtio-blk disk (virtio-mmio); network: virtio-net (virtio-mmio) on a tap of ours (one networked guest at a time)"
     name = "microvm"
     kind = "ours"
     description = "our microvm kernel (built from Debian's source) on QEMU's microvm machine, started directly"

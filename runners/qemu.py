@@ -8,11 +8,13 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
 from bench.cache import instance_dir
+from bench.errors import MeasurementError
 from bench.spec import SCRATCH, LaunchSpec
 from runners.base import Residue, processes_of
 from runners.process import ProcessRunner, TaskInstance
@@ -66,7 +68,7 @@ class QemuInstance(GuestConsole, TaskInstance):
 
 
 class QemuRunner(VmRunner):
-    paths = "disk: a virtio-blk disk; network: virtio-net on a tap of ours"
+    paths = "disk: a virtio-blk disk; network: virtio-net on a tap of ours (one networked guest at a time)"
     name = "qemu"
     family = "VMs"
     max_repeat = 10  # an expensive start: fewer rounds at most
@@ -77,6 +79,26 @@ class QemuRunner(VmRunner):
     def __init__(self, **options) -> None:
         super().__init__(**options)
         self.spawner = ProcessRunner()
+        self.tap_user = ""  # the guest on the tap now, if one is
+
+    def claimed_tap(self, name: str) -> tuple[Tap, Callable[[], None]]:
+        """The runner's tap for the guest `name`, and what gives it back at its teardown. One guest
+        with a network at a time: each takes the tap's one guest address and the fixed MAC, and a
+        second QEMU cannot open a tap in use (it exited, and the run read "QEMU did not answer on its
+        QMP socket"). Concurrent ones would need a network namespace each, which is not built."""
+        if self.tap_user:
+            raise MeasurementError(f"{self.name}: one guest with a network at a time here, and {self.tap_user} has "
+                                   "the tap (each would take its one address and MAC; a namespace per guest is not built)")
+        if self.tap is None:
+            self.server_side()
+        assert self.tap is not None
+        self.tap_user = name
+
+        def release() -> None:
+            if self.tap_user == name:
+                self.tap_user = ""
+
+        return self.tap, release
 
     def config(self) -> dict:
         return {**super().config(), "launcher": f"{QEMU} directly (libvirt only for the shared KVM probe)"}
@@ -150,12 +172,18 @@ class QemuRunner(VmRunner):
             instance_dir(state)
             disk = scratch_disk(state / "scratch.img")
             spec = replace(spec, argv=spec.argv_with({SCRATCH: SCRATCH_AT}))
-        cleanup = (lambda: shutil.rmtree(state, ignore_errors=True)) if disk else None
+        tap, release = self.claimed_tap(spec.name) if spec.server else (None, None)
+
+        def cleanup() -> None:
+            if release:
+                release()
+            if disk:
+                shutil.rmtree(state, ignore_errors=True)
+
         try:
-            argv = self.qemu_argv(spec, disk=disk, tap=self.tap if spec.server else None)
+            argv = self.qemu_argv(spec, disk=disk, tap=tap)
         except BaseException:
-            if cleanup:
-                cleanup()
+            cleanup()
             raise
         return self.spawn(spec, argv, on_teardown=cleanup)
 

@@ -9,7 +9,8 @@ devices must match at restore): the guest had mounted the disk and configured et
 saved, so each restore gets its network back (the same MAC, which the tap's permanent neighbour
 entry names, and the same address) and the scratch disk as the snapshot saw it, under a temporary
 overlay of its own (snapshot=on), so that no restore's writes reach another. One restored guest at
-a time has the tap: two at once would share its IP and MAC (each would need a namespace of its own).
+a time has the tap (QemuRunner.claimed_tap): two at once would share its IP and MAC, and a second is
+refused in one line; each would need a network namespace of its own, which is not built.
 
 QEMU directly, not libvirt's virDomainRestore: libvirt's share of a start is measured already (vm
 against qemu), and its restore pipes the file through a helper process of its own. Firecracker's
@@ -86,13 +87,27 @@ class VmRestoreRunner(QemuRunner):
         snapshot's disk under an overlay and its NIC."""
         if snapshot is not None:
             disk, net = snapshot.disk, snapshot.net
+        tap = None
         if net:
             self.server_side()
+            tap, release = self.claimed_tap(spec.name)
+            then = kwargs.pop("on_teardown", None)
+
+            def given_back() -> None:
+                release()
+                if then:
+                    then()
+
+            kwargs["on_teardown"] = given_back
         ours, theirs = socket.socketpair()
         with ours, theirs:
-            argv = self.qemu_argv(replace(spec, argv=()), WAIT, disk=disk, tap=self.tap if net else None,
-                                  overlay=snapshot is not None) + [
-                "-chardev", f"socket,id=qmp,fd={QMP_FD}", "-mon", "chardev=qmp,mode=control", *extra]
+            try:
+                argv = self.qemu_argv(replace(spec, argv=()), WAIT, disk=disk, tap=tap, overlay=snapshot is not None) + [
+                    "-chardev", f"socket,id=qmp,fd={QMP_FD}", "-mon", "chardev=qmp,mode=control", *extra]
+            except BaseException:
+                if kwargs.get("on_teardown"):
+                    kwargs["on_teardown"]()
+                raise
             instance = self.spawn(spec, argv, fds={**fds, QMP_FD: theirs.fileno()}, **kwargs)
             session = ours.dup()
             try:
