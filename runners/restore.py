@@ -89,7 +89,6 @@ class VmRestoreRunner(QemuRunner):
             disk, net = snapshot.disk, snapshot.net
         tap = None
         if net:
-            self.server_side()
             tap, release = self.claimed_tap(spec.name)
             then = kwargs.pop("on_teardown", None)
 

@@ -85,9 +85,10 @@ def compare(base: pd.DataFrame, new: pd.DataFrame, threshold: float,
             continue
         a, b = group["value"].to_numpy(), groups_new[key]
         suite, workload, runner, metric, unit = map(str, key)
-        limit = max(threshold, (tolerances or {}).get(key, 0.0), floor(unit, float(np.median(a))))
+        base_median, new_median = np.median(a), np.median(b)  # numpy's: a zero base gives inf, not an error
+        limit = max(threshold, (tolerances or {}).get(key, 0.0), floor(unit, float(base_median)))
         verdict, p, low, high = judge(a, b, unit, limit)
-        verdicts.append(Verdict(suite, workload, runner, metric, unit, float(np.median(a)), float(np.median(b)), float(np.median(b) / np.median(a)),
+        verdicts.append(Verdict(suite, workload, runner, metric, unit, float(base_median), float(new_median), float(new_median / base_median),
                                 low, high, p, len(a), len(b), verdict, limit))
     return verdicts
 
